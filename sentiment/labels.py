@@ -1,0 +1,36 @@
+"""The three sentiment classes and the star-score rule that defines them."""
+
+import numpy as np
+import pandas as pd
+
+# Order matters: it is the order of the model's logits and of every probability column.
+LABELS = ("negative", "neutral", "positive")
+LABEL_TO_ID = {name: i for i, name in enumerate(LABELS)}
+PROB_COLUMNS = tuple(f"prob_{name}" for name in LABELS)
+
+INVALID_LABEL = -1
+
+
+def score_to_label_id(score: int) -> int:
+    """Map a 1-5 star score to a class id: 1-2 negative, 3 neutral, 4-5 positive.
+
+    Raises:
+        ValueError: if the score is not a whole number from 1 to 5.
+    """
+    if score not in (1, 2, 3, 4, 5):
+        raise ValueError(f"score must be a whole number from 1 to 5, got {score!r}")
+    return 0 if score <= 2 else 1 if score == 3 else 2
+
+
+def scores_to_label_ids(scores: pd.Series) -> np.ndarray:
+    """Vectorised score_to_label_id; anything that is not 1-5 becomes INVALID_LABEL.
+
+    Strings such as "4" or "4.0" count as valid, since CSV exports often quote numbers.
+    """
+    numeric = pd.to_numeric(scores, errors="coerce").to_numpy(dtype="float64")
+    labels = np.full(len(numeric), INVALID_LABEL, dtype=np.int64)
+    whole = np.isfinite(numeric) & (numeric == np.round(numeric))
+    labels[whole & (numeric >= 1) & (numeric <= 2)] = 0
+    labels[whole & (numeric == 3)] = 1
+    labels[whole & (numeric >= 4) & (numeric <= 5)] = 2
+    return labels

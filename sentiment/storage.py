@@ -1,0 +1,199 @@
+"""Local paths and s3:// URIs behind one interface.
+
+s3:// goes through s3fs because it honours the whole standard AWS environment, AWS_ENDPOINT_URL
+included (pyarrow's own S3FileSystem ignores that variable). Ray wants pyarrow filesystems, so
+arrow_filesystem() wraps the same s3fs instance. Credentials are never read or passed here:
+botocore finds them (environment, profile, instance role), so they never reach logs or configs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import fsspec
+import pyarrow.fs as pafs
+
+from sentiment.errors import InputError, StorageError
+
+_GLOB_CHARS = set("*?[")
+# A dead endpoint should fail within seconds at 3 a.m., not after botocore's minutes of retries.
+_S3_CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 3}}
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith(("s3://", "s3a://"))
+
+
+def _strip_scheme(uri: str) -> str:
+    return uri.split("://", 1)[1]
+
+
+def s3_endpoint() -> str:
+    """The S3 endpoint in use, for error messages (never credentials)."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3 (default endpoint)"
+
+
+def fsspec_filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem for a URI and the path within it."""
+    if is_s3(uri):
+        # The endpoint is part of fsspec's instance-cache key, so a changed AWS_ENDPOINT_URL
+        # never reuses a client bound to the old one.
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        fs = fsspec.filesystem("s3", endpoint_url=endpoint, config_kwargs=_S3_CLIENT_CONFIG)
+        return fs, _strip_scheme(uri).rstrip("/")
+    return fsspec.filesystem("file"), os.path.abspath(os.path.expanduser(uri))
+
+
+def arrow_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem for a URI and the path within it, as Ray Data and Ray Train take them."""
+    if is_s3(uri):
+        fs, path = fsspec_filesystem(uri)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+def to_uri(uri_like: str, path: str) -> str:
+    """Turn a filesystem path back into a URI of the same kind as uri_like."""
+    return f"s3://{path}" if is_s3(uri_like) else path
+
+
+def describe_failure(uri: str, error: BaseException) -> str:
+    """A one-line explanation of a storage failure that names endpoint and bucket for s3."""
+    if is_s3(uri):
+        bucket = _strip_scheme(uri).split("/", 1)[0]
+        return (f"cannot access {uri}: object storage at {s3_endpoint()}, bucket '{bucket}': "
+                f"{type(error).__name__}: {error}")
+    return f"cannot access {uri}: {type(error).__name__}: {error}"
+
+
+def check_reachable(uri: str) -> None:
+    """Fail fast, naming endpoint and bucket, when the storage behind uri cannot be reached.
+
+    Raises:
+        StorageError: if the bucket or the folder above a local path cannot be listed.
+    """
+    fs, path = fsspec_filesystem(uri)
+    probe = path.split("/", 1)[0] if is_s3(uri) else os.path.dirname(path) or "/"
+    try:
+        fs.ls(probe, detail=False)
+    except FileNotFoundError as error:
+        raise StorageError(describe_failure(uri, error)) from None
+    except Exception as error:  # botocore raises many types; all mean "unreachable" here
+        raise StorageError(describe_failure(uri, error)) from None
+
+
+@dataclass(frozen=True)
+class InputFiles:
+    """Input files resolved from user paths: filesystem, paths within it, and a URI for each."""
+
+    filesystem: pafs.FileSystem
+    paths: list[str]
+    uris: list[str]
+
+
+def _is_data_file(path: str, suffixes: tuple[str, ...]) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    # Hidden and underscore files are markers (_SUCCESS, .crc), never data.
+    return not name.startswith((".", "_")) and name.lower().endswith(suffixes)
+
+
+def list_input_files(uris: list[str], suffixes: tuple[str, ...]) -> InputFiles:
+    """Expand files, folders (recursively) and globs into a sorted list of data files.
+
+    All inputs must be on the same kind of storage (all local or all s3://).
+
+    Raises:
+        InputError: if a path does not exist or nothing matches.
+        StorageError: if the storage cannot be reached.
+    """
+    if not uris:
+        raise InputError("no input paths given")
+    kinds = {is_s3(uri) for uri in uris}
+    if len(kinds) > 1:
+        raise InputError("mixing local paths and s3:// URIs in one input is not supported")
+    found: list[str] = []
+    for uri in uris:
+        fs, path = fsspec_filesystem(uri)
+        try:
+            if _GLOB_CHARS & set(path):
+                matches = [p for p in fs.glob(path) if fs.isfile(p)]
+            elif fs.isdir(path):
+                matches = fs.find(path)
+            elif fs.isfile(path):
+                matches = [path]
+            else:
+                raise InputError(f"input not found: {uri}")
+        except InputError:
+            raise
+        except Exception as error:
+            raise StorageError(describe_failure(uri, error)) from None
+        matches = sorted(p for p in matches if _is_data_file(p, suffixes))
+        if not matches:
+            raise InputError(f"no {'/'.join(suffixes)} files found in {uri}")
+        found.extend(m for m in matches if m not in found)
+    filesystem, _ = arrow_filesystem(uris[0])
+    return InputFiles(filesystem, found, [to_uri(uris[0], p) for p in found])
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole object or file, creating parent folders."""
+    fs, path = fsspec_filesystem(uri)
+    try:
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(path, "wb") as f:
+            f.write(data)
+    except Exception as error:
+        raise StorageError(describe_failure(uri, error)) from None
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = fsspec_filesystem(uri)
+    try:
+        with fs.open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise InputError(f"not found: {uri}") from None
+    except Exception as error:
+        raise StorageError(describe_failure(uri, error)) from None
+
+
+def exists(uri: str) -> bool:
+    fs, path = fsspec_filesystem(uri)
+    try:
+        return fs.exists(path)
+    except Exception as error:
+        raise StorageError(describe_failure(uri, error)) from None
+
+
+def upload_dir(local_dir: str, uri: str) -> None:
+    """Copy the files of a local folder (recursively) to a local folder or an s3:// prefix."""
+    fs, path = fsspec_filesystem(uri)
+    try:
+        if is_s3(uri):
+            fs.put(local_dir.rstrip("/") + "/", path + "/", recursive=True)
+        else:
+            shutil.copytree(local_dir, path, dirs_exist_ok=True)
+    except Exception as error:
+        raise StorageError(describe_failure(uri, error)) from None
+
+
+def fetch_dir_files(uri: str) -> str:
+    """A local folder holding the top-level files of uri; local folders are used in place.
+
+    Only top-level files travel, so a model folder's checkpoints/ or plots never get downloaded
+    by every scoring actor.
+    """
+    if not is_s3(uri):
+        return os.path.abspath(os.path.expanduser(uri))
+    fs, path = fsspec_filesystem(uri)
+    local = tempfile.mkdtemp(prefix="sentiment-model-")
+    try:
+        files = [p for p in fs.ls(path, detail=True) if p["type"] == "file"]
+        for entry in files:
+            fs.get(entry["name"], os.path.join(local, entry["name"].rsplit("/", 1)[-1]))
+    except Exception as error:
+        raise StorageError(describe_failure(uri, error)) from None
+    return local

@@ -1,0 +1,134 @@
+"""Shared real parts for tests: an S3-protocol server on 127.0.0.1, a local Ray cluster,
+tiny BERT models built from a config, and the real review data beside the checkout."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# A distinctive value, so tests can prove it never shows up in logs or artifacts.
+SECRET_KEY = "sentiment-test-secret-9f3a7c1e"
+ACCESS_KEY = "sentiment-test-access-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real review data not found at {SHARED_DATA} (it lives beside the checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server process on 127.0.0.1, with the AWS environment pointed at it.
+
+    The environment is set before any Ray cluster starts, so Ray workers inherit it exactly as
+    they would inherit a real user's AWS settings.
+    """
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise RuntimeError("moto server did not start")
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield endpoint
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def s3_bucket(s3_server) -> str:
+    """A fresh, empty bucket; returns its s3:// URI."""
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3_server):
+    """A real local Ray cluster for the whole session.
+
+    4 logical CPUs on a 2-core machine: two DDP workers hold one CPU each, and Ray Data's read
+    and map tasks need CPUs of their own, or ingest would wait forever.
+    """
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=True,
+             runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+    yield
+    ray.shutdown()
+
+
+def _tiny_bert_config():
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> str:
+    """A tiny pretrained-style encoder folder (BertModel + the MiniLM tokenizer), for training."""
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    from sentiment.model import resolve_backbone
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-backbone")
+    BertModel(_tiny_bert_config()).save_pretrained(path, safe_serialization=True)
+    AutoTokenizer.from_pretrained(resolve_backbone("minilm")).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory, tiny_backbone) -> str:
+    """A tiny, untrained 3-class sentiment model folder, for scoring and prediction tests."""
+    import torch
+
+    from sentiment.model import build_classifier, save_classifier
+
+    torch.manual_seed(0)
+    model, tokenizer = build_classifier(tiny_backbone)
+    path = tmp_path_factory.mktemp("tiny-classifier")
+    save_classifier(model, tokenizer, str(path))
+    return str(path)

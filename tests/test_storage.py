@@ -1,0 +1,47 @@
+import pytest
+
+from sentiment import storage
+from sentiment.errors import InputError, StorageError
+
+
+def test_lists_local_folder_glob_and_file_skipping_markers(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in ["a/x.csv", "a/y.parquet", "a/_SUCCESS", "a/.hidden.csv", "b.csv", "notes.txt"]:
+        (tmp_path / name).write_text("content,score\n")
+    folder = storage.list_input_files([str(tmp_path / "a")], (".csv", ".parquet"))
+    assert [p.rsplit("/", 1)[-1] for p in folder.paths] == ["x.csv", "y.parquet"]
+    globbed = storage.list_input_files([str(tmp_path / "*.csv")], (".csv",))
+    assert [p.rsplit("/", 1)[-1] for p in globbed.paths] == ["b.csv"]
+    both = storage.list_input_files([str(tmp_path / "b.csv"), str(tmp_path / "a")], (".csv",))
+    assert len(both.paths) == 2
+
+
+def test_missing_input_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        storage.list_input_files([str(tmp_path / "nope.csv")], (".csv",))
+    with pytest.raises(InputError, match="no .csv files"):
+        storage.list_input_files([str(tmp_path)], (".csv",))
+
+
+def test_s3_round_trip_through_the_standard_aws_environment(s3_bucket, tmp_path):
+    storage.write_bytes(f"{s3_bucket}/in/one.csv", b"content,score\nhi,5\n")
+    files = storage.list_input_files([f"{s3_bucket}/in/"], (".csv",))
+    assert files.uris == [f"{s3_bucket}/in/one.csv"]
+    assert storage.read_bytes(files.uris[0]) == b"content,score\nhi,5\n"
+
+    local = tmp_path / "model"
+    (local / "sub").mkdir(parents=True)
+    (local / "config.json").write_text("{}")
+    (local / "sub" / "ckpt.bin").write_text("x")
+    storage.upload_dir(str(local), f"{s3_bucket}/model")
+    assert storage.exists(f"{s3_bucket}/model/sub/ckpt.bin")
+    fetched = storage.fetch_dir_files(f"{s3_bucket}/model")
+    assert sorted(p.name for p in __import__("pathlib").Path(fetched).iterdir()) == ["config.json"]
+
+
+def test_unreachable_endpoint_names_endpoint_and_bucket(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard port: nothing listens
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    with pytest.raises(StorageError, match=r"127\.0\.0\.1:9.*bucket 'nightly'"):
+        storage.check_reachable("s3://nightly/reviews/")
