@@ -1,0 +1,157 @@
+"""`sentiment` command line: parse flags, build one config, call one library function.
+
+Each add_*_arguments function is shared with the matching jobs/*.py entrypoint, so
+`sentiment train ...` and `ray job submit -- python jobs/train.py ...` take the same flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from sentiment.errors import SentimentError
+from sentiment.model import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
+
+EXAMPLES = """\
+examples:
+  sentiment demo                                   # train, evaluate and predict on the built-in sample
+  sentiment train --data s3://bucket/reviews/ --output s3://bucket/models/2026-11-26 --num-workers 4 --gpu
+  sentiment evaluate --model s3://bucket/models/2026-11-26 --data s3://bucket/holdout.csv
+  sentiment predict --model s3://bucket/models/2026-11-26 "The app crashes every time I open it"
+
+paths are local files, folders or globs, or s3:// URIs; S3-compatible endpoints and credentials
+come from the standard AWS environment (AWS_ENDPOINT_URL, AWS_PROFILE, instance role, ...).
+"""
+
+
+def _add_column_arguments(parser: argparse.ArgumentParser, score: bool = True) -> None:
+    parser.add_argument("--text-column", default="content", help="column holding the review text (default: %(default)s)")
+    if score:
+        parser.add_argument("--score-column", default="score", help="column holding the 1-5 star score (default: %(default)s)")
+    parser.add_argument("--format", choices=["csv", "parquet"], default=None,
+                        help="input format; default: from each file's extension")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                        help="labeled CSV/Parquet files, folders, globs or s3:// URIs (several are read as one dataset)")
+    parser.add_argument("--output", required=True,
+                        help="local folder or s3:// prefix for the best model, metrics.json and plots")
+    parser.add_argument("--model", default=DEFAULT_BACKBONE,
+                        help="backbone: 'minilm' (packaged, offline), a hub name such as bert-base-cased, or a local folder (default: %(default)s)")
+    _add_column_arguments(parser)
+    parser.add_argument("--epochs", type=int, default=3, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=int, default=16, help="per-worker batch size (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=2e-5, help="AdamW learning rate, decayed linearly to 0 (default: %(default)s)")
+    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="truncate texts to this many tokens (default: %(default)s)")
+    parser.add_argument("--num-workers", type=int, default=1, help="DDP workers (default: %(default)s)")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16/fp16 autocast")
+    parser.add_argument("--seed", type=int, default=42, help="seed for the train/val/test split and initialisation (default: %(default)s)")
+    parser.add_argument("--val-fraction", type=float, default=0.05, help="default: %(default)s")
+    parser.add_argument("--test-fraction", type=float, default=0.05, help="default: %(default)s")
+    parser.add_argument("--limit", type=int, default=None, help="read at most N rows, for quick runs")
+    parser.add_argument("--run-name", default="sentiment-train",
+                        help="Ray Train run name; re-running with the same name and storage resumes (default: %(default)s)")
+    parser.add_argument("--storage-path", default=None,
+                        help="where Ray Train keeps checkpoints (local or s3://); default: OUTPUT/checkpoints. "
+                             "Use shared storage (s3://) on a multi-node cluster")
+    parser.add_argument("--max-failures", type=int, default=2,
+                        help="restarts from the last checkpoint after a lost worker (default: %(default)s)")
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="trained model folder or s3:// prefix")
+    parser.add_argument("--data", nargs="+", required=True, metavar="PATH", help="labeled CSV/Parquet files, folders, globs or s3:// URIs")
+    _add_column_arguments(parser)
+    parser.add_argument("--report", default=None, help="also write the metrics as JSON to this path")
+    parser.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
+    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="default: %(default)s")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate at most N rows")
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="trained model folder or s3:// prefix")
+    parser.add_argument("texts", nargs="*", help="texts to classify; with none, one text per line is read from stdin")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per line")
+    parser.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
+    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="default: %(default)s")
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", default="sentiment-demo", help="where the demo writes its model and outputs (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=3, help="default: %(default)s")
+    parser.add_argument("--num-workers", type=int, default=2, help="DDP workers on the local Ray cluster (default: %(default)s)")
+
+
+def _run_train(args) -> int:
+    from sentiment.training import TrainConfig, train
+
+    train(TrainConfig.from_namespace(args))
+    return 0
+
+
+def _run_evaluate(args) -> int:
+    from sentiment.evaluation import EvaluateConfig, evaluate
+
+    evaluate(EvaluateConfig.from_namespace(args))
+    return 0
+
+
+def _run_predict(args) -> int:
+    from sentiment.predict import PredictConfig, predict
+
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    return predict(PredictConfig.from_namespace(args, texts))
+
+
+def _run_demo(args) -> int:
+    from sentiment.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig.from_namespace(args))
+    return 0
+
+
+COMMANDS = {
+    "train": (add_train_arguments, _run_train, "fine-tune the classifier with Ray Train DDP"),
+    "evaluate": (add_evaluate_arguments, _run_evaluate, "accuracy, macro-F1, per-class report and confusion matrix on labeled data"),
+    "predict": (add_predict_arguments, _run_predict, "classify texts given as arguments or on stdin"),
+    "demo": (add_demo_arguments, _run_demo, "train, evaluate and predict on the built-in sample, on a local Ray cluster"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sentiment", description="Review sentiment (negative/neutral/positive) with BERT, Ray Train and Ray Data.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (add_arguments, _, help_text) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def run_command(name: str, args: argparse.Namespace) -> int:
+    """Run one command and turn user-fixable problems into one clear line and exit status 2."""
+    try:
+        return COMMANDS[name][1](args)
+    except SentimentError as error:
+        if getattr(args, "verbose", False):
+            raise
+        print(f"sentiment {name}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sentiment {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_command(args.command, args)
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True))
