@@ -85,6 +85,45 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int, default=2, help="DDP workers on the local Ray cluster (default: %(default)s)")
 
 
+def _parse_concurrency(value: str) -> tuple[int, int]:
+    """'N' -> (N, N), a fixed actor pool; 'MIN,MAX' -> an autoscaling one."""
+    try:
+        parts = [int(p) for p in value.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or not 1 <= parts[0] <= parts[1]:
+        raise argparse.ArgumentTypeError(f"expected N or MIN,MAX with 1 <= MIN <= MAX, got {value!r}")
+    return parts[0], parts[1]
+
+
+def add_score_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="trained model folder or s3:// prefix")
+    parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
+                        help="CSV/Parquet shards: files, folders, globs or s3:// URIs (all local or all s3://)")
+    parser.add_argument("--output", required=True,
+                        help="folder or s3:// prefix for the scored Parquet, _summary.json and _SUCCESS; "
+                             "its contents are replaced, so a re-run never duplicates rows")
+    parser.add_argument("--text-column", default="content",
+                        help="column holding the review text; every shard must have it (default: %(default)s)")
+    parser.add_argument("--format", choices=["csv", "parquet"], default=None,
+                        help="read every input file as this format; default: from each file's extension")
+    parser.add_argument("--keep-columns", default=None, metavar="A,B",
+                        help="comma-separated input columns to copy into the output; default: all of them")
+    parser.add_argument("--concurrency", type=_parse_concurrency, default=(1, 1), metavar="N|MIN,MAX",
+                        help="model actors: N for a fixed pool, MIN,MAX to autoscale between them (default: 1)")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="rows per forward pass; each actor sorts 16 batches at a time by length (default: %(default)s)")
+    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH,
+                        help="truncate texts to this many tokens (default: %(default)s)")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per model actor, bf16 autocast")
+    parser.add_argument("--cpus-per-actor", type=float, default=1.0,
+                        help="CPUs reserved by each model actor; on CPU also its torch threads (default: %(default)s)")
+    parser.add_argument("--rows-per-file", type=int, default=100_000,
+                        help="target minimum rows per output Parquet file (default: %(default)s)")
+
+
 def _run_train(args) -> int:
     from sentiment.training import TrainConfig, train
 
@@ -106,6 +145,13 @@ def _run_predict(args) -> int:
     return predict(PredictConfig.from_namespace(args, texts))
 
 
+def _run_score(args) -> int:
+    from sentiment.scoring import ScoreConfig, score
+
+    print_json(score(ScoreConfig.from_namespace(args)))
+    return 0
+
+
 def _run_demo(args) -> int:
     from sentiment.demo import DemoConfig, run_demo
 
@@ -117,6 +163,7 @@ COMMANDS = {
     "train": (add_train_arguments, _run_train, "fine-tune the classifier with Ray Train DDP"),
     "evaluate": (add_evaluate_arguments, _run_evaluate, "accuracy, macro-F1, per-class report and confusion matrix on labeled data"),
     "predict": (add_predict_arguments, _run_predict, "classify texts given as arguments or on stdin"),
+    "score": (add_score_arguments, _run_score, "score CSV/Parquet review shards to Parquet with a Ray Data actor pool"),
     "demo": (add_demo_arguments, _run_demo, "train, evaluate and predict on the built-in sample, on a local Ray cluster"),
 }
 

@@ -23,6 +23,13 @@ def pick_device(use_gpu: bool | None = None) -> torch.device:
     return torch.device("cuda" if use_gpu else "cpu")
 
 
+def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH) -> list[list[int]]:
+    """Unpadded token ids, truncated to max_length: the one tokenizer call every path shares."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length,
+                        padding=False, return_attention_mask=False)
+    return encoded["input_ids"]
+
+
 class Predictor:
     """A loaded model that turns lists of texts into an (n, 3) float32 probability array."""
 
@@ -52,11 +59,23 @@ class Predictor:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.model.config.num_labels), dtype=np.float32)
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length,
-                                 padding=False, return_attention_mask=False)
-        ids = encoded["input_ids"]
+        return self.predict_proba_ids(self.tokenize(texts))
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text, truncated to max_length and unpadded (padding happens per batch)."""
+        return tokenize_texts(self.tokenizer, texts, self.max_length)
+
+    @torch.inference_mode()
+    def predict_proba_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Class probabilities for texts already tokenized by tokenize_texts (as scoring's CPU tasks do).
+
+        Rows are sorted by length so each batch of batch_size pads only to its own longest row.
+        """
+        ids = list(ids)
+        if not ids:
+            return np.zeros((0, self.model.config.num_labels), dtype=np.float32)
         order = np.argsort([len(x) for x in ids], kind="stable")
-        probs = np.empty((len(texts), self.model.config.num_labels), dtype=np.float32)
+        probs = np.empty((len(ids), self.model.config.num_labels), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
             batch = self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")

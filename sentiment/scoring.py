@@ -1,0 +1,227 @@
+"""Nightly batch scoring on Ray Data: shards in, labels and probabilities out, streaming.
+
+    read (CSV/Parquet) -> tokenize (CPU tasks) -> predict (actor pool, model loaded once per
+    actor) -> write Parquet -> _summary.json -> _SUCCESS
+
+Run it as `sentiment score --model M --input IN --output OUT` (see `sentiment score --help`).
+Nothing is collected on the driver: rows stream through Ray Data's bounded window, and only
+per-file counts come back to the driver for the summary and the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from ray.data import ActorPoolStrategy, BlockBasedFileDatasink, SaveMode
+
+from sentiment import manifest, shards
+from sentiment.labels import LABELS, PROB_COLUMNS
+from sentiment.model import DEFAULT_MAX_LENGTH, load_classifier
+from sentiment.storage import arrow_filesystem, check_reachable, is_s3
+
+log = logging.getLogger(__name__)
+
+LABEL_COLUMN, ERROR_COLUMN, MODEL_COLUMN = "sentiment", "error", "model"
+OUTPUT_COLUMNS = (LABEL_COLUMN, *PROB_COLUMNS, ERROR_COLUMN, MODEL_COLUMN)
+_IDS = "__sentiment_input_ids"  # internal, dropped before writing
+# Each actor call gets this many forward batches at once and sorts them by length, so texts of
+# similar length share a batch and padding stays small.
+SORT_WINDOW_BATCHES = 16
+_TOKENIZE_BATCH_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Everything one scoring run needs; built from CLI flags or directly in Python."""
+
+    model: str
+    inputs: list[str]
+    output: str
+    text_column: str = "content"
+    format: str | None = None
+    keep_columns: list[str] | None = None
+    concurrency: tuple[int, int] = (1, 1)
+    batch_size: int = 64
+    max_length: int = DEFAULT_MAX_LENGTH
+    gpu: bool = False
+    cpus_per_actor: float = 1.0
+    rows_per_file: int = 100_000
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> "ScoreConfig":
+        keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None
+        return cls(model=args.model, inputs=list(args.input), output=args.output, text_column=args.text_column,
+                   format=args.format, keep_columns=keep, concurrency=tuple(args.concurrency),
+                   batch_size=args.batch_size, max_length=args.max_length, gpu=args.gpu,
+                   cpus_per_actor=args.cpus_per_actor, rows_per_file=args.rows_per_file)
+
+
+def model_id(model_uri: str) -> str:
+    """What the `model` column holds: the URI as given for s3://, the absolute path for local."""
+    return model_uri if is_s3(model_uri) else os.path.abspath(os.path.expanduser(model_uri))
+
+
+def tokenize_batch(batch: pa.Table, *, tokenizer, text_column: str, max_length: int, drop_text: bool) -> pa.Table:
+    """Add token ids and an `error` column; rows without usable text get null ids and a reason.
+
+    A row is never dropped here: its error travels with it to the output.
+    """
+    text = batch[text_column]
+    n = batch.num_rows
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        errors = pa.array([f"text is not a string ({text.type})"] * n, pa.string())
+        errors = pc.if_else(pc.is_null(text), pa.scalar("text is null"), errors)
+        valid = np.zeros(n, dtype=bool)
+    else:
+        is_null = pc.is_null(text).to_numpy(zero_copy_only=False)
+        blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(text), ""), False).to_numpy(zero_copy_only=False)
+        errors = pa.array(np.where(is_null, "text is null", np.where(blank, "text is empty or whitespace", None)),
+                          pa.string())
+        valid = ~(is_null | blank)
+    from sentiment.predictor import tokenize_texts
+
+    ids: list = [None] * n
+    rows = np.flatnonzero(valid)
+    if len(rows):
+        texts = text.take(pa.array(rows)).to_pylist()
+        for i, row_ids in zip(rows, tokenize_texts(tokenizer, texts, max_length)):
+            ids[i] = row_ids
+    if drop_text:
+        batch = batch.drop_columns([text_column])
+    return batch.append_column(_IDS, pa.array(ids, pa.list_(pa.int32()))).append_column(ERROR_COLUMN, errors)
+
+
+class ScoringActor:
+    """One model replica: loads the model once, then scores tokenized batches."""
+
+    def __init__(self, model_uri: str, *, gpu: bool, batch_size: int, max_length: int, threads: int):
+        import torch
+
+        from sentiment.predictor import Predictor, pick_device
+
+        # Ray sets OMP_NUM_THREADS from num_cpus; say it to torch too, so an actor never runs
+        # more threads than the CPUs it reserved and oversubscribes the node.
+        torch.set_num_threads(max(1, threads))
+        self.predictor = Predictor(model_uri, device=pick_device(gpu), batch_size=batch_size, max_length=max_length)
+        self.model = model_id(model_uri)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        ids = batch[_IDS]
+        valid = pc.is_valid(ids).to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(valid)
+        probs = np.full((batch.num_rows, len(LABELS)), np.nan, dtype=np.float32)
+        if len(rows):
+            probs[rows] = self.predictor.predict_proba_ids(ids.take(pa.array(rows)).to_pylist())
+        labels = np.array(LABELS, dtype=object)[probs.argmax(axis=1)]  # NaN rows give 0, then None below
+        labels[~valid] = None
+        error = batch[ERROR_COLUMN]
+        out = batch.drop_columns([_IDS, ERROR_COLUMN])
+        out = out.append_column(LABEL_COLUMN, pa.array(labels, pa.string()))
+        for k, name in enumerate(PROB_COLUMNS):
+            out = out.append_column(name, pa.array(probs[:, k], pa.float32(), mask=~valid))
+        out = out.append_column(ERROR_COLUMN, error)
+        return out.append_column(MODEL_COLUMN, pa.array([self.model] * batch.num_rows, pa.string()))
+
+
+class ScoredParquetSink(BlockBasedFileDatasink):
+    """Parquet writer that also returns, per file, its name, rows, errors and label counts.
+
+    Those small dicts are all that reaches the driver; they make the summary and the manifest.
+    """
+
+    def __init__(self, path: str, *, filesystem, rows_per_file: int):
+        # OVERWRITE empties the output before the first file is written: a re-run of the same
+        # night replaces the earlier result instead of adding a second copy of every row.
+        super().__init__(path, filesystem=filesystem, file_format="parquet", mode=SaveMode.OVERWRITE,
+                         min_rows_per_file=rows_per_file)
+        self.written: list[dict] = []
+
+    def open_output_stream(self, path: str):
+        self._file = path.rsplit("/", 1)[-1]  # the only place the datasink reveals the name
+        return super().open_output_stream(path)
+
+    def write_block_to_file(self, block, file) -> None:
+        table = block.to_arrow()
+        pq.write_table(table, file)
+        counts = pc.value_counts(table[LABEL_COLUMN]).to_pylist()
+        self._stats = {"file": self._file, "rows": table.num_rows,
+                       "errored": table.num_rows - pc.count(table[ERROR_COLUMN], mode="only_null").as_py(),
+                       "labels": {c["values"]: c["counts"] for c in counts if c["values"] is not None}}
+
+    def write(self, blocks, ctx):
+        self._stats = None
+        super().write(blocks, ctx)
+        return self._stats
+
+    def on_write_complete(self, write_result) -> None:
+        super().on_write_complete(write_result)
+        self.written = [w for w in write_result.write_returns if w]
+
+
+def build_pipeline(config: ScoreConfig, found: shards.Shards, tokenizer):
+    """The lazy Dataset: read -> tokenize -> predict. Nothing runs until it is written."""
+    ds = shards.read_shards(found)
+    drop_text = config.keep_columns is not None and config.text_column not in config.keep_columns
+    ds = ds.map_batches(tokenize_batch, batch_format="pyarrow", batch_size=_TOKENIZE_BATCH_ROWS,
+                        fn_kwargs={"tokenizer": tokenizer, "text_column": config.text_column,
+                                   "max_length": config.max_length, "drop_text": drop_text})
+    low, high = config.concurrency
+    return ds.map_batches(
+        ScoringActor, batch_format="pyarrow", batch_size=config.batch_size * SORT_WINDOW_BATCHES,
+        fn_constructor_kwargs={"model_uri": config.model, "gpu": config.gpu, "batch_size": config.batch_size,
+                               "max_length": config.max_length, "threads": int(config.cpus_per_actor)},
+        compute=ActorPoolStrategy(min_size=low, max_size=high),
+        num_cpus=config.cpus_per_actor, num_gpus=1 if config.gpu else 0)
+
+
+def score(config: ScoreConfig) -> dict:
+    """Score every row of the input shards and write Parquet, a summary and a completion marker.
+
+    Args:
+        config: what to score, with which model, and where to write it.
+
+    Returns:
+        The summary: rows read/scored/errored, wall time, rows/s and label distribution.
+        The same dict is written to OUTPUT/_summary.json.
+
+    Raises:
+        InputError: bad input paths, files or columns, or an output folder holding other files.
+        StorageError: input or output storage cannot be reached.
+        ModelError: config.model is not a sentiment model.
+    """
+    start = time.perf_counter()
+    for uri in (*config.inputs[:1], config.output, config.model):
+        check_reachable(uri)
+    found = shards.find_shards(config.inputs, text_column=config.text_column, fmt=config.format,
+                               keep_columns=config.keep_columns, reserved=OUTPUT_COLUMNS)
+    manifest.check_output_folder(config.output, found.uris)
+    # Loading on the driver first turns "not a model" into one clear line before any actor
+    # starts; the tokenizer then ships to the tokenize tasks with the pipeline.
+    model, tokenizer = load_classifier(config.model)
+    del model
+    log.info("scoring %d file(s) from %s with %s into %s", len(found.uris), ", ".join(config.inputs),
+             model_id(config.model), config.output)
+    filesystem, out_path = arrow_filesystem(config.output)
+    sink = ScoredParquetSink(out_path, filesystem=filesystem, rows_per_file=config.rows_per_file)
+    manifest.remove_marker(config.output)
+    build_pipeline(config, found, tokenizer).write_datasink(sink)
+    summary = manifest.build_summary(sink.written, wall_s=time.perf_counter() - start, model=model_id(config.model),
+                                     output=config.output, inputs=list(config.inputs))
+    _check_nothing_lost(found, summary)
+    manifest.write_summary_and_marker(config.output, summary, sink.written)
+    return summary
+
+
+def _check_nothing_lost(found: shards.Shards, summary: dict) -> None:
+    # Parquet footers count input rows for free; a mismatch must stop the marker being written.
+    if set(found.paths_by_format) == {"parquet"} and summary["rows_read"] != found.parquet_rows:
+        raise RuntimeError(f"wrote {summary['rows_read']} rows but the input holds {found.parquet_rows}; "
+                           "output left without _SUCCESS")

@@ -1,0 +1,156 @@
+"""`sentiment score` end to end on real parts: a moto S3 server, a local Ray cluster, real reviews.
+
+Shards are built from ../shared/data/unlabeled with a row_id column, so every assertion about
+"exactly once" is about real row identities, not counts that could balance out by accident.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from sentiment.cli import main
+from sentiment.labels import LABELS, PROB_COLUMNS
+from sentiment.storage import arrow_filesystem, fsspec_filesystem, upload_dir
+
+TEXT = "Review Text"
+SOURCES = ("copper.csv", "webmd.csv", "lego.csv", "newsmatic.csv")
+ROWS_PER_SHARD = 150
+
+
+def _real_reviews(shared_data, name: str, rows: int) -> pa.Table:
+    table = pacsv.read_csv(shared_data / "unlabeled" / name, parse_options=pacsv.ParseOptions(newlines_in_values=True))
+    return table.select([TEXT]).slice(0, rows)
+
+
+def _shard_tables(shared_data) -> list[pa.Table]:
+    """Four shards of real reviews with row ids, plus blank texts of every kind we must survive."""
+    tables, next_id = [], 0
+    for name in SOURCES:
+        table = _real_reviews(shared_data, name, ROWS_PER_SHARD)
+        texts = table[TEXT].to_pylist()
+        texts[:3] = ["", "   \n\t", None]  # a CSV cannot hold a null; it reads back as ""
+        table = pa.table({"row_id": pa.array(range(next_id, next_id + len(texts)), pa.int64()),
+                          TEXT: pa.array(texts, pa.string()),
+                          "app": pa.array([name.removesuffix(".csv")] * len(texts))})
+        tables.append(table)
+        next_id += len(texts)
+    return tables
+
+
+def _write_shards(tables: list[pa.Table], folder) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, table in enumerate(tables):
+        if i % 2:
+            pq.write_table(table, folder / f"part-{i}.parquet")
+        else:
+            pacsv.write_csv(table, folder / f"part-{i}.csv")
+
+
+def _read_output(uri: str) -> pa.Table:
+    fs, path = fsspec_filesystem(uri)
+    files = sorted(p for p in fs.find(path) if p.endswith(".parquet"))
+    arrow_fs, _ = arrow_filesystem(uri)
+    return pa.concat_tables([pq.read_table(p, filesystem=arrow_fs) for p in files])
+
+
+def _read_json(uri: str) -> dict:
+    fs, path = fsspec_filesystem(uri)
+    with fs.open(path, "rb") as f:
+        return json.loads(f.read())
+
+
+def _score(*args: str) -> int:
+    return main(["score", "--text-column", TEXT, *args])
+
+
+@pytest.fixture(scope="module")
+def s3_scored(shared_data, s3_server, ray_cluster, tiny_classifier, tmp_path_factory):
+    """Shards and the model on S3, scored once s3:// -> s3:// with two model actors."""
+    import boto3
+
+    tables = _shard_tables(shared_data)
+    local = tmp_path_factory.mktemp("shards")
+    _write_shards(tables, local)
+    bucket = "scoring-e2e"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
+    upload_dir(str(local), f"s3://{bucket}/reviews/2026-11-26")
+    upload_dir(tiny_classifier, f"s3://{bucket}/models/tiny")
+    paths = {"input": f"s3://{bucket}/reviews/2026-11-26/", "output": f"s3://{bucket}/scored/2026-11-26",
+             "model": f"s3://{bucket}/models/tiny"}
+    assert _score("--model", paths["model"], "--input", paths["input"], "--output", paths["output"],
+                  "--concurrency", "2") == 0
+    return pa.concat_tables(tables), paths
+
+
+def test_s3_scoring_writes_every_input_row_exactly_once(s3_scored):
+    expected, paths = s3_scored
+    out = _read_output(paths["output"])
+    assert out.num_rows == expected.num_rows
+    assert sorted(out["row_id"].to_pylist()) == list(range(expected.num_rows))
+    # Kept columns travel with their row: the text and app of each row id are the input's.
+    got = dict(zip(out["row_id"].to_pylist(), zip(out["app"].to_pylist(), out[TEXT].to_pylist())))
+    for row_id, app, text in zip(*(expected[c].to_pylist() for c in ("row_id", "app", TEXT))):
+        assert got[row_id][0] == app
+        assert (got[row_id][1] or "") == (text or "")
+    assert set(out["model"].to_pylist()) == {paths["model"]}
+
+
+def test_s3_scoring_probabilities_sum_to_one_and_label_is_argmax(s3_scored):
+    _, paths = s3_scored
+    out = _read_output(paths["output"])
+    scored = out.filter(pa.compute.is_null(out["error"]))
+    assert all(out.schema.field(c).type == pa.float32() for c in PROB_COLUMNS)
+    probs = np.stack([scored[c].to_numpy() for c in PROB_COLUMNS], axis=1)
+    assert len(probs) > 500
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert scored["sentiment"].to_pylist() == [LABELS[i] for i in probs.argmax(axis=1)]
+
+
+def test_s3_scoring_marks_blank_text_rows_with_an_error_instead_of_dropping_them(s3_scored):
+    expected, paths = s3_scored
+    blank_ids = {r for r, t in zip(expected["row_id"].to_pylist(), expected[TEXT].to_pylist()) if not (t or "").strip()}
+    assert len(blank_ids) >= 3 * len(SOURCES)
+    out = _read_output(paths["output"]).to_pylist()
+    errored = {row["row_id"] for row in out if row["error"] is not None}
+    assert errored == blank_ids
+    for row in out:
+        if row["row_id"] in blank_ids:
+            assert row["sentiment"] is None and all(row[c] is None for c in PROB_COLUMNS)
+            assert "null" in row["error"] or "empty" in row["error"]
+
+
+def test_s3_scoring_marker_and_summary_count_what_was_written(s3_scored):
+    expected, paths = s3_scored
+    marker = _read_json(paths["output"] + "/_SUCCESS")
+    summary = _read_json(paths["output"] + "/_summary.json")
+    fs, path = fsspec_filesystem(paths["output"])
+    parquet = sorted(p.rsplit("/", 1)[-1] for p in fs.find(path) if p.endswith(".parquet"))
+    assert sorted(f["file"] for f in marker["files"]) == parquet
+    arrow_fs, _ = arrow_filesystem(paths["output"])
+    for f in marker["files"]:
+        assert pq.read_metadata(f"{path}/{f['file']}", filesystem=arrow_fs).num_rows == f["rows"]
+    assert marker["rows"] == sum(f["rows"] for f in marker["files"]) == expected.num_rows
+    blanks = sum(not (t or "").strip() for t in expected[TEXT].to_pylist())
+    assert summary["rows_read"] == expected.num_rows
+    assert summary["rows_errored"] == blanks
+    assert summary["rows_scored"] == expected.num_rows - blanks == sum(summary["labels"].values())
+    assert summary["rows_per_s"] > 0
+
+
+def test_rerun_into_the_same_output_leaves_exactly_one_copy_of_each_row(s3_scored):
+    expected, paths = s3_scored
+    first = _read_json(paths["output"] + "/_SUCCESS")
+    assert _score("--model", paths["model"], "--input", paths["input"], "--output", paths["output"],
+                  "--concurrency", "1,2") == 0
+    out = _read_output(paths["output"])
+    assert sorted(out["row_id"].to_pylist()) == list(range(expected.num_rows))
+    second = _read_json(paths["output"] + "/_SUCCESS")
+    # New file names prove the second run really wrote; one copy proves it replaced the first.
+    assert not {f["file"] for f in first["files"]} & {f["file"] for f in second["files"]}
+    assert second["rows"] == expected.num_rows
