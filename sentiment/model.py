@@ -34,11 +34,10 @@ def build_classifier(backbone: str, dropout: float = HEAD_DROPOUT):
         backbone: "minilm", a Hugging Face hub name such as bert-base-cased, or a local folder.
         dropout: dropout before the linear head.
     """
-    from transformers import AutoTokenizer, BertForSequenceClassification, logging
+    from transformers import AutoTokenizer, BertForSequenceClassification
 
     source = resolve_backbone(backbone)
-    # The head is new by design; HF's "newly initialized weights" warning is expected noise.
-    logging.set_verbosity_error()
+    _quiet_transformers()
     model = BertForSequenceClassification.from_pretrained(
         source,
         num_labels=len(LABELS),
@@ -49,6 +48,15 @@ def build_classifier(backbone: str, dropout: float = HEAD_DROPOUT):
     )
     tokenizer = AutoTokenizer.from_pretrained(source)
     return model, tokenizer
+
+
+def _quiet_transformers() -> None:
+    # Per-shard progress bars and the "newly initialized head" warning (the head is new by
+    # design) would drown our own progress lines, once per Ray worker.
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
 
 
 def _has_safetensors(source: str) -> bool | None:
@@ -66,7 +74,7 @@ def load_classifier(model_uri: str):
         ModelError: if the folder is not a sentiment model saved by this package (or any HF
             sequence classifier with our three labels).
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, logging
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     local = fetch_dir_files(model_uri)
     config_path = os.path.join(local, "config.json")
@@ -75,7 +83,7 @@ def load_classifier(model_uri: str):
         raise ModelError(f"{model_uri} is not a model folder: config.json is missing")
     if not os.path.isfile(weights_path):
         raise ModelError(f"{model_uri} is not a usable model: model.safetensors (the weights) is missing")
-    logging.set_verbosity_error()
+    _quiet_transformers()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(local, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(local)

@@ -70,17 +70,22 @@ def describe_failure(uri: str, error: BaseException) -> str:
 
 
 def check_reachable(uri: str) -> None:
-    """Fail fast, naming endpoint and bucket, when the storage behind uri cannot be reached.
+    """Fail fast when the storage behind uri cannot be reached (s3: naming endpoint and bucket)
+    or, for a local path, when its nearest existing parent folder is not writable.
 
     Raises:
-        StorageError: if the bucket or the folder above a local path cannot be listed.
+        StorageError: if the bucket cannot be listed or the local folder cannot be written.
     """
+    if not is_s3(uri):
+        folder = os.path.abspath(os.path.expanduser(uri))
+        while not os.path.exists(folder):
+            folder = os.path.dirname(folder)
+        if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+            raise StorageError(f"cannot write under {uri}: {folder} is not a writable folder")
+        return
     fs, path = fsspec_filesystem(uri)
-    probe = path.split("/", 1)[0] if is_s3(uri) else os.path.dirname(path) or "/"
     try:
-        fs.ls(probe, detail=False)
-    except FileNotFoundError as error:
-        raise StorageError(describe_failure(uri, error)) from None
+        fs.ls(path.split("/", 1)[0], detail=False)
     except Exception as error:  # botocore raises many types; all mean "unreachable" here
         raise StorageError(describe_failure(uri, error)) from None
 

@@ -1,0 +1,100 @@
+"""`sentiment evaluate`: score labeled data with a trained model and report how good it is."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import ray
+
+from sentiment.data import EMPTY_TEXT, INVALID_SCORE, count_problems, read_labeled
+from sentiment.metrics import classification_metrics, format_metrics
+from sentiment.model import DEFAULT_MAX_LENGTH
+from sentiment.storage import write_bytes
+
+log = logging.getLogger(__name__)
+
+
+class _LabelPredictor:
+    """Ray Data actor: loads the model once, maps {text, label} batches to {label, pred}."""
+
+    def __init__(self, model_uri: str, batch_size: int, max_length: int, use_gpu: bool):
+        import torch
+
+        from sentiment.predictor import Predictor, pick_device
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        torch.set_num_threads(max(1, int(cpus)))
+        self.predictor = Predictor(model_uri, device=pick_device(use_gpu), batch_size=batch_size, max_length=max_length)
+
+    def __call__(self, batch: dict) -> dict:
+        probs = self.predictor.predict_proba(batch["text"].tolist())
+        return {"label": batch["label"], "pred": probs.argmax(axis=1)}
+
+
+def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int = 64,
+                   max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False,
+                   concurrency: int = 1, cpus_per_actor: float = 1) -> tuple[np.ndarray, np.ndarray]:
+    """True and predicted class ids for a dataset with columns text and label.
+
+    Only the two small integer columns come back to the driver.
+    """
+    predicted = dataset.map_batches(
+        _LabelPredictor, fn_constructor_kwargs={"model_uri": model_uri, "batch_size": batch_size,
+                                                "max_length": max_length, "use_gpu": use_gpu},
+        batch_size=max(batch_size * 4, 256), compute=ray.data.ActorPoolStrategy(size=concurrency),
+        num_gpus=1 if use_gpu else 0, num_cpus=cpus_per_actor)
+    frame = predicted.to_pandas()
+    return frame["label"].to_numpy(), frame["pred"].to_numpy()
+
+
+@dataclass
+class EvaluateConfig:
+    model: str
+    data: list[str]
+    text_column: str = "content"
+    score_column: str = "score"
+    format: str | None = None
+    report: str | None = None
+    batch_size: int = 64
+    max_length: int = DEFAULT_MAX_LENGTH
+    limit: int | None = None
+    use_gpu: bool = False
+
+    @classmethod
+    def from_namespace(cls, args) -> "EvaluateConfig":
+        return cls(model=args.model, data=args.data, text_column=args.text_column, score_column=args.score_column,
+                   format=args.format, report=args.report, batch_size=args.batch_size,
+                   max_length=args.max_length, limit=args.limit, use_gpu=getattr(args, "gpu", False))
+
+
+def evaluate(config: EvaluateConfig) -> dict:
+    """Print accuracy, macro-F1, sklearn's report and the confusion matrix; optionally write JSON.
+
+    Rows with empty text or a score outside 1-5 cannot be judged: they are counted and reported
+    under "skipped", never silently ignored.
+    """
+    from sentiment.model import load_classifier
+
+    load_classifier(config.model)  # fail fast, before Ray starts, if it is not a model
+    if not ray.is_initialized():
+        ray.init()
+    labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit).materialize()
+    problems = count_problems(labeled)
+    usable = labeled.filter(expr="problem == ''").drop_columns(["problem"])
+    cpus = max(1, int(ray.available_resources().get("CPU", 1)))
+    y_true, y_pred = predict_labels(usable, config.model, batch_size=config.batch_size,
+                                    max_length=config.max_length, use_gpu=config.use_gpu, cpus_per_actor=cpus)
+    metrics = classification_metrics(y_true, y_pred)
+    metrics["skipped"] = {EMPTY_TEXT: problems.get(EMPTY_TEXT, 0), INVALID_SCORE: problems.get(INVALID_SCORE, 0)}
+    metrics["model"] = config.model
+    print(format_metrics(y_true, y_pred, metrics))
+    skipped = sum(metrics["skipped"].values())
+    if skipped:
+        print(f"skipped {skipped} rows that cannot be judged: {metrics['skipped']}")
+    if config.report:
+        write_bytes(config.report, json.dumps(metrics, indent=2).encode())
+        print(f"report written to {config.report}")
+    return metrics

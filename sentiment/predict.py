@@ -1,0 +1,52 @@
+"""`sentiment predict`: classify a handful of texts in-process, no Ray needed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sentiment.errors import InputError
+from sentiment.labels import LABELS, PROB_COLUMNS
+from sentiment.model import DEFAULT_MAX_LENGTH
+from sentiment.predictor import Predictor
+
+
+@dataclass
+class PredictConfig:
+    model: str
+    texts: list[str]
+    as_json: bool = False
+    batch_size: int = 64
+    max_length: int = DEFAULT_MAX_LENGTH
+
+    @classmethod
+    def from_namespace(cls, args, texts: list[str]) -> "PredictConfig":
+        return cls(model=args.model, texts=texts, as_json=args.json, batch_size=args.batch_size,
+                   max_length=args.max_length)
+
+
+def predict_records(predictor: Predictor, texts: list[str]) -> list[dict]:
+    """One record per text: text, sentiment and the three probabilities."""
+    probs = predictor.predict_proba(texts)
+    return [{"text": text, "sentiment": LABELS[int(row.argmax())],
+             **{column: float(p) for column, p in zip(PROB_COLUMNS, row)}}
+            for text, row in zip(texts, probs)]
+
+
+def predict(config: PredictConfig) -> int:
+    """Print a label and probabilities per text; returns the exit status.
+
+    Raises:
+        InputError: if no non-empty text was given.
+    """
+    texts = [t for t in config.texts if t.strip()]
+    if not texts:
+        raise InputError("no texts given: pass them as arguments or one per line on stdin")
+    predictor = Predictor(config.model, batch_size=config.batch_size, max_length=config.max_length)
+    for record in predict_records(predictor, texts):
+        if config.as_json:
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            probs = "  ".join(f"{name} {record[column]:.3f}" for name, column in zip(LABELS, PROB_COLUMNS))
+            print(f"{record['sentiment']:<8}  {probs}  {record['text']}")
+    return 0

@@ -1,0 +1,171 @@
+"""`sentiment train`: data prep on Ray Data, DDP on Ray Train, then the artifact.
+
+The artifact at --output is the best checkpoint's model as a plain Hugging Face folder, plus
+metrics.json, training_history.png and confusion_matrix.png beside it. metrics.json is written
+last, so its presence means the folder is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from sentiment.data import prepare_splits
+from sentiment.evaluation import predict_labels
+from sentiment.metrics import classification_metrics, format_metrics
+from sentiment.model import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
+from sentiment.plots import plot_confusion_matrix, plot_training_history
+from sentiment.storage import arrow_filesystem, check_reachable, is_s3, upload_dir, write_bytes
+from sentiment.train_loop import HISTORY_FILE, MODEL_SUBDIR, train_loop_per_worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    output: str
+    model: str = DEFAULT_BACKBONE
+    text_column: str = "content"
+    score_column: str = "score"
+    format: str | None = None
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 2e-5
+    max_length: int = DEFAULT_MAX_LENGTH
+    num_workers: int = 1
+    use_gpu: bool = False
+    seed: int = 42
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05
+    limit: int | None = None
+    run_name: str = "sentiment-train"
+    storage_path: str | None = None
+    max_failures: int = 2
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_namespace(cls, args) -> "TrainConfig":
+        return cls(data=args.data, output=args.output, model=args.model, text_column=args.text_column,
+                   score_column=args.score_column, format=args.format, epochs=args.epochs,
+                   batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
+                   num_workers=args.num_workers, use_gpu=args.gpu, seed=args.seed,
+                   val_fraction=args.val_fraction, test_fraction=args.test_fraction, limit=args.limit,
+                   run_name=args.run_name, storage_path=args.storage_path, max_failures=args.max_failures)
+
+    @property
+    def resolved_output(self) -> str:
+        return self.output.rstrip("/") if is_s3(self.output) else os.path.abspath(os.path.expanduser(self.output))
+
+    @property
+    def resolved_storage_path(self) -> str:
+        if self.storage_path:
+            return self.storage_path.rstrip("/") if is_s3(self.storage_path) else os.path.abspath(self.storage_path)
+        return f"{self.resolved_output}/checkpoints"
+
+    def validate(self) -> None:
+        from sentiment.errors import InputError
+
+        for name in ("epochs", "batch_size", "num_workers", "max_length"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.lr <= 0:
+            raise InputError("--lr must be positive")
+
+
+def _run_config(config: TrainConfig) -> RunConfig:
+    filesystem, path = arrow_filesystem(config.resolved_storage_path)
+    return RunConfig(
+        name=config.run_name, storage_path=path, storage_filesystem=filesystem,
+        checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_accuracy",
+                                           checkpoint_score_order="max"),
+        failure_config=FailureConfig(max_failures=config.max_failures),
+    )
+
+
+def train(config: TrainConfig) -> dict:
+    """Fine-tune, pick the best epoch by validation accuracy, test it, and write the artifact.
+
+    Returns:
+        The metrics written to OUTPUT/metrics.json.
+    Raises:
+        InputError / StorageError: bad data or unreachable storage, before any training starts.
+    """
+    config.validate()
+    started = time.time()
+    check_reachable(config.resolved_output)
+    check_reachable(config.resolved_storage_path)
+    if not ray.is_initialized():
+        ray.init()
+    log.info("config: %s", json.dumps(asdict(config)))
+
+    splits = prepare_splits(config.data, config.text_column, config.score_column, seed=config.seed,
+                            val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                            fmt=config.format, limit=config.limit)
+    prepared = time.time()
+    worker_config = {"backbone": config.model, "epochs": config.epochs, "batch_size": config.batch_size,
+                     "lr": config.lr, "max_length": config.max_length, "seed": config.seed,
+                     "train_rows": splits.counts["train"]}
+    # Our per-step and per-epoch lines are the progress display; Ray Data's per-shard bars from
+    # every worker would bury them. The trainer captures the context when it is built.
+    data_context = ray.data.DataContext.get_current()
+    show_bars, data_context.enable_progress_bars = data_context.enable_progress_bars, False
+    trainer = TorchTrainer(
+        train_loop_per_worker, train_loop_config=worker_config,
+        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
+        run_config=_run_config(config),
+        datasets={"train": splits.train, "validation": splits.validation},
+    )
+    try:
+        result = trainer.fit()
+    finally:
+        data_context.enable_progress_bars = show_bars
+    trained = time.time()
+    best = result.get_best_checkpoint(metric="val_accuracy", mode="max")
+    if best is None:
+        raise RuntimeError(f"training reported no checkpoint; see the run at {config.resolved_storage_path}")
+
+    with tempfile.TemporaryDirectory() as staging:
+        with best.as_directory() as best_dir:
+            shutil.copytree(os.path.join(best_dir, MODEL_SUBDIR), staging, dirs_exist_ok=True)
+        with result.checkpoint.as_directory() as latest_dir, open(os.path.join(latest_dir, HISTORY_FILE)) as f:
+            history = json.load(f)
+        upload_dir(staging, config.resolved_output)
+        y_true, y_pred = predict_labels(splits.test, config.resolved_output, max_length=config.max_length,
+                                        use_gpu=config.use_gpu,
+                                        cpus_per_actor=max(1, int(ray.available_resources().get("CPU", 1))))
+        test = classification_metrics(y_true, y_pred)
+        print(format_metrics(y_true, y_pred, test))
+        best_epoch = max(history, key=lambda h: h["val_accuracy"])["epoch"]
+        metrics = {
+            "history": history,
+            "best_epoch": best_epoch,
+            "test": test,
+            "rows": splits.counts,
+            "config": {**asdict(config), "output": config.resolved_output,
+                       "storage_path": config.resolved_storage_path},
+            "wall_seconds": {"data_prep": prepared - started, "training": trained - prepared,
+                             "test_evaluation": time.time() - trained, "total": time.time() - started},
+            "ray_run": {"name": config.run_name, "best_checkpoint": best.path},
+        }
+        artifacts = os.path.join(staging, "artifacts")
+        os.makedirs(artifacts)
+        plot_training_history(history, os.path.join(artifacts, "training_history.png"))
+        plot_confusion_matrix(test["confusion_matrix"], os.path.join(artifacts, "confusion_matrix.png"),
+                              title=f"Test split, best epoch {best_epoch}")
+        upload_dir(artifacts, config.resolved_output)
+        # metrics.json last: its presence tells readers the folder is complete.
+        write_bytes(f"{config.resolved_output}/metrics.json", json.dumps(metrics, indent=2).encode())
+    print(f"model, metrics.json and plots written to {config.resolved_output}")
+    print(f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}; "
+          f"total {metrics['wall_seconds']['total']:.0f}s")
+    return metrics
