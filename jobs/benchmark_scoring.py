@@ -1,0 +1,87 @@
+"""Scoring throughput against the reference loop, the Hugging Face pipeline and the FLOP limit.
+
+    python jobs/benchmark_scoring.py                      # the CPU table in BENCHMARKS.md
+    python jobs/benchmark_scoring.py --n 500 --baseline-n 200 --no-score   # a quick look
+    python jobs/benchmark_scoring.py --memory-rows 50000 500000 --memory-model tiny
+    ray job submit --working-dir . -- python jobs/benchmark_scoring.py --device cuda
+
+Samples --n reviews at random (seeded) from the whole unlabeled corpus, then times, in one
+process and one run: (a) the reference loop, (b) transformers.pipeline with the best of
+--pipeline-batch-sizes, (c) our Predictor with the best of --predictor-batch-sizes, and (d)
+`sentiment score` end to end in a subprocess. (a) and (b) run on the first --baseline-n of the
+sample (itself random). Prints a table and writes everything to --json.
+"""
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from sentiment.benchmarking import ScoringBenchmark, run_scoring_benchmark
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "unlabeled"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jobs/benchmark_scoring.py", description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder of unlabeled review CSVs (default: %(default)s)")
+    p.add_argument("--n", type=int, default=20_000, help="reviews for (c) and (d) (default: %(default)s)")
+    p.add_argument("--baseline-n", type=int, default=3_000, help="reviews for (a) and (b) (default: %(default)s)")
+    p.add_argument("--tune-n", type=int, default=500, help="reviews per batch-size trial (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda skips (a) (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads in this process (default: torch's)")
+    p.add_argument("--pipeline-batch-sizes", type=int, nargs="+", default=[16, 32, 64, 128])
+    p.add_argument("--predictor-batch-sizes", type=int, nargs="+", default=[32, 64, 128])
+    p.add_argument("--model-size", choices=["minilm", "tiny"], default="minilm",
+                   help="untrained MiniLM classifier, or a tiny one for smoke runs (default: %(default)s)")
+    p.add_argument("--no-score", action="store_true", help="skip (d), `sentiment score` end to end")
+    p.add_argument("--score-args", default="", help="extra flags for `sentiment score`, e.g. '--batch-size 128'")
+    p.add_argument("--memory-rows", type=int, nargs="*", default=[],
+                   help="also measure peak memory of `sentiment score` at these row counts (corpus replicated)")
+    p.add_argument("--memory-model", choices=["minilm", "tiny"], default="minilm", help="model for the memory runs")
+    p.add_argument("--workdir", default=None, help="scratch folder for model, shards and outputs (default: a temp dir)")
+    p.add_argument("--json", default="benchmark_scoring.json", help="where to write the results (default: %(default)s)")
+    return p
+
+
+def format_table(result: dict) -> str:
+    lim = result["limit"]
+    lines = [f"{result['sample']['reviews']} reviews, mean {result['sample']['mean_tokens']:.1f} tokens; "
+             f"matmul peak {lim['matmul_peak_gflops']:.0f} GFLOP/s, {lim['mean_gflop_per_review']:.3f} GFLOP/review "
+             f"-> limit {lim['max_reviews_per_s']:.0f} reviews/s",
+             f"{'':3}{'method':32}{'reviews':>8}{'seconds':>9}{'reviews/s':>11}{'of limit':>10}  settings"]
+    for key, run in result["runs"].items():
+        settings = {k: v for k, v in run["settings"].items() if k in ("batch_size", "torch_threads", "chunk")}
+        lines.append(f"{key:3}{run['name']:32}{run['reviews']:>8}{run['seconds']:>9.1f}{run['reviews_per_s']:>11.1f}"
+                     f"{run['reviews_per_s'] / lim['max_reviews_per_s']:>10.0%}  {settings}")
+    lines.append("ratios: " + ", ".join(f"{k} = {v:.2f}x" for k, v in result["ratios"].items()))
+    for row in result.get("memory", []):
+        lines.append(f"memory: {row['rows']} rows ({row['model']}): peak PSS {row['peak_pss_bytes'] / 2**30:.2f} GiB, "
+                     f"peak RSS sum {row['peak_rss_bytes'] / 2**30:.2f} GiB, {row['seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="sentiment-bench-") as tmp:
+        cfg = ScoringBenchmark(
+            data_dir=args.data, workdir=args.workdir or tmp, n=args.n, baseline_n=args.baseline_n,
+            tune_n=args.tune_n, seed=args.seed, device=args.device, threads=args.threads,
+            pipeline_batch_sizes=tuple(args.pipeline_batch_sizes), predictor_batch_sizes=tuple(args.predictor_batch_sizes),
+            model_size=args.model_size, run_score=not args.no_score, score_args=tuple(args.score_args.split()),
+            memory_rows=tuple(args.memory_rows), memory_model_size=args.memory_model)
+        logging.info("benchmark config: %s", cfg)
+        result = run_scoring_benchmark(cfg)
+    result["command"] = " ".join(["python", "jobs/benchmark_scoring.py", *(argv if argv is not None else sys.argv[1:])])
+    print(format_table(result))
+    Path(args.json).write_text(json.dumps(result, indent=2, default=str))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Smoke tests of the benchmark pieces: tiny model, a few dozen real reviews, no timing asserts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from sentiment import benchmarking as bench
+
+
+def _bert_config(**overrides):
+    from transformers import BertConfig
+
+    values = dict(vocab_size=1000, hidden_size=48, num_hidden_layers=3, num_attention_heads=4,
+                  intermediate_size=96, num_labels=3)
+    values.update(overrides)
+    return BertConfig(**values)
+
+
+def test_forward_flops_is_the_hand_count_for_minilm():
+    config = _bert_config(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+    h, i, t = 384, 1536, 22
+    by_hand = 6 * (2 * (4 * h * h + 2 * h * i) * t + 4 * t * t * h) + 2 * (h * h + 3 * h)
+    assert bench.forward_flops(config, np.array([t]))[0] == by_hand
+    assert 0.45e9 < by_hand < 0.5e9  # ~0.47 GFLOP for a typical 22-token review
+
+
+@pytest.mark.parametrize("tokens", [5, 37])
+def test_forward_flops_matches_torch_flop_counter(tokens):
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import BertForSequenceClassification
+
+    # Eager attention: torch's counter has no formula for the CPU flash-attention kernel.
+    config = _bert_config(attn_implementation="eager")
+    model = BertForSequenceClassification(config).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(input_ids=torch.randint(5, 1000, (1, tokens)))
+    assert bench.forward_flops(config, np.array([tokens]))[0] == counter.get_total_flops()
+
+
+def test_sample_reviews_is_seeded_random_and_nonempty(shared_data):
+    data = str(shared_data / "unlabeled")
+    first, again, other = (bench.sample_reviews(data, 60, seed) for seed in (0, 0, 1))
+    assert first == again
+    assert first != other
+    assert len(set(first)) > 50 and all(t.strip() for t in first)
+
+
+def test_sample_reviews_names_a_folder_without_csv(tmp_path):
+    with pytest.raises(bench.InputError, match=str(tmp_path)):
+        bench.sample_reviews(str(tmp_path), 5)
+
+
+def test_all_three_in_process_methods_give_the_same_probabilities(shared_data, tiny_classifier):
+    texts = bench.sample_reviews(str(shared_data / "unlabeled"), 40, seed=3)
+    ref = bench.time_reference_loop(tiny_classifier, texts)
+    pipe = bench.time_hf_pipeline(tiny_classifier, texts, batch_size=8)
+    ours = bench.time_predictor(tiny_classifier, texts, batch_size=16)
+    for run in (ref, pipe, ours):
+        assert run.reviews == 40 and run.seconds > 0 and run.reviews_per_s > 0
+        assert run.probs.shape == (40, 3)
+        np.testing.assert_allclose(run.probs.sum(axis=1), 1.0, atol=1e-5)
+    # Padding to 160 with a mask, per-batch padding and the pipeline must all agree.
+    np.testing.assert_allclose(ours.probs, ref.probs, atol=1e-5)
+    np.testing.assert_allclose(ours.probs, pipe.probs, atol=1e-5)
+    positive = (ours.probs.argmax(1) == 2).mean()
+    assert positive == (ref.probs.argmax(1) == 2).mean()
+
+
+def test_matmul_peak_is_plausible():
+    gflops = bench.matmul_peak_gflops(size=256, repeats=3)
+    assert 0.5 < gflops < 1e6
+
+
+def test_tree_memory_counts_a_grandchild(tmp_path):
+    # A shell whose child holds ~200 MiB: the parent alone holds almost nothing.
+    script = "import time; x = bytearray(200 * 2**20); x[::4096] = b'1' * len(x[::4096]); time.sleep(30)"
+    proc = subprocess.Popen(["sh", "-c", f'"{sys.executable}" -c "{script}"; true'])
+    try:
+        deadline = time.time() + 20
+        pss = 0
+        while time.time() < deadline and pss < 200 * 2**20:
+            time.sleep(0.2)
+            rss, pss = bench._tree_memory(proc.pid)
+        assert pss >= 200 * 2**20 and rss >= pss
+    finally:
+        for child in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split():
+            subprocess.run(["kill", child])
+        proc.kill()
+        proc.wait()
+
+
+def test_write_shards_cycles_the_texts(tmp_path):
+    import pandas as pd
+
+    paths = bench.write_shards(["a", "b", "c"], 7, str(tmp_path), rows_per_shard=3)
+    assert len(paths) == 3
+    rows = pd.concat(pd.read_csv(p) for p in paths)["Review Text"].tolist()
+    assert rows == ["a", "b", "c", "a", "b", "c", "a"]
