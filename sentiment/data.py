@@ -88,8 +88,8 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
         parts.append(ray.data.read_csv(by_format["csv"], filesystem=files.filesystem,
                                        convert_options=convert))
     if "parquet" in by_format:
-        parts.append(ray.data.read_parquet(by_format["parquet"], filesystem=files.filesystem,
-                                           columns=columns))
+        parts.append(ray.data.read_parquet(by_format["parquet"], filesystem=files.filesystem)
+                     .select_columns(columns))
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if limit:
         dataset = dataset.limit(limit)

@@ -18,6 +18,7 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
+from ray.data.collate_fn import NumpyBatchCollateFn
 
 from sentiment.model import build_classifier, save_classifier
 
@@ -27,14 +28,19 @@ HISTORY_FILE = "history.json"
 LOG_EVERY_STEPS = 50
 
 
-def _collate(tokenizer, max_length: int):
-    def collate(batch):
+class _TokenizeCollate(NumpyBatchCollateFn):
+    """Tokenizes in Ray's prefetch threads, so the training step never waits on the tokenizer."""
+
+    def __init__(self, tokenizer, max_length: int):
+        super().__init__()
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, batch: dict) -> dict:
         # Dynamic padding: each batch pads only to its own longest text (capped at max_length).
-        encoded = tokenizer(list(batch["text"]), truncation=True, max_length=max_length,
-                            padding=True, return_tensors="pt")
+        encoded = self.tokenizer(list(batch["text"]), truncation=True, max_length=self.max_length,
+                                 padding=True, return_tensors="pt")
         encoded["labels"] = torch.tensor(batch["label"], dtype=torch.long)  # copies: Ray's arrays are read-only
-        return encoded
-    return collate
+        return dict(encoded)
 
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -125,7 +131,7 @@ def train_loop_per_worker(config: dict) -> None:
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
 
-    collate = _collate(tokenizer, config["max_length"])
+    collate = _TokenizeCollate(tokenizer, config["max_length"])
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("validation")
     for epoch in range(start_epoch, config["epochs"]):

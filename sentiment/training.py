@@ -116,19 +116,16 @@ def train(config: TrainConfig) -> dict:
                      "lr": config.lr, "max_length": config.max_length, "seed": config.seed,
                      "train_rows": splits.counts["train"]}
     # Our per-step and per-epoch lines are the progress display; Ray Data's per-shard bars from
-    # every worker would bury them. The trainer captures the context when it is built.
-    data_context = ray.data.DataContext.get_current()
-    show_bars, data_context.enable_progress_bars = data_context.enable_progress_bars, False
+    # every worker would bury them. Each dataset carries its own copy of the context.
+    for dataset in (splits.train, splits.validation):
+        dataset.context.enable_progress_bars = False
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=worker_config,
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
         run_config=_run_config(config),
         datasets={"train": splits.train, "validation": splits.validation},
     )
-    try:
-        result = trainer.fit()
-    finally:
-        data_context.enable_progress_bars = show_bars
+    result = trainer.fit()
     trained = time.time()
     best = result.get_best_checkpoint(metric="val_accuracy", mode="max")
     if best is None:

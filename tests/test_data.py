@@ -1,0 +1,74 @@
+"""Reading labeled reviews: columns, bad rows, dedup and the seeded split."""
+
+import pandas as pd
+import pytest
+
+from sentiment.data import prepare_splits, read_labeled, split_of
+from sentiment.errors import InputError
+
+
+def _texts(dataset):
+    return set(dataset.to_pandas()["text"])
+
+
+def test_split_is_a_pure_function_of_seed_and_text():
+    texts = [f"review number {i}" for i in range(4000)]
+    first = [split_of(t, 7, 0.05, 0.05) for t in texts]
+    assert first == [split_of(t, 7, 0.05, 0.05) for t in texts]
+    assert first != [split_of(t, 8, 0.05, 0.05) for t in texts]
+    shares = pd.Series(first).value_counts(normalize=True)
+    assert shares["train"] == pytest.approx(0.90, abs=0.02)
+    assert shares["validation"] == pytest.approx(0.05, abs=0.015)
+    assert shares["test"] == pytest.approx(0.05, abs=0.015)
+
+
+def test_bad_rows_are_counted_and_duplicates_dropped_without_leakage(ray_cluster, tmp_path):
+    rows = [(f"distinct review {i}", 1 + i % 5) for i in range(300)]
+    rows += [("good", 5)] * 6 + [("good", 3)] * 2          # duplicates, conflicting stars
+    rows += [("", 4), ("   ", 2), (None, 1)]               # empty text
+    rows += [("fine text", 0), ("more text", "five"), ("x y", 6), ("no score", None)]  # invalid score
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame(rows, columns=["content", "score"]).to_csv(path, index=False)
+
+    splits = prepare_splits([str(path)], "content", "score", seed=3, val_fraction=0.1, test_fraction=0.1)
+    counts = splits.counts
+    assert counts["rows_read"] == len(rows)
+    assert counts["dropped_empty_text"] == 3
+    assert counts["dropped_invalid_score"] == 4
+    assert counts["dropped_duplicate_text"] == 7
+    assert counts["train"] + counts["validation"] + counts["test"] == 301
+    train, val, test = _texts(splits.train), _texts(splits.validation), _texts(splits.test)
+    assert not (train & val) and not (train & test) and not (val & test)
+    everything = pd.concat([s.to_pandas() for s in (splits.train, splits.validation, splits.test)])
+    assert everything.loc[everything.text == "good", "label"].tolist() == [2]  # majority of 5-star votes
+
+    again = prepare_splits([str(path)], "content", "score", seed=3, val_fraction=0.1, test_fraction=0.1)
+    assert _texts(again.test) == test and _texts(again.validation) == val
+
+
+def test_both_real_files_with_different_columns_read_as_one(ray_cluster, shared_data):
+    files = sorted(str(p) for p in (shared_data / "labeled").glob("*.csv"))
+    dataset = read_labeled(files, "content", "score", limit=None)
+    assert dataset.columns() == ["text", "label", "problem"]
+    assert dataset.count() == 7572 + 5901
+
+
+def test_parquet_and_csv_inputs_mix(ray_cluster, tmp_path):
+    pd.DataFrame({"content": ["a b", "c d"], "score": [1, 5], "extra": [0, 0]}).to_parquet(tmp_path / "x.parquet")
+    pd.DataFrame({"content": ["e f"], "score": ["3"]}).to_csv(tmp_path / "y.csv", index=False)
+    frame = read_labeled([str(tmp_path)], "content", "score").to_pandas().sort_values("text")
+    assert frame["label"].tolist() == [0, 2, 1]
+
+
+def test_missing_column_names_the_file_and_its_columns(ray_cluster, tmp_path):
+    pd.DataFrame({"review": ["a"], "score": [1]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InputError, match=r"bad\.csv: missing column\(s\) \['content'\]; it has \['review', 'score'\]"):
+        read_labeled([str(tmp_path / "bad.csv")], "content", "score")
+
+
+def test_reads_labeled_reviews_from_s3(ray_cluster, s3_bucket, shared_data):
+    from sentiment import storage
+
+    storage.write_bytes(f"{s3_bucket}/labeled/gplay-2024.csv", (shared_data / "labeled" / "gplay-2024.csv").read_bytes())
+    dataset = read_labeled([f"{s3_bucket}/labeled/"], "content", "score")
+    assert dataset.count() == 5901

@@ -1,0 +1,109 @@
+"""`sentiment train` with real DDP (2 CPU workers, gloo) on a real local Ray cluster."""
+
+import json
+
+import pytest
+
+from sentiment.cli import main
+from sentiment.labels import LABELS
+from tests.helpers import labeled_sample
+
+METRIC_KEYS = {"history", "best_epoch", "test", "rows", "config", "wall_seconds", "ray_run"}
+
+
+@pytest.fixture(scope="module")
+def trained_on_s3(ray_cluster, s3_server, shared_data, tiny_backbone, tmp_path_factory):
+    """One 2-worker run on 400 real reviews; model, checkpoints and metrics go to the S3 server."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="models")
+    data = labeled_sample(shared_data, tmp_path_factory.mktemp("data"), 400)
+    output = "s3://models/tiny-ddp"
+    status = main(["train", "--data", str(data), "--output", output, "--model", tiny_backbone,
+                   "--num-workers", "2", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3",
+                   "--val-fraction", "0.1", "--test-fraction", "0.1", "--seed", "1"])
+    assert status == 0
+    return output
+
+
+def _metrics(output):
+    from sentiment.storage import read_bytes
+
+    return json.loads(read_bytes(f"{output}/metrics.json"))
+
+
+def test_artifact_is_a_standard_hf_model_the_pipeline_loads(trained_on_s3):
+    from transformers import pipeline
+
+    from sentiment.storage import fetch_dir_files
+
+    local = fetch_dir_files(trained_on_s3)
+    names = set(__import__("os").listdir(local))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in names)
+    classify = pipeline("text-classification", model=local)
+    out = classify(["The app crashes every time I open it", "Love it"])
+    assert [o["label"] in LABELS for o in out] == [True, True]
+    config = json.load(open(f"{local}/config.json"))
+    assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    assert config["classifier_dropout"] == 0.3
+
+
+def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
+    metrics = _metrics(trained_on_s3)
+    assert METRIC_KEYS <= set(metrics)
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    for epoch in metrics["history"]:
+        for key in ("train_loss", "val_loss"):
+            assert 0 < epoch[key] < 10
+        for key in ("train_accuracy", "val_accuracy"):
+            assert 0 <= epoch[key] <= 1
+    test = metrics["test"]
+    assert 0 <= test["accuracy"] <= 1 and 0 <= test["macro_f1"] <= 1
+    assert set(test["per_class"]) == set(LABELS)
+    for scores in test["per_class"].values():
+        assert all(0 <= scores[k] <= 1 for k in ("precision", "recall", "f1"))
+    matrix = test["confusion_matrix"]
+    assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
+    rows = metrics["rows"]
+    assert sum(map(sum, matrix)) == test["n"] == rows["test"]
+    assert rows["rows_read"] == 400
+    assert rows["rows_read"] == (rows["train"] + rows["validation"] + rows["test"] + rows["dropped_empty_text"]
+                                 + rows["dropped_invalid_score"] + rows["dropped_duplicate_text"])
+    assert metrics["config"]["num_workers"] == 2 and metrics["config"]["lr"] == 1e-3
+    assert metrics["wall_seconds"]["total"] >= metrics["wall_seconds"]["training"] > 0
+    assert metrics["best_epoch"] == max(metrics["history"], key=lambda h: h["val_accuracy"])["epoch"]
+
+
+def test_training_loss_goes_down(trained_on_s3):
+    history = _metrics(trained_on_s3)["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_plots_are_real_pngs(trained_on_s3):
+    from sentiment.storage import read_bytes
+
+    for name in ("training_history.png", "confusion_matrix.png"):
+        data = read_bytes(f"{trained_on_s3}/{name}")
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_evaluate_report_has_the_documented_keys(trained_on_s3, shared_data, tmp_path, capsys):
+    data = labeled_sample(shared_data, tmp_path, 120, seed=5)
+    report = tmp_path / "report.json"
+    assert main(["evaluate", "--model", trained_on_s3, "--data", str(data), "--report", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert "macro-F1" in printed and "confusion matrix" in printed and "precision" in printed
+    result = json.loads(report.read_text())
+    assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "n"} <= set(result)
+    assert result["n"] + sum(result["skipped"].values()) == 120
+
+
+def test_predict_json_lines(trained_on_s3, capsys):
+    assert main(["predict", "--model", trained_on_s3, "--json", "great app", "it keeps crashing"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [line["text"] for line in lines] == ["great app", "it keeps crashing"]
+    for line in lines:
+        assert set(line) == {"text", "sentiment", "prob_negative", "prob_neutral", "prob_positive"}
+        assert line["sentiment"] in LABELS
+        assert sum(line[f"prob_{name}"] for name in LABELS) == pytest.approx(1, abs=1e-5)
