@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from ray.data import ActorPoolStrategy, BlockBasedFileDatasink, SaveMode
 
 from sentiment import manifest, shards
+from sentiment.errors import InputError
 from sentiment.labels import LABELS, PROB_COLUMNS
 from sentiment.model import DEFAULT_MAX_LENGTH, load_classifier
 from sentiment.storage import arrow_filesystem, check_reachable, is_s3
@@ -198,8 +200,12 @@ def score(config: ScoreConfig) -> dict:
         ModelError: config.model is not a sentiment model.
     """
     start = time.perf_counter()
-    for uri in (*config.inputs[:1], config.output, config.model):
-        check_reachable(uri)
+    # Local inputs and models need only be readable, and their listing says so; object storage
+    # is probed first so a dead endpoint fails in seconds, naming endpoint and bucket.
+    for uri in (*config.inputs[:1], config.model):
+        if is_s3(uri):
+            check_reachable(uri)
+    check_reachable(config.output)
     found = shards.find_shards(config.inputs, text_column=config.text_column, fmt=config.format,
                                keep_columns=config.keep_columns, reserved=OUTPUT_COLUMNS)
     manifest.check_output_folder(config.output, found.uris)
@@ -212,12 +218,34 @@ def score(config: ScoreConfig) -> dict:
     filesystem, out_path = arrow_filesystem(config.output)
     sink = ScoredParquetSink(out_path, filesystem=filesystem, rows_per_file=config.rows_per_file)
     manifest.remove_marker(config.output)
-    build_pipeline(config, found, tokenizer).write_datasink(sink)
+    try:
+        build_pipeline(config, found, tokenizer).write_datasink(sink)
+    except Exception as error:
+        bad_file = _failed_input(error, found)
+        if bad_file is None:
+            raise
+        raise bad_file from None
     summary = manifest.build_summary(sink.written, wall_s=time.perf_counter() - start, model=model_id(config.model),
                                      output=config.output, inputs=list(config.inputs))
     _check_nothing_lost(found, summary)
     manifest.write_summary_and_marker(config.output, summary, sink.written)
     return summary
+
+
+def _failed_input(error: BaseException, found: shards.Shards) -> InputError | None:
+    """An InputError naming the input file a failed pipeline could not read, if it names one.
+
+    The up-front checks only see each file's header; damage further into a file surfaces as a
+    Ray task error from the read stage. Its text carries the remote traceback, which names the
+    file and (for Arrow) the parse error.
+    """
+    text = f"{error}\n{getattr(error, 'cause', '')}"
+    for uri, path in zip(found.uris, found.paths):
+        if path in text:
+            arrow = re.search(r"(?:Arrow\w*|OSError): ([^\n]+)", text)
+            reason = arrow.group(1).strip() if arrow else "corrupt or unreadable"
+            return InputError(f"{uri} could not be read: {reason}; the output has no _SUCCESS")
+    return None
 
 
 def _check_nothing_lost(found: shards.Shards, summary: dict) -> None:

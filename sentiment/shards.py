@@ -32,6 +32,7 @@ class Shards:
     filesystem: object  # pyarrow.fs.FileSystem
     paths_by_format: dict[str, list[str]]
     uris: list[str]
+    paths: list[str]  # the same files as uris, as paths within filesystem
     columns: list[str] | None  # kept input columns; None keeps every column of every file
     text_column: str
     parquet_rows: int  # rows in the Parquet footers (CSV rows are only known after reading)
@@ -114,7 +115,7 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
     for path, f in zip(files.paths, formats):
         by_format[f].append(path)
     parquet_rows = sum(rows for rows, f in zip((r for _, r in found), formats) if f == "parquet")
-    return Shards(files.filesystem, dict(by_format), files.uris, wanted, text_column, parquet_rows)
+    return Shards(files.filesystem, dict(by_format), files.uris, files.paths, wanted, text_column, parquet_rows)
 
 
 def read_shards(shards: Shards):

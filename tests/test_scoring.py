@@ -154,3 +154,50 @@ def test_rerun_into_the_same_output_leaves_exactly_one_copy_of_each_row(s3_score
     # New file names prove the second run really wrote; one copy proves it replaced the first.
     assert not {f["file"] for f in first["files"]} & {f["file"] for f in second["files"]}
     assert second["rows"] == expected.num_rows
+
+
+@pytest.fixture(scope="module")
+def spread_classifier(shared_data, tmp_path_factory) -> str:
+    """The packaged MiniLM with a head that spreads real reviews over all three classes, so
+    comparing two code paths to 1e-4 means something. (The tiny untrained BERT gives every text
+    ~1/3 each, and its pooled output varies so little that any head amplifies float noise.)
+    The head standardises the pooled output over a sample of reviews and projects it randomly.
+    """
+    import torch
+
+    from sentiment.model import build_classifier, save_classifier
+
+    torch.manual_seed(0)
+    model, tokenizer = build_classifier("minilm")
+    texts = [t for t in _real_reviews(shared_data, "lego.csv", 200)[TEXT].to_pylist() if t.strip()]
+    with torch.no_grad():
+        enc = tokenizer(texts, truncation=True, max_length=64, padding=True, return_tensors="pt")
+        pooled = model.eval().bert(**enc).pooler_output
+        mean, std = pooled.mean(0), pooled.std(0) + 1e-6
+        weight = torch.randn(3, pooled.shape[1]) * 0.1 / std
+        model.classifier.weight.copy_(weight)
+        model.classifier.bias.copy_(-weight @ mean)
+    path = tmp_path_factory.mktemp("spread-classifier")
+    save_classifier(model, tokenizer, str(path))
+    return str(path)
+
+
+def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray_cluster, spread_classifier, tmp_path):
+    from sentiment.predictor import Predictor
+
+    texts = _real_reviews(shared_data, "webmd.csv", 160)[TEXT].to_pylist()
+    texts = [t for t in texts if t.strip()]
+    shard = pa.table({"row_id": pa.array(range(len(texts)), pa.int64()), "content": texts,
+                      "extra": pa.array(range(len(texts)))})
+    pq.write_table(shard, tmp_path / "shard.parquet")
+    # --batch-size 7 makes the actor's batches (and so their padding) differ from predict's.
+    assert main(["score", "--model", spread_classifier, "--input", str(tmp_path / "shard.parquet"),
+                 "--output", str(tmp_path / "out"), "--keep-columns", "row_id", "--batch-size", "7"]) == 0
+    out = pq.read_table(tmp_path / "out").sort_by("row_id")
+    assert out.column_names == ["row_id", "sentiment", *PROB_COLUMNS, "error", "model"]
+    got = np.stack([out[c].to_numpy() for c in PROB_COLUMNS], axis=1)
+    want = Predictor(spread_classifier, batch_size=64).predict_proba(texts)
+    # The comparison has teeth: confident rows, every class predicted, rows that differ.
+    assert want.max(axis=1).mean() > 0.6 and len(set(want.argmax(axis=1))) == 3 and want.std(axis=0).min() > 0.05
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert out["sentiment"].to_pylist() == [LABELS[i] for i in want.argmax(axis=1)]

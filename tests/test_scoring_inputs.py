@@ -1,0 +1,132 @@
+"""User mistakes `sentiment score` must answer with one clear line, and the per-batch rules for
+rows without usable text. None of these start a Ray cluster: checks run before the pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from sentiment.cli import main
+from sentiment.model import resolve_backbone
+from sentiment.scoring import ERROR_COLUMN, tokenize_batch
+
+
+def _score_error(capsys, *args: str) -> str:
+    assert main(["score", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_a_shard_whose_text_column_is_named_differently_is_named_with_its_columns(shared_data, tmp_path, capsys,
+                                                                                  tiny_classifier):
+    # The corpus as it is: 18 files call the column "Review Text", unicorn_calculator_reviews.csv "Text".
+    for name in ("copper.csv", "unicorn_calculator_reviews.csv"):
+        table = pacsv.read_csv(shared_data / "unlabeled" / name,
+                               parse_options=pacsv.ParseOptions(newlines_in_values=True)).slice(0, 20)
+        pacsv.write_csv(table, tmp_path / name)
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path), "--output",
+                       str(tmp_path / "out"), "--text-column", "Review Text")
+    assert "unicorn_calculator_reviews.csv has no text column 'Review Text'" in err
+    assert "its columns are: Text, Category" in err
+    assert "copper.csv" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_default_text_column_lists_the_columns_the_file_has(tmp_path, capsys, tiny_classifier):
+    pq.write_table(pa.table({"body": ["fine"], "stars": [4]}), tmp_path / "a.parquet")
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "a.parquet"),
+                       "--output", str(tmp_path / "out"))
+    assert "a.parquet has no text column 'content'; its columns are: body, stars" in err
+
+
+def test_a_corrupt_parquet_file_is_named(tmp_path, capsys, tiny_classifier):
+    pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "good.parquet")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path), "--output", str(tmp_path / "out"))
+    assert "bad.parquet is not a readable PARQUET file" in err
+
+
+def test_a_folder_that_is_not_a_model_says_so(tmp_path, capsys):
+    pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "a.parquet")
+    (tmp_path / "model").mkdir()
+    err = _score_error(capsys, "--model", str(tmp_path / "model"), "--input", str(tmp_path / "a.parquet"),
+                       "--output", str(tmp_path / "out"))
+    assert "is not a model folder: config.json is missing" in err
+
+
+def test_unreachable_object_storage_names_endpoint_and_bucket(tmp_path, capsys, monkeypatch, tiny_classifier):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", "s3://nightly-reviews/2026-11-26/",
+                       "--output", str(tmp_path / "out"))
+    assert f"http://127.0.0.1:{port}" in err and "bucket 'nightly-reviews'" in err
+
+
+def test_output_folder_with_files_score_did_not_write_is_refused(tmp_path, capsys, tiny_classifier):
+    pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "a.parquet")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("keep me")
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "a.parquet"),
+                       "--output", str(tmp_path / "out"))
+    assert "notes.txt" in err and (tmp_path / "out" / "notes.txt").exists()
+
+
+def test_output_inside_the_input_folder_is_refused(tmp_path, capsys, tiny_classifier):
+    (tmp_path / "in" / "scored").mkdir(parents=True)
+    pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "in" / "scored" / "a.parquet")
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "in"),
+                       "--output", str(tmp_path / "in" / "scored"))
+    assert "contains input file" in err
+
+
+def test_an_input_column_named_like_an_output_column_is_refused(tmp_path, capsys, tiny_classifier):
+    pq.write_table(pa.table({"content": ["fine"], "sentiment": ["positive"]}), tmp_path / "a.parquet")
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "a.parquet"),
+                       "--output", str(tmp_path / "out"))
+    assert "already has output column(s) sentiment" in err
+
+
+@pytest.mark.parametrize("bad", ["0", "3,2", "a", "1,2,3"])
+def test_concurrency_must_be_n_or_min_max(bad, capsys):
+    with pytest.raises(SystemExit):
+        main(["score", "--model", "m", "--input", "i", "--output", "o", "--concurrency", bad])
+    assert "expected N or MIN,MAX" in capsys.readouterr().err
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_backbone("minilm"))
+
+
+def test_tokenize_gives_every_unusable_text_a_reason_and_keeps_the_row():
+    batch = pa.table({"content": ["great app", None, "", " \t\n", "bad"], "id": [1, 2, 3, 4, 5]})
+    out = tokenize_batch(batch, tokenizer=_tokenizer(), text_column="content", max_length=8, drop_text=False)
+    assert out.num_rows == 5 and out["id"].to_pylist() == [1, 2, 3, 4, 5]
+    assert out[ERROR_COLUMN].to_pylist() == [None, "text is null", "text is empty or whitespace",
+                                             "text is empty or whitespace", None]
+    ids = out["__sentiment_input_ids"].to_pylist()
+    assert ids[1] is None and ids[2] is None and ids[3] is None
+    assert ids[0][0] == 101 and ids[0][-1] == 102  # [CLS] ... [SEP]
+
+
+def test_tokenize_marks_a_non_string_text_column_and_truncates_long_texts():
+    numbers = pa.table({"content": pa.array([5, None], pa.int64())})
+    out = tokenize_batch(numbers, tokenizer=_tokenizer(), text_column="content", max_length=8, drop_text=True)
+    assert out[ERROR_COLUMN].to_pylist() == ["text is not a string (int64)", "text is null"]
+    assert "content" not in out.column_names
+    long = pa.table({"content": ["word " * 500]})
+    ids = tokenize_batch(long, tokenizer=_tokenizer(), text_column="content", max_length=8,
+                         drop_text=False)["__sentiment_input_ids"].to_pylist()[0]
+    assert len(ids) == 8
+    assert np.all(np.array(ids) > 0)
