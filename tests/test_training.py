@@ -107,3 +107,17 @@ def test_predict_json_lines(trained_on_s3, capsys):
         assert set(line) == {"text", "sentiment", "prob_negative", "prob_neutral", "prob_positive"}
         assert line["sentiment"] in LABELS
         assert sum(line[f"prob_{name}"] for name in LABELS) == pytest.approx(1, abs=1e-5)
+
+
+def test_no_credential_reaches_any_artifact_or_checkpoint(trained_on_s3):
+    from sentiment.storage import fsspec_filesystem
+    from tests.conftest import ACCESS_KEY, SECRET_KEY
+
+    fs, root = fsspec_filesystem(trained_on_s3)
+    objects = fs.find(root)
+    assert any(o.endswith("train_state.pt") for o in objects)  # checkpoints were scanned too
+    for key in objects:
+        with fs.open(key, "rb") as f:
+            content = f.read()
+        assert SECRET_KEY.encode() not in content, key
+        assert ACCESS_KEY.encode() not in content, key
