@@ -113,3 +113,13 @@ def test_user_specific_values_are_marked_for_change():
     for line_start in ("region:", "KeyName:", "SubnetIds:", "Arn:", "ssh_private_key:"):
         lines = [line for line in text.splitlines() if line.strip().startswith(line_start)]
         assert lines and all("CHANGE" in line for line in lines), line_start
+
+
+def test_every_node_gets_the_cluster_token_and_starts_with_token_auth():
+    # Without the token a worker could not join a 2.60 head, and without token mode anyone who
+    # reaches the dashboard port could submit jobs.
+    config = _load()
+    assert config["file_mounts"]["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = [c for c in config[key] if "ray start" in c]
+        assert start and all("RAY_AUTH_MODE=token" in c for c in start), key

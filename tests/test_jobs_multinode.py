@@ -1,0 +1,297 @@
+"""The laptop-to-cluster path, for real: `ray start` a head and a second node on this machine,
+`ray job submit --working-dir` jobs/train.py and jobs/score.py to it, against the S3 server.
+
+The nodes get the AWS_* variables in their environment, as an instance role gives them on EC2;
+the submitting process does not have them, so nothing secret can travel with a job.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).with_name("ray"))
+# One CPU per node: the two DDP workers (one CPU each) cannot share a node, so DDP really
+# crosses nodes; the splits are materialized before the workers start, so data preparation
+# is never starved. Scoring runs its one model actor on one node and Ray Data's read, tokenize
+# and write tasks on the other (two half-CPU actors would leave no node a whole CPU for them).
+NODE_CPUS = 1
+OBJECT_STORE_BYTES = 300 * 1024 * 1024  # the default (30% of RAM per node) is far more than needed
+SHARDS = {"todoist.csv": 120, "khan.csv": 120, "copper.csv": 120}  # unlabeled file -> rows taken
+TEXT_COLUMN = "Review Text"  # the corpus' name for it; a space also tests entrypoint quoting
+JOB_TIMEOUT_S = int(os.environ.get("SENTIMENT_TEST_JOB_TIMEOUT_S", 420))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    dashboard: str  # the job server, http://127.0.0.1:PORT
+    submit_env: dict[str, str]
+    token: str  # Ray's cluster access token: a credential too
+    secret_key: str  # the S3 secret the nodes hold (conftest's distinctive SECRET_KEY)
+
+    def state(self, resource: str, **filters: str) -> list[dict]:
+        """Rows of Ray's state API (`ray list RESOURCE --detail`) over plain HTTP."""
+        return _state(self.dashboard, self.token, resource, **filters)
+
+    def job_info(self, job_id: str) -> dict:
+        """The job server's record of a job: status, entrypoint, runtime_env, metadata."""
+        return _get_json(f"{self.dashboard}/api/jobs/{job_id}", self.token)
+
+    def ray_job(self, command: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """`ray job COMMAND --address DASHBOARD ARGS`, as a user's laptop or scheduler runs it."""
+        return subprocess.run([RAY, "job", command, "--address", self.dashboard, *args], env=self.submit_env,
+                              capture_output=True, text=True, timeout=timeout)
+
+
+def _start_node(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    # --block keeps `ray start` in the foreground as the leader of its own process group, so
+    # teardown can stop exactly this node's processes; `ray stop` would kill every Ray on the
+    # machine, other people's included.
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([RAY, "start", *args, "--block"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _descendants(pid: int) -> list[int]:
+    """pid's live descendants, from /proc (Linux): job drivers run in sessions of their own, so
+    they are outside the node's process group but still below its `ray start`."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name may hold spaces and parentheses; the ppid follows the last ')'.
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _signal(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _stop_nodes(procs: list[subprocess.Popen]) -> None:
+    """Stop every process these `ray start`s spawned, by pid, and nothing else."""
+    pids = [pid for proc in procs if proc.poll() is None for pid in (proc.pid, *_descendants(proc.pid))]
+    _signal(pids, signal.SIGTERM)
+    deadline = time.time() + 15
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        for proc in procs:
+            proc.poll()  # reap our direct children so they do not linger as zombies
+        time.sleep(0.5)
+    # Whatever ignored SIGTERM (a pid reused since is vanishingly unlikely within 15 s).
+    _signal([pid for pid in pids if Path(f"/proc/{pid}").exists()], signal.SIGKILL)
+    for proc in procs:
+        proc.wait(timeout=10)
+
+
+def _get_json(url: str, token: str):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def _state(dashboard: str, token: str, resource: str, **filters: str) -> list[dict]:
+    query = [("detail", "1"), ("limit", "1000")]
+    for key, value in filters.items():
+        query += [("filter_keys", key), ("filter_predicates", "="), ("filter_values", value)]
+    return _get_json(f"{dashboard}/api/v0/{resource}?{urllib.parse.urlencode(query)}", token)["data"]["result"]["result"]
+
+
+def _wait_for_nodes(dashboard: str, token: str, count: int, procs: list[subprocess.Popen], logs: list[Path]) -> None:
+    deadline, problem = time.time() + 180, None
+    while time.time() < deadline:
+        for proc, log in zip(procs, logs):
+            if proc.poll() is not None:
+                raise RuntimeError(f"`ray start` exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if len(_state(dashboard, token, "nodes", state="ALIVE")) == count:
+                return
+        except (OSError, ValueError, KeyError) as error:  # the dashboard is still starting
+            problem = error
+        time.sleep(2)
+    raise RuntimeError(f"{count} Ray node(s) not up within 180 s; last problem: {problem!r}\n"
+                       + "\n".join(log.read_text()[-2000:] for log in logs))
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster(s3_server):
+    """A head (dashboard and job server on 127.0.0.1) and one worker node, each with NODE_CPUS.
+
+    Stopped, and its temp dirs removed, whatever the test's outcome.
+    """
+    # Short root: Ray's Unix socket paths live under it and must stay under 108 bytes.
+    root = Path(tempfile.mkdtemp(prefix="rmn", dir="/tmp"))
+    # The environment an EC2 instance role gives a node: AWS settings present, no Ray leftovers.
+    node_env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "PYTHONPATH"}
+    node_env.update(RAY_USAGE_STATS_ENABLED="0", TOKENIZERS_PARALLELISM="false",
+                    # `python` in a job's entrypoint is the environment's, as on a cluster image.
+                    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    secret_key = node_env["AWS_SECRET_ACCESS_KEY"]  # set by the s3_server fixture
+    # Ray 2.60 clusters require a token; this one's is the test's own, in a file only the nodes
+    # and the submitting "laptop" are pointed at.
+    token = secrets.token_hex(32)
+    (root / "auth_token").write_text(token)
+    (root / "auth_token").chmod(0o600)
+    node_env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(root / "auth_token"))
+    submit_env = {k: v for k, v in node_env.items() if not k.startswith("AWS_")}
+    gcs_port, dashboard_port = _free_port(), _free_port()
+    common = ["--node-ip-address=127.0.0.1", f"--num-cpus={NODE_CPUS}", "--num-gpus=0",
+              f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats"]
+    head_args = ["--head", f"--port={gcs_port}", "--include-dashboard=true",
+                 "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+                 f"--ray-client-server-port={_free_port()}"]
+    worker_args = [f"--address=127.0.0.1:{gcs_port}"]
+    procs, logs = [], []
+    try:
+        for name, args in (("head", head_args), ("worker", worker_args)):
+            # Fixed default ports (dashboard agent 52365, ...) would clash between the two nodes
+            # and with other clusters on this machine, so each node gets free ones.
+            ports = [f"--dashboard-agent-listen-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
+            logs.append(root / f"{name}.log")
+            procs.append(_start_node([*args, *common, *ports, f"--temp-dir={root / name}"], node_env, logs[-1]))
+            if name == "head":
+                _wait_for_nodes(f"http://127.0.0.1:{dashboard_port}", token, 1, procs, logs)
+        dashboard = f"http://127.0.0.1:{dashboard_port}"
+        _wait_for_nodes(dashboard, token, 2, procs, logs)
+        yield Cluster(dashboard, submit_env, token, secret_key)
+    finally:
+        _stop_nodes(procs)
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def _submit(cluster: Cluster, job_id: str, script: str, *args: str) -> subprocess.CompletedProcess:
+    """`ray job submit --working-dir REPO -- python jobs/SCRIPT ARGS`, waiting for the end.
+
+    A job still running after JOB_TIMEOUT_S is stopped, and the test fails with its log.
+    """
+    try:
+        return cluster.ray_job("submit", "--submission-id", job_id, "--working-dir", str(REPO), "--",
+                               "python", f"jobs/{script}", *args, timeout=JOB_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        logs = cluster.ray_job("logs", job_id).stdout
+        cluster.ray_job("stop", job_id)
+        pytest.fail(f"job {job_id} still running after {JOB_TIMEOUT_S} s; its log ends:\n{logs[-6000:]}")
+
+
+def _job_record(cluster: Cluster, job_id: str) -> tuple[str, str]:
+    """(`ray job status` output + the job server's JSON record, `ray job logs` output)."""
+    status = cluster.ray_job("status", job_id)
+    logs = cluster.ray_job("logs", job_id)
+    assert logs.returncode == 0, logs.stderr
+    return status.stdout + status.stderr + json.dumps(cluster.job_info(job_id)), logs.stdout
+
+
+def _upload_shards(shared_data: Path, prefix: str) -> int:
+    """A night's shards: slices of real unlabeled reviews with a row id, as CSV and Parquet."""
+    from sentiment.storage import write_bytes
+
+    total = 0
+    for i, (name, rows) in enumerate(SHARDS.items()):
+        frame = pd.read_csv(shared_data / "unlabeled" / name, nrows=rows)
+        frame.insert(0, "row_id", range(total, total + len(frame)))
+        total += len(frame)
+        if i % 2:
+            write_bytes(f"{prefix}/shard-{i}.csv", frame.to_csv(index=False).encode())
+        else:
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            write_bytes(f"{prefix}/shard-{i}.parquet", buffer.getvalue())
+    return total
+
+
+def _train_worker_nodes(cluster: Cluster) -> list[str]:
+    return [actor["node_id"] for actor in cluster.state("actors", class_name="RayTrainWorker")]
+
+
+def test_train_then_score_jobs_on_a_two_node_cluster(two_node_cluster, s3_bucket, shared_data, tiny_backbone):
+    from sentiment.storage import fsspec_filesystem
+
+    cluster = two_node_cluster
+    fs, _ = fsspec_filesystem(s3_bucket)
+    bucket = s3_bucket.removeprefix("s3://")
+    model_uri = f"{s3_bucket}/models/2026-11-26"
+    run = uuid.uuid4().hex[:8]
+    started = time.time()
+
+    train = _submit(cluster, f"train-{run}", "train.py",
+                    "--data", str(shared_data / "labeled" / "gplay-2020.csv"), str(shared_data / "labeled" / "gplay-2024.csv"),
+                    "--limit", "300", "--model", tiny_backbone, "--output", model_uri,
+                    "--num-workers", "2", "--epochs", "1", "--batch-size", "16", "--max-length", "64")
+    train_status, train_logs = _job_record(cluster, f"train-{run}")
+    assert train.returncode == 0, f"train job failed:\n{train_logs[-5000:]}\n{train.stderr[-2000:]}"
+    assert cluster.job_info(f"train-{run}")["status"] == "SUCCEEDED" and "succeeded" in train_status
+    train_seconds = time.time() - started
+
+    # DDP crossed nodes: the two Ray Train workers ran on two different raylets.
+    nodes = _train_worker_nodes(cluster)
+    assert len(nodes) == 2 and len(set(nodes)) == 2, nodes
+    # The code that ran is the copy --working-dir shipped, not the checkout's editable install.
+    shipped = [line for line in train_logs.splitlines() if "sentiment from " in line]
+    assert shipped and str(REPO) not in shipped[0], shipped
+
+    model_files = set(p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/models/2026-11-26", detail=False))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+            "metrics.json"} <= model_files, model_files
+    metrics = json.loads(fs.cat(f"{bucket}/models/2026-11-26/metrics.json"))
+    assert isinstance(metrics, dict) and metrics
+
+    rows = _upload_shards(shared_data, f"{s3_bucket}/reviews/2026-11-26")
+    out_uri = f"{s3_bucket}/scored/2026-11-26"
+    score = _submit(cluster, f"score-{run}", "score.py", "--model", model_uri,
+                    "--input", f"{s3_bucket}/reviews/2026-11-26/", "--output", out_uri + "/",
+                    "--text-column", TEXT_COLUMN, "--concurrency", "1")
+    score_status, score_logs = _job_record(cluster, f"score-{run}")
+    assert score.returncode == 0, f"score job failed:\n{score_logs[-5000:]}\n{score.stderr[-2000:]}"
+    assert cluster.job_info(f"score-{run}")["status"] == "SUCCEEDED" and "succeeded" in score_status
+
+    marker = json.loads(fs.cat(f"{bucket}/scored/2026-11-26/_SUCCESS"))
+    parquet_files = [p for p in fs.ls(f"{bucket}/scored/2026-11-26", detail=False) if p.endswith(".parquet")]
+    scored = pd.concat([pq.read_table(p, filesystem=fs).to_pandas() for p in parquet_files])
+    assert len(scored) == rows and sorted(scored["row_id"]) == list(range(rows))
+    assert marker["rows"] == rows and sum(f["rows"] for f in marker["files"]) == rows
+    assert sorted(f["file"].rsplit("/", 1)[-1] for f in marker["files"]) == sorted(p.rsplit("/", 1)[-1] for p in parquet_files)
+    has_text = scored[TEXT_COLUMN].fillna("").str.strip() != ""
+    assert scored.loc[has_text, "sentiment"].isin(["negative", "neutral", "positive"]).all()
+
+    # No credential in anything a job printed or recorded: logs, status and the job server's
+    # record of entrypoint, runtime_env and metadata, and the submit CLI's own output.
+    for text in (train_logs, score_logs, train_status, score_status, train.stdout, score.stdout):
+        assert cluster.secret_key not in text and cluster.token not in text
+    print(f"\nmulti-node: train job {train_seconds:.0f} s, train+score {time.time() - started:.0f} s")
+
