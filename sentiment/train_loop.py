@@ -9,6 +9,7 @@ and the metric history so far.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -26,6 +27,8 @@ MODEL_SUBDIR = "model"
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
 LOG_EVERY_STEPS = 50
+# A logger, not print: Ray Train patches print on workers to both tee and log, doubling each line.
+log = logging.getLogger("sentiment.train")
 
 
 class _TokenizeCollate(NumpyBatchCollateFn):
@@ -83,8 +86,8 @@ def _run_epoch(model, batches, device, *, optimizer=None, scheduler=None, scaler
             seen += n
             if training and step % LOG_EVERY_STEPS == 0 and ray.train.get_context().get_world_rank() == 0:
                 rate = seen / (time.time() - started)
-                print(f"[train] {epoch_label} step {step}/{steps_total} loss {loss_sum / seen:.4f} "
-                      f"acc {correct / seen:.3f} ({rate:.1f} reviews/s per worker)", flush=True)
+                log.info(f"[train] {epoch_label} step {step}/{steps_total} loss {loss_sum / seen:.4f} "
+                         f"acc {correct / seen:.3f} ({rate:.1f} reviews/s per worker)")
     return _all_reduce_sums([loss_sum, correct, seen], device)
 
 
@@ -116,7 +119,7 @@ def train_loop_per_worker(config: dict) -> None:
                 history = json.load(f)
         start_epoch = state["epoch"] + 1
         if rank == 0:
-            print(f"[train] resuming from the checkpoint of epoch {start_epoch}", flush=True)
+            log.info(f"[train] resuming from the checkpoint of epoch {start_epoch}")
 
     model = ray.train.torch.prepare_model(model)
     amp_dtype = _autocast_dtype(device)
@@ -152,9 +155,9 @@ def train_loop_per_worker(config: dict) -> None:
                    "train_reviews_per_second": t_n / train_seconds}
         history.append(metrics)
         if rank == 0:
-            print(f"[train] {label}: train loss {metrics['train_loss']:.4f} acc {metrics['train_accuracy']:.3f} | "
-                  f"val loss {metrics['val_loss']:.4f} acc {metrics['val_accuracy']:.3f} | "
-                  f"{metrics['epoch_seconds']:.0f}s", flush=True)
+            log.info(f"[train] {label}: train loss {metrics['train_loss']:.4f} acc {metrics['train_accuracy']:.3f} | "
+                     f"val loss {metrics['val_loss']:.4f} acc {metrics['val_accuracy']:.3f} | "
+                     f"{metrics['epoch_seconds']:.0f}s")
             with tempfile.TemporaryDirectory() as directory:
                 _save_checkpoint(directory, model, tokenizer, optimizer, scheduler, scaler, epoch, history)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
