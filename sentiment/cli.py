@@ -48,6 +48,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="truncate texts to this many tokens (default: %(default)s)")
     parser.add_argument("--num-workers", type=int, default=1, help="DDP workers (default: %(default)s)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16/fp16 autocast")
+    parser.add_argument("--cpus-per-worker", type=int, default=1,
+                        help="CPUs (and torch threads) per worker; on CPU-only machines use all cores (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="seed for the train/val/test split and initialisation (default: %(default)s)")
     parser.add_argument("--val-fraction", type=float, default=0.05, help="default: %(default)s")
     parser.add_argument("--test-fraction", type=float, default=0.05, help="default: %(default)s")

@@ -103,6 +103,8 @@ def _save_checkpoint(directory: str, model, tokenizer, optimizer, scheduler, sca
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entrypoint; `config` is TrainConfig.worker_config()."""
     torch.manual_seed(config["seed"])
+    # Ray pins OMP_NUM_THREADS to the worker's CPU count; say it explicitly for torch too.
+    torch.set_num_threads(config["cpus_per_worker"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()

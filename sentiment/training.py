@@ -44,6 +44,7 @@ class TrainConfig:
     max_length: int = DEFAULT_MAX_LENGTH
     num_workers: int = 1
     use_gpu: bool = False
+    cpus_per_worker: int = 1
     seed: int = 42
     val_fraction: float = 0.05
     test_fraction: float = 0.05
@@ -58,7 +59,7 @@ class TrainConfig:
         return cls(data=args.data, output=args.output, model=args.model, text_column=args.text_column,
                    score_column=args.score_column, format=args.format, epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
-                   num_workers=args.num_workers, use_gpu=args.gpu, seed=args.seed,
+                   num_workers=args.num_workers, use_gpu=args.gpu, cpus_per_worker=args.cpus_per_worker, seed=args.seed,
                    val_fraction=args.val_fraction, test_fraction=args.test_fraction, limit=args.limit,
                    run_name=args.run_name, storage_path=args.storage_path, max_failures=args.max_failures)
 
@@ -75,7 +76,7 @@ class TrainConfig:
     def validate(self) -> None:
         from sentiment.errors import InputError
 
-        for name in ("epochs", "batch_size", "num_workers", "max_length"):
+        for name in ("epochs", "batch_size", "num_workers", "max_length", "cpus_per_worker"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1")
         if self.lr <= 0:
@@ -114,14 +115,16 @@ def train(config: TrainConfig) -> dict:
     prepared = time.time()
     worker_config = {"backbone": config.model, "epochs": config.epochs, "batch_size": config.batch_size,
                      "lr": config.lr, "max_length": config.max_length, "seed": config.seed,
-                     "train_rows": splits.counts["train"]}
+                     "train_rows": splits.counts["train"], "cpus_per_worker": config.cpus_per_worker}
     # Our per-step and per-epoch lines are the progress display; Ray Data's per-shard bars from
     # every worker would bury them. Each dataset carries its own copy of the context.
     for dataset in (splits.train, splits.validation):
         dataset.context.enable_progress_bars = False
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=worker_config,
-        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
+        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
+                                     resources_per_worker={"CPU": config.cpus_per_worker,
+                                                           **({"GPU": 1} if config.use_gpu else {})}),
         run_config=_run_config(config),
         datasets={"train": splits.train, "validation": splits.validation},
     )
@@ -139,7 +142,10 @@ def train(config: TrainConfig) -> dict:
         upload_dir(staging, config.resolved_output)
         y_true, y_pred = predict_labels(splits.test, config.resolved_output, max_length=config.max_length,
                                         use_gpu=config.use_gpu,
-                                        cpus_per_actor=max(1, int(ray.available_resources().get("CPU", 1))))
+                                        # One actor lives on one node: ask for the biggest node's CPUs,
+                                        # never the cluster's total, which no single node may have.
+                                        cpus_per_actor=max(1, int(max(n["Resources"].get("CPU", 0)
+                                                                      for n in ray.nodes() if n["Alive"]))))
         test = classification_metrics(y_true, y_pred)
         print(format_metrics(y_true, y_pred, test))
         best_epoch = max(history, key=lambda h: h["val_accuracy"])["epoch"]
