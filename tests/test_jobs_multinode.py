@@ -11,6 +11,7 @@ import io
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -192,7 +193,7 @@ def two_node_cluster(s3_server):
         yield Cluster(dashboard, submit_env, token, secret_key)
     finally:
         _stop_nodes(procs)
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _submit(cluster: Cluster, job_id: str, script: str, *args: str) -> subprocess.CompletedProcess:
@@ -239,6 +240,22 @@ def _train_worker_nodes(cluster: Cluster) -> list[str]:
     return [actor["node_id"] for actor in cluster.state("actors", class_name="RayTrainWorker")]
 
 
+# First in the file, so the two-node cluster below is not yet up and idling beside it.
+def test_a_job_run_by_hand_starts_a_local_cluster(tmp_path, shared_data, tiny_classifier):
+    # Outside any cluster (RAY_ADDRESS=local: never join a cluster someone else started here).
+    shard = tmp_path / "shard.csv"
+    pd.read_csv(shared_data / "unlabeled" / "todoist.csv", nrows=40).to_csv(shard, index=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_ADDRESS="local", RAY_USAGE_STATS_ENABLED="0")
+    result = subprocess.run(
+        [sys.executable, "jobs/score.py", "--model", tiny_classifier, "--input", str(shard),
+         "--output", str(tmp_path / "scored"), "--text-column", TEXT_COLUMN],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Ray cluster" in result.stderr and "1 node(s)" in result.stderr
+    assert json.loads((tmp_path / "scored" / "_SUCCESS").read_text())["rows"] == 40
+
+
 def test_train_then_score_jobs_on_a_two_node_cluster(two_node_cluster, s3_bucket, shared_data, tiny_backbone):
     from sentiment.storage import fsspec_filesystem
 
@@ -266,10 +283,13 @@ def test_train_then_score_jobs_on_a_two_node_cluster(two_node_cluster, s3_bucket
     assert shipped and str(REPO) not in shipped[0], shipped
 
     model_files = set(p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/models/2026-11-26", detail=False))
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-            "metrics.json"} <= model_files, model_files
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "metrics.json",
+            "training_history.png", "confusion_matrix.png"} <= model_files, model_files
     metrics = json.loads(fs.cat(f"{bucket}/models/2026-11-26/metrics.json"))
-    assert isinstance(metrics, dict) and metrics
+    assert [h["epoch"] for h in metrics["history"]] == [1]
+    assert metrics["config"]["num_workers"] == 2 and metrics["rows"]["rows_read"] == 300
+    assert 0 <= metrics["test"]["accuracy"] <= 1
+    assert sum(map(sum, metrics["test"]["confusion_matrix"])) == metrics["rows"]["test"] > 0
 
     rows = _upload_shards(shared_data, f"{s3_bucket}/reviews/2026-11-26")
     out_uri = f"{s3_bucket}/scored/2026-11-26"
@@ -294,4 +314,19 @@ def test_train_then_score_jobs_on_a_two_node_cluster(two_node_cluster, s3_bucket
     for text in (train_logs, score_logs, train_status, score_status, train.stdout, score.stdout):
         assert cluster.secret_key not in text and cluster.token not in text
     print(f"\nmulti-node: train job {train_seconds:.0f} s, train+score {time.time() - started:.0f} s")
+
+
+
+def test_a_failing_job_ends_failed_with_one_clear_line(two_node_cluster, tmp_path):
+    # What a scheduler sees for a user mistake: `ray job submit` exits non-zero, the job is
+    # FAILED, and its log says what is wrong in one line instead of a traceback.
+    cluster = two_node_cluster
+    job_id = f"train-bad-{uuid.uuid4().hex[:8]}"
+    missing = tmp_path / "no-such-reviews.csv"
+    result = _submit(cluster, job_id, "train.py", "--data", str(missing), "--output", str(tmp_path / "model"))
+    status, logs = _job_record(cluster, job_id)
+    assert result.returncode != 0
+    assert cluster.job_info(job_id)["status"] == "FAILED" and "failed" in status
+    assert f"sentiment train: error: input not found: {missing}" in logs
+    assert "Traceback" not in logs
 
