@@ -175,13 +175,38 @@ def build_pipeline(config: ScoreConfig, found: shards.Shards, tokenizer):
     ds = ds.map_batches(tokenize_batch, batch_format="pyarrow", batch_size=_TOKENIZE_BATCH_ROWS,
                         fn_kwargs={"tokenizer": tokenizer, "text_column": config.text_column,
                                    "max_length": config.max_length, "drop_text": drop_text})
-    low, high = config.concurrency
+    low, high = _pool_size(config)
     return ds.map_batches(
         ScoringActor, batch_format="pyarrow", batch_size=config.batch_size * SORT_WINDOW_BATCHES,
         fn_constructor_kwargs={"model_uri": config.model, "gpu": config.gpu, "batch_size": config.batch_size,
                                "max_length": config.max_length, "threads": int(config.cpus_per_actor)},
         compute=ActorPoolStrategy(min_size=low, max_size=high),
         num_cpus=config.cpus_per_actor, num_gpus=1 if config.gpu else 0)
+
+
+def _pool_size(config: ScoreConfig) -> tuple[int, int]:
+    """The actor pool's (min, max), capped on CPU so the pool leaves one CPU to read and write.
+
+    Actors hold their CPUs for the whole run; a pool that takes every CPU starves the read
+    tasks and the job waits forever (seen with --concurrency 2 on a 2-CPU machine).
+    GPU actors are left as asked: an autoscaling cluster may add GPU nodes later.
+    """
+    import ray
+
+    low, high = config.concurrency
+    if config.gpu:
+        return low, high
+    if not ray.is_initialized():
+        ray.init()  # what Ray Data would do on first use; connects to RAY_ADDRESS if set
+    cpus = ray.cluster_resources().get("CPU", 0)
+    fits = int((cpus - 1) // config.cpus_per_actor)
+    if fits < 1:
+        raise InputError(f"the Ray cluster has {cpus:g} CPUs: one model actor with --cpus-per-actor "
+                         f"{config.cpus_per_actor:g} would leave none to read and write; lower --cpus-per-actor")
+    if high > fits:
+        log.warning("--concurrency %s,%s capped to %s model actors: %g CPUs, %g per actor, one kept for reading "
+                    "and writing", low, high, fits, cpus, config.cpus_per_actor)
+    return min(low, fits), min(high, fits)
 
 
 def score(config: ScoreConfig) -> dict:

@@ -143,6 +143,16 @@ def test_s3_scoring_marker_and_summary_count_what_was_written(s3_scored):
     assert summary["rows_per_s"] > 0
 
 
+def test_s3_scoring_never_writes_credentials_into_its_artifacts(s3_scored):
+    from tests.conftest import SECRET_KEY
+
+    _, paths = s3_scored
+    fs, path = fsspec_filesystem(paths["output"])
+    for file in fs.find(path):
+        with fs.open(file, "rb") as f:
+            assert SECRET_KEY.encode() not in f.read(), file
+
+
 def test_rerun_into_the_same_output_leaves_exactly_one_copy_of_each_row(s3_scored):
     expected, paths = s3_scored
     first = _read_json(paths["output"] + "/_SUCCESS")
@@ -201,3 +211,15 @@ def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray
     assert want.max(axis=1).mean() > 0.6 and len(set(want.argmax(axis=1))) == 3 and want.std(axis=0).min() > 0.05
     np.testing.assert_allclose(got, want, atol=1e-4)
     assert out["sentiment"].to_pylist() == [LABELS[i] for i in want.argmax(axis=1)]
+
+
+def test_cpu_actor_pool_is_capped_to_leave_a_cpu_for_reading_and_writing(ray_cluster):
+    from sentiment.errors import InputError
+    from sentiment.scoring import ScoreConfig, _pool_size
+
+    # ray_cluster has 4 CPUs: three 1-CPU actors fit beside the read and write tasks.
+    assert _pool_size(ScoreConfig(model="m", inputs=["i"], output="o", concurrency=(2, 8))) == (2, 3)
+    assert _pool_size(ScoreConfig(model="m", inputs=["i"], output="o", concurrency=(5, 5))) == (3, 3)
+    assert _pool_size(ScoreConfig(model="m", inputs=["i"], output="o", concurrency=(2, 8), gpu=True)) == (2, 8)
+    with pytest.raises(InputError, match="lower --cpus-per-actor"):
+        _pool_size(ScoreConfig(model="m", inputs=["i"], output="o", cpus_per_actor=4))
