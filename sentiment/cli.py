@@ -110,18 +110,20 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-column", default="content",
                         help="column holding the review text; every shard must have it (default: %(default)s)")
     parser.add_argument("--format", choices=["csv", "parquet"], default=None,
-                        help="read every input file as this format; default: from each file's extension")
+                        help="read only files of this format (.csv, or .parquet/.pq); default: both, each by its extension")
     parser.add_argument("--keep-columns", default=None, metavar="A,B",
                         help="comma-separated input columns to copy into the output; default: all of them")
     parser.add_argument("--concurrency", type=_parse_concurrency, default=(1, 1), metavar="N|MIN,MAX",
-                        help="model actors: N for a fixed pool, MIN,MAX to autoscale between them (default: 1)")
+                        help="model actors: N for a fixed pool, MIN,MAX to autoscale between them; without --gpu "
+                             "capped so one CPU stays free to read and write (default: 1)")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="rows per forward pass; each actor sorts 16 batches at a time by length (default: %(default)s)")
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH,
                         help="truncate texts to this many tokens (default: %(default)s)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per model actor, bf16 autocast")
     parser.add_argument("--cpus-per-actor", type=float, default=1.0,
-                        help="CPUs reserved by each model actor; on CPU also its torch threads (default: %(default)s)")
+                        help="CPUs Ray reserves for each model actor; without --gpu it runs max(1, int(value)) torch "
+                             "threads, so 0.5 packs two 1-thread actors per CPU slot (default: %(default)s)")
     parser.add_argument("--rows-per-file", type=int, default=100_000,
                         help="target minimum rows per output Parquet file (default: %(default)s)")
 
