@@ -20,13 +20,12 @@ log = logging.getLogger(__name__)
 class _LabelPredictor:
     """Ray Data actor: loads the model once, maps {text, label} batches to {label, pred}."""
 
-    def __init__(self, model_uri: str, batch_size: int, max_length: int, use_gpu: bool):
+    def __init__(self, model_uri: str, batch_size: int, max_length: int, use_gpu: bool, threads: int):
         import torch
 
         from sentiment.predictor import Predictor, pick_device
 
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-        torch.set_num_threads(max(1, int(cpus)))
+        torch.set_num_threads(threads)
         self.predictor = Predictor(model_uri, device=pick_device(use_gpu), batch_size=batch_size, max_length=max_length)
 
     def __call__(self, batch: dict) -> dict:
@@ -34,18 +33,26 @@ class _LabelPredictor:
         return {"label": batch["label"], "pred": probs.argmax(axis=1)}
 
 
+def _largest_node_cpus() -> int:
+    # Not the cluster total: one actor lives on one node, and asking for more CPUs than any node
+    # has waits forever.
+    return max(1, int(max(node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"])))
+
+
 def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int = 64,
-                   max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False,
-                   concurrency: int = 1, cpus_per_actor: float = 1) -> tuple[np.ndarray, np.ndarray]:
+                   max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """True and predicted class ids for a dataset with columns text and label.
 
-    Only the two small integer columns come back to the driver.
+    One actor, with torch threads for every core of the largest node; it reserves one CPU fewer
+    so Ray Data's read and filter tasks can still run beside it. Only the two small integer
+    columns come back to the driver.
     """
+    cpus = _largest_node_cpus()
     predicted = dataset.map_batches(
         _LabelPredictor, fn_constructor_kwargs={"model_uri": model_uri, "batch_size": batch_size,
-                                                "max_length": max_length, "use_gpu": use_gpu},
-        batch_size=max(batch_size * 4, 256), compute=ray.data.ActorPoolStrategy(size=concurrency),
-        num_gpus=1 if use_gpu else 0, num_cpus=cpus_per_actor)
+                                                "max_length": max_length, "use_gpu": use_gpu, "threads": cpus},
+        batch_size=max(batch_size * 4, 256), compute=ray.data.ActorPoolStrategy(size=1),
+        num_gpus=1 if use_gpu else 0, num_cpus=max(1, cpus - 1) if not use_gpu else 1)
     frame = predicted.to_pandas()
     return frame["label"].to_numpy(), frame["pred"].to_numpy()
 
@@ -84,9 +91,8 @@ def evaluate(config: EvaluateConfig) -> dict:
     labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit).materialize()
     problems = count_problems(labeled)
     usable = labeled.filter(expr="problem == ''").drop_columns(["problem"])
-    cpus = max(1, int(ray.available_resources().get("CPU", 1)))
     y_true, y_pred = predict_labels(usable, config.model, batch_size=config.batch_size,
-                                    max_length=config.max_length, use_gpu=config.use_gpu, cpus_per_actor=cpus)
+                                    max_length=config.max_length, use_gpu=config.use_gpu)
     metrics = classification_metrics(y_true, y_pred)
     metrics["skipped"] = {EMPTY_TEXT: problems.get(EMPTY_TEXT, 0), INVALID_SCORE: problems.get(INVALID_SCORE, 0)}
     metrics["model"] = config.model

@@ -141,11 +141,7 @@ def train(config: TrainConfig) -> dict:
             history = json.load(f)
         upload_dir(staging, config.resolved_output)
         y_true, y_pred = predict_labels(splits.test, config.resolved_output, max_length=config.max_length,
-                                        use_gpu=config.use_gpu,
-                                        # One actor lives on one node: ask for the biggest node's CPUs,
-                                        # never the cluster's total, which no single node may have.
-                                        cpus_per_actor=max(1, int(max(n["Resources"].get("CPU", 0)
-                                                                      for n in ray.nodes() if n["Alive"]))))
+                                        use_gpu=config.use_gpu)
         test = classification_metrics(y_true, y_pred)
         print(format_metrics(y_true, y_pred, test))
         best_epoch = max(history, key=lambda h: h["val_accuracy"])["epoch"]
