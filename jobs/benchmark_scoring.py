@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sentiment.benchmarking import ScoringBenchmark, run_scoring_benchmark
+from sentiment.benchmarking import ScoringBenchmark, measure_memory, run_scoring_benchmark
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "unlabeled"
 
@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-args", default="", help="extra flags for `sentiment score`, e.g. '--batch-size 128'")
     p.add_argument("--memory-rows", type=int, nargs="*", default=[],
                    help="also measure peak memory of `sentiment score` at these row counts (corpus replicated)")
+    p.add_argument("--memory-only", action="store_true", help="only the memory runs, not (a)-(d)")
     p.add_argument("--memory-model", choices=["minilm", "tiny"], default="minilm", help="model for the memory runs")
+    p.add_argument("--peak-size", type=int, default=4096, help="side of the square matmuls for the peak (default: %(default)s)")
     p.add_argument("--workdir", default=None, help="scratch folder for model, shards and outputs (default: a temp dir)")
     p.add_argument("--json", default="benchmark_scoring.json", help="where to write the results (default: %(default)s)")
     return p
@@ -51,17 +53,26 @@ def format_table(result: dict) -> str:
     lim = result["limit"]
     lines = [f"{result['sample']['reviews']} reviews, mean {result['sample']['mean_tokens']:.1f} tokens; "
              f"matmul peak {lim['matmul_peak_gflops']:.0f} GFLOP/s, {lim['mean_gflop_per_review']:.3f} GFLOP/review "
-             f"-> limit {lim['max_reviews_per_s']:.0f} reviews/s",
-             f"{'':3}{'method':32}{'reviews':>8}{'seconds':>9}{'reviews/s':>11}{'of limit':>10}  settings"]
+             f"-> limit {lim['max_reviews_per_s']:.0f} reviews/s; one core {lim['core_peak_gflops_per_cpu_s']:.0f} "
+             f"GFLOP per CPU-s -> {lim['max_reviews_per_cpu_s']:.0f} reviews per CPU-s",
+             f"{'':3}{'method':32}{'reviews':>8}{'seconds':>9}{'reviews/s':>11}{'of limit':>10}"
+             f"{'CPU-s':>8}{'per CPU-s':>11}  settings"]
     for key, run in result["runs"].items():
         settings = {k: v for k, v in run["settings"].items() if k in ("batch_size", "torch_threads", "chunk")}
         lines.append(f"{key:3}{run['name']:32}{run['reviews']:>8}{run['seconds']:>9.1f}{run['reviews_per_s']:>11.1f}"
-                     f"{run['reviews_per_s'] / lim['max_reviews_per_s']:>10.0%}  {settings}")
-    lines.append("ratios: " + ", ".join(f"{k} = {v:.2f}x" for k, v in result["ratios"].items()))
-    for row in result.get("memory", []):
-        lines.append(f"memory: {row['rows']} rows ({row['model']}): peak PSS {row['peak_pss_bytes'] / 2**30:.2f} GiB, "
-                     f"peak RSS sum {row['peak_rss_bytes'] / 2**30:.2f} GiB, {row['seconds']:.0f} s")
-    return "\n".join(lines)
+                     f"{run['reviews_per_s'] / lim['max_reviews_per_s']:>10.0%}"
+                     f"{run['cpu_seconds'] or 0:>8.1f}{run['reviews_per_cpu_s'] or 0:>11.1f}  {settings}")
+    lines.append("wall-time ratios: " + ", ".join(f"{k} = {v:.2f}x" for k, v in result["ratios"].items()))
+    lines.append("CPU-time ratios: " + ", ".join(f"{k} = {v:.2f}x" for k, v in result["cpu_time_ratios"].items())
+                 + "; fraction of limit by CPU time: "
+                 + ", ".join(f"{k} = {v:.0%}" for k, v in result["cpu_time_fraction_of_limit"].items()))
+    return "\n".join(lines + [format_memory(result)])
+
+
+def format_memory(result: dict) -> str:
+    return "\n".join(f"memory: {row['rows']} rows ({row['model']}): peak PSS {row['peak_pss_bytes'] / 2**30:.2f} GiB, "
+                     f"peak RSS sum {row['peak_rss_bytes'] / 2**30:.2f} GiB, {row['seconds']:.0f} s"
+                     for row in result.get("memory", []))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             tune_n=args.tune_n, seed=args.seed, device=args.device, threads=args.threads,
             pipeline_batch_sizes=tuple(args.pipeline_batch_sizes), predictor_batch_sizes=tuple(args.predictor_batch_sizes),
             model_size=args.model_size, run_score=not args.no_score, score_args=tuple(args.score_args.split()),
-            memory_rows=tuple(args.memory_rows), memory_model_size=args.memory_model)
+            memory_rows=tuple(args.memory_rows), memory_model_size=args.memory_model, peak_size=args.peak_size)
         logging.info("benchmark config: %s", cfg)
-        result = run_scoring_benchmark(cfg)
+        result = {"memory": measure_memory(cfg)} if args.memory_only else run_scoring_benchmark(cfg)
     result["command"] = " ".join(["python", "jobs/benchmark_scoring.py", *(argv if argv is not None else sys.argv[1:])])
-    print(format_table(result))
+    print(format_table(result) if "runs" in result else format_memory(result))
     Path(args.json).write_text(json.dumps(result, indent=2, default=str))
     print(f"wrote {args.json}")
     return 0

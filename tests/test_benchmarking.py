@@ -62,7 +62,7 @@ def test_all_three_in_process_methods_give_the_same_probabilities(shared_data, t
     pipe = bench.time_hf_pipeline(tiny_classifier, texts, batch_size=8)
     ours = bench.time_predictor(tiny_classifier, texts, batch_size=16)
     for run in (ref, pipe, ours):
-        assert run.reviews == 40 and run.seconds > 0 and run.reviews_per_s > 0
+        assert run.reviews == 40 and run.seconds > 0 and run.reviews_per_s > 0 and run.cpu_seconds > 0
         assert run.probs.shape == (40, 3)
         np.testing.assert_allclose(run.probs.sum(axis=1), 1.0, atol=1e-5)
     # Padding to 160 with a mask, per-batch padding and the pipeline must all agree.
@@ -73,11 +73,12 @@ def test_all_three_in_process_methods_give_the_same_probabilities(shared_data, t
 
 
 def test_matmul_peak_is_plausible():
-    gflops = bench.matmul_peak_gflops(size=256, repeats=3)
-    assert 0.5 < gflops < 1e6
+    wall, per_cpu = bench.matmul_peak_gflops(size=256, repeats=3, threads=1)
+    assert 0.5 < wall < 1e6 and 0.5 < per_cpu < 1e6
+    assert torch.get_num_threads() >= 1
 
 
-def test_tree_memory_counts_a_grandchild(tmp_path):
+def test_tree_usage_counts_a_grandchild(tmp_path):
     # A shell whose child holds ~200 MiB: the parent alone holds almost nothing.
     script = "import time; x = bytearray(200 * 2**20); x[::4096] = b'1' * len(x[::4096]); time.sleep(30)"
     proc = subprocess.Popen(["sh", "-c", f'"{sys.executable}" -c "{script}"; true'])
@@ -86,8 +87,9 @@ def test_tree_memory_counts_a_grandchild(tmp_path):
         pss = 0
         while time.time() < deadline and pss < 200 * 2**20:
             time.sleep(0.2)
-            rss, pss = bench._tree_memory(proc.pid)
+            rss, pss, cpu = bench._tree_usage(proc.pid)
         assert pss >= 200 * 2**20 and rss >= pss
+        assert len(cpu) == 2 and all(seconds >= 0 for seconds in cpu.values())
     finally:
         for child in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split():
             subprocess.run(["kill", child])
@@ -102,3 +104,24 @@ def test_write_shards_cycles_the_texts(tmp_path):
     assert len(paths) == 3
     rows = pd.concat(pd.read_csv(p) for p in paths)["Review Text"].tolist()
     assert rows == ["a", "b", "c", "a", "b", "c", "a"]
+
+
+def test_benchmark_job_prints_a_table_and_writes_json(shared_data, tmp_path):
+    import json
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "jobs/benchmark_scoring.py", "--data", str(shared_data / "unlabeled"), "--n", "48",
+         "--baseline-n", "24", "--tune-n", "16", "--pipeline-batch-sizes", "8", "16", "--predictor-batch-sizes", "16",
+         "--model-size", "tiny", "--no-score", "--peak-size", "256", "--json", str(out), "--workdir", str(tmp_path / "work")],
+        cwd=repo, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert set(result["runs"]) == {"a", "b", "c"}
+    assert result["runs"]["c"]["reviews"] == 48 and result["runs"]["a"]["reviews"] == 24
+    assert result["runs"]["b"]["settings"]["batch_size"] in (8, 16)
+    assert result["agreement_c_vs_a"]["same_label"] == 1.0
+    assert result["ratios"]["c/a"] > 0 and 0 < result["sample"]["mean_tokens"] < 160
+    assert "reference loop" in done.stdout and "c/a" in done.stdout
