@@ -15,46 +15,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import ray
 
 from sentiment.errors import InputError
 from sentiment.labels import INVALID_LABEL, scores_to_label_ids
-from sentiment.storage import InputFiles, describe_failure, list_input_files
+from sentiment.shards import CSV_PARSE, SUFFIXES, file_columns, format_of
+from sentiment.storage import list_input_files
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = {"csv": (".csv",), "parquet": (".parquet", ".pq")}
 EMPTY_TEXT, INVALID_SCORE = "empty_text", "invalid_score"
-
-
-def file_format(path: str, forced: str | None) -> str:
-    if forced:
-        return forced
-    lower = path.lower()
-    for name, suffixes in SUFFIXES.items():
-        if lower.endswith(suffixes):
-            return name
-    raise InputError(f"{path}: cannot tell the format from the extension; pass --format csv|parquet")
-
-
-def columns_of(files: InputFiles, index: int, fmt: str) -> list[str]:
-    """Column names of one input file, reading only its header or footer.
-
-    Raises:
-        InputError: if the file cannot be parsed as the given format.
-    """
-    path, uri = files.paths[index], files.uris[index]
-    try:
-        if fmt == "parquet":
-            with files.filesystem.open_input_file(path) as f:
-                return pq.read_schema(f).names
-        with files.filesystem.open_input_stream(path) as f:
-            return pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=1 << 20)).schema.names
-    except (pa.ArrowInvalid, OSError) as error:
-        if isinstance(error, pa.ArrowInvalid) or "Parquet" in str(error):
-            raise InputError(f"{uri}: not a readable {fmt.upper()} file: {error}") from None
-        raise InputError(describe_failure(uri, error)) from None
 
 
 def read_labeled(paths: list[str], text_column: str, score_column: str,
@@ -70,12 +40,12 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
     suffixes = SUFFIXES[fmt] if fmt else SUFFIXES["csv"] + SUFFIXES["parquet"]
     files = list_input_files(paths, suffixes)
     by_format: dict[str, list[str]] = {}
-    for i, path in enumerate(files.paths):
-        kind = file_format(path, fmt)
-        have = columns_of(files, i, kind)
+    for path, uri in zip(files.paths, files.uris):
+        kind = format_of(path, fmt)
+        have, _ = file_columns(files.filesystem, path, uri, kind)
         missing = [c for c in (text_column, score_column) if c not in have]
         if missing:
-            raise InputError(f"{files.uris[i]}: missing column(s) {missing}; it has {have}. "
+            raise InputError(f"{uri}: missing column(s) {missing}; it has {have}. "
                              "Choose columns with --text-column / --score-column")
         by_format.setdefault(kind, []).append(path)
     columns = [text_column, score_column]
@@ -86,7 +56,7 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
         convert = pacsv.ConvertOptions(include_columns=columns,
                                        column_types={c: pa.string() for c in columns})
         parts.append(ray.data.read_csv(by_format["csv"], filesystem=files.filesystem,
-                                       convert_options=convert))
+                                       parse_options=CSV_PARSE, convert_options=convert))
     if "parquet" in by_format:
         parts.append(ray.data.read_parquet(by_format["parquet"], filesystem=files.filesystem)
                      .select_columns(columns))

@@ -20,7 +20,7 @@ from sentiment.storage import describe_failure, list_input_files
 
 SUFFIXES = {"csv": (".csv",), "parquet": (".parquet", ".pq")}
 # Reviews contain line breaks inside quoted fields; pyarrow splits rows on them unless told not to.
-_CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
+CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
 # Shown at most this many problems in one error, so 5,000 bad shards still give a readable line.
 _MAX_LISTED = 5
 
@@ -49,14 +49,14 @@ def format_of(path: str, forced: str | None) -> str:
     raise InputError(f"cannot tell the format of {path}: name it .csv/.parquet or pass --format")
 
 
-def _file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[list[str], int]:
+def file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[list[str], int]:
     """Column names of one file and its row count (Parquet only; -1 for CSV)."""
     try:
         if fmt == "parquet":
             meta = pq.read_metadata(path, filesystem=filesystem)
             return meta.schema.to_arrow_schema().names, meta.num_rows
         with filesystem.open_input_stream(path) as stream:
-            reader = pacsv.open_csv(stream, parse_options=_CSV_PARSE,
+            reader = pacsv.open_csv(stream, parse_options=CSV_PARSE,
                                     read_options=pacsv.ReadOptions(block_size=1 << 20))
             return reader.schema.names, -1
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError) as error:
@@ -91,7 +91,7 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
     files = list_input_files(uris, suffixes)
     formats = [format_of(p, fmt) for p in files.paths]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        found = list(pool.map(lambda a: _file_columns(files.filesystem, *a),
+        found = list(pool.map(lambda a: file_columns(files.filesystem, *a),
                               zip(files.paths, files.uris, formats)))
     wanted = list(keep_columns) if keep_columns is not None else None
     problems: list[str] = []
@@ -134,5 +134,5 @@ def read_shards(shards: Shards):
     if "csv" in shards.paths_by_format:
         convert = pacsv.ConvertOptions(column_types={shards.text_column: pa.string()}, include_columns=read or [])
         parts.append(ray.data.read_csv(shards.paths_by_format["csv"], filesystem=shards.filesystem,
-                                       parse_options=_CSV_PARSE, convert_options=convert))
+                                       parse_options=CSV_PARSE, convert_options=convert))
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])

@@ -15,3 +15,40 @@ def labeled_sample(shared_data: Path, out_dir: Path, n: int, seed: int = 0) -> P
     path = out_dir / f"labeled-sample-{n}.csv"
     sample.to_csv(path, index=False)
     return path
+
+
+def tiny_train_command(data: Path, output: Path, backbone: str, epochs: int, *extra: str) -> list[str]:
+    """`sentiment train` as a subprocess: 2 DDP workers, a tiny model, a high lr."""
+    import sys
+
+    return [sys.executable, "-m", "sentiment", "train", "--data", str(data), "--output", str(output),
+            "--model", backbone, "--epochs", str(epochs), "--num-workers", "2", "--lr", "1e-3", *extra]
+
+
+def start_and_wait_for_first_checkpoint(command: list[str], snapshot: Path, log_path: Path):
+    """Start a training subprocess on a Ray cluster of its own; return once a checkpoint is registered.
+
+    RAY_ADDRESS=local gives the run its own cluster, whose processes die with its process group,
+    so a test can kill the run (or find its workers among its descendants) without touching any
+    other cluster on the machine. Waits for Ray Train's checkpoint-manager snapshot, not the
+    checkpoint folder: only a registered checkpoint is resumable.
+
+    Returns:
+        The running subprocess.Popen (its own session: os.killpg(proc.pid, ...) stops it all).
+    """
+    import os
+    import subprocess
+    import time
+
+    log = open(log_path, "w")
+    proc = subprocess.Popen(command, env={**os.environ, "RAY_ADDRESS": "local"}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()  # the child holds its own copy of the descriptor
+    deadline = time.time() + 600
+    while not snapshot.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    if proc.poll() is not None or not snapshot.exists():
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+        raise AssertionError("training ended or stalled before its first checkpoint:\n" + log_path.read_text()[-3000:])
+    return proc
