@@ -119,7 +119,7 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
     Raises:
         InputError: unreadable inputs, missing columns, or no usable rows left.
     """
-    if not 0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1:
+    if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
         raise InputError("--val-fraction and --test-fraction must be positive and sum to less than 1")
     labeled = read_labeled(paths, text_column, score_column, fmt, limit).materialize()
     problems = count_problems(labeled)

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -52,7 +52,6 @@ class TrainConfig:
     run_name: str = "sentiment-train"
     storage_path: str | None = None
     max_failures: int = 2
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_namespace(cls, args) -> "TrainConfig":

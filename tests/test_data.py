@@ -72,3 +72,9 @@ def test_reads_labeled_reviews_from_s3(ray_cluster, s3_bucket, shared_data):
     storage.write_bytes(f"{s3_bucket}/labeled/gplay-2024.csv", (shared_data / "labeled" / "gplay-2024.csv").read_bytes())
     dataset = read_labeled([f"{s3_bucket}/labeled/"], "content", "score")
     assert dataset.count() == 5901
+
+
+@pytest.mark.parametrize("val,test", [(0.05, 0.0), (0.0, 0.05), (0.5, 0.5), (0.6, 0.6)])
+def test_split_fractions_must_be_positive_and_leave_room_for_training(val, test):
+    with pytest.raises(InputError, match="--val-fraction and --test-fraction"):
+        prepare_splits(["unused.csv"], "content", "score", seed=1, val_fraction=val, test_fraction=test)
