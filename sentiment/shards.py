@@ -1,12 +1,19 @@
 """Input shards for batch scoring: find them, check them up front, read them as one Ray Dataset.
 
-Every file's schema is read before the pipeline starts (a Parquet footer or a CSV header: one
-small read per file), so a wrong text column or a corrupt file fails in seconds with the file's
-name, not an hour into the night with a Ray traceback.
+Every file is checked before the pipeline starts, so a wrong text column or a corrupt file fails
+in seconds with the file's name, not an hour into the night with a Ray traceback:
+- a Parquet file's footer is read (one small read);
+- a CSV file is read once in full by Python's strict CSV reader. Arrow's CSV parser accepts a
+  quote left open to the end of the file and silently merges every later row into one text, and
+  its UTF-8 errors reach us as an opaque Ray task failure. The extra pass runs at about 100 MB/s
+  per core, far faster than scoring the same rows.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -58,13 +65,65 @@ def file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[list[str], 
         with filesystem.open_input_stream(path) as stream:
             reader = pacsv.open_csv(stream, parse_options=CSV_PARSE,
                                     read_options=pacsv.ReadOptions(block_size=1 << 20))
-            return reader.schema.names, -1
+            names = reader.schema.names
+        _check_csv_body(filesystem, path, uri)
+        return names, -1
+    except InputError:
+        raise
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError) as error:
         if isinstance(error, (FileNotFoundError, PermissionError, ConnectionError)):
             raise StorageError(describe_failure(uri, error)) from None
         raise InputError(f"{uri} is not a readable {fmt.upper()} file: {error}") from None
     except Exception as error:  # s3fs/botocore failures come in many types
         raise StorageError(describe_failure(uri, error)) from None
+
+
+def _check_csv_body(filesystem, path: str, uri: str) -> None:
+    """Read a whole CSV strictly, so that damage past its header is caught before scoring.
+
+    Raises:
+        InputError: naming the file and line of a quote left open, a character after a closing
+            quote, a row whose field count differs from the header's, or bytes that are not UTF-8.
+    """
+    with filesystem.open_input_stream(path) as stream:
+        reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), strict=True)
+        record_start, width = 1, None
+        try:
+            for row in reader:
+                # Arrow skips blank lines and fails the whole read on a row of another width.
+                if row and len(row) != (width := width or len(row)):
+                    raise InputError(f"{uri} is malformed CSV: the row starting at line {record_start} has "
+                                     f"{len(row)} fields, the header has {width}")
+                record_start = reader.line_num + 1
+        except csv.Error as error:
+            hint = " (a quote opened here is never closed)" if "unexpected end of data" in str(error) else ""
+            raise InputError(f"{uri} is malformed CSV in the row starting at line {record_start}: "
+                             f"{error}{hint}") from None
+        except UnicodeDecodeError:
+            pass
+        else:
+            return
+    line, offset, byte = _first_invalid_utf8(filesystem, path)
+    raise InputError(f"{uri} is not valid UTF-8 text: byte 0x{byte:02x} at line {line} (byte offset {offset}); "
+                     "re-encode it as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def _first_invalid_utf8(filesystem, path: str) -> tuple[int, int, int]:
+    """Line number, byte offset and value of the first byte that is not UTF-8 (error path only)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 1
+    with filesystem.open_input_stream(path) as stream:
+        while chunk := stream.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                # error.start counts from the bytes the decoder still held from the last chunk.
+                held = len(error.object) - len(chunk)
+                bad = offset - held + error.start
+                return lines + error.object[:error.start].count(b"\n"), bad, error.object[error.start]
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+    return lines, offset, 0
 
 
 def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
