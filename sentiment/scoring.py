@@ -170,7 +170,10 @@ class ScoredParquetSink(BlockBasedFileDatasink):
 
 def build_pipeline(config: ScoreConfig, found: shards.Shards, tokenizer):
     """The lazy Dataset: read -> tokenize -> predict. Nothing runs until it is written."""
-    ds = shards.read_shards(found)
+    # Reads coalesce small files into blocks of up to 128 MiB: 20,000 reviews are 2 MiB, so one
+    # block, so one actor task, and every other actor of the pool sits idle. Blocks of one sort
+    # window each spread the work over the pool and let the writer start while scoring goes on.
+    ds = shards.read_shards(found).repartition(target_num_rows_per_block=config.batch_size * SORT_WINDOW_BATCHES)
     drop_text = config.keep_columns is not None and config.text_column not in config.keep_columns
     ds = ds.map_batches(tokenize_batch, batch_format="pyarrow", batch_size=_TOKENIZE_BATCH_ROWS,
                         fn_kwargs={"tokenizer": tokenizer, "text_column": config.text_column,
