@@ -15,13 +15,13 @@ whole output is held on this process. Not run in CI: it takes minutes to hours.
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from sentiment.local_s3 import MotoServer
+from sentiment.process_memory import run_sampled
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "unlabeled"
 TEXT = "Review Text"
@@ -36,33 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-args", default="", help="extra flags for `sentiment score`, e.g. '--concurrency 2'")
     p.add_argument("--json", default=None, help="also write the results here")
     return p
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    """A moto S3 server process on a free port, and the AWS environment pointed at it."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.time() > deadline:
-                proc.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.2)
-    endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "load-access",
-                       "AWS_SECRET_ACCESS_KEY": "load-secret", "AWS_DEFAULT_REGION": "us-east-1"})
-    return proc, endpoint
 
 
 def corpus_texts(data_dir: str) -> list:
@@ -101,42 +74,6 @@ def write_input_shards(texts: list, rows: int, rows_per_shard: int, uri: str) ->
     return shards
 
 
-def run_sampled(command: list[str], poll_s: float = 0.5) -> dict:
-    """Run `command`; wall time and peak RSS and PSS summed over its whole process tree."""
-    import psutil
-
-    peak = {"rss": 0, "pss": 0}
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    done = threading.Event()
-
-    def sample():
-        root = psutil.Process(proc.pid)
-        while not done.is_set():
-            rss = pss = 0
-            try:
-                tree = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                tree = []
-            for p in tree:
-                try:
-                    mem = p.memory_full_info()
-                    rss, pss = rss + mem.rss, pss + mem.pss
-                except psutil.Error:
-                    continue  # exited between listing and reading
-            peak["rss"], peak["pss"] = max(peak["rss"], rss), max(peak["pss"], pss)
-            done.wait(poll_s)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    stdout, stderr = proc.communicate()
-    seconds = time.perf_counter() - start
-    done.set()
-    thread.join()
-    return {"rc": proc.returncode, "seconds": seconds, "peak_rss": peak["rss"], "peak_pss": peak["pss"],
-            "stdout": stdout, "stderr": stderr}
-
-
 def account_rows(output_uri: str, rows: int) -> dict:
     """Stream the output's row ids into a bitmap: how many rows, missing, duplicated, stray."""
     import numpy as np
@@ -166,14 +103,14 @@ def account_rows(output_uri: str, rows: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    moto, endpoint = start_moto()
-    try:
+    with MotoServer() as moto:
+        os.environ.update(moto.aws_environment("load-access", "load-secret"))
         import boto3
 
         from sentiment.benchmarking import save_benchmark_model
         from sentiment.storage import upload_dir
 
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+        boto3.client("s3", endpoint_url=moto.endpoint).create_bucket(Bucket=BUCKET)
         with tempfile.TemporaryDirectory(prefix="sentiment-load-") as tmp:
             upload_dir(save_benchmark_model(os.path.join(tmp, "model"), "tiny"), f"s3://{BUCKET}/model")
         t0 = time.perf_counter()
@@ -184,27 +121,25 @@ def main(argv: list[str] | None = None) -> int:
                    "--input", f"s3://{BUCKET}/in/", "--output", output, "--text-column", TEXT,
                    *args.score_args.split()]
         for _ in range(3):
-            run = run_sampled(command)
+            run = run_sampled(command, poll_s=0.5)
             # Ray gives its raylet a fixed 30 s to come up; a machine loaded by others can miss it.
-            if run["rc"] == 0 or "timed out during startup" not in run["stderr"]:
+            if run.returncode == 0 or "timed out during startup" not in run.stderr:
                 break
             print("Ray did not start in time; running the command again", file=sys.stderr)
-        if run["rc"] != 0:
-            print(run["stderr"][-3000:], file=sys.stderr)
-            print(f"sentiment score exited {run['rc']} after {run['seconds']:.0f} s", file=sys.stderr)
+        if run.returncode != 0:
+            print(run.stderr[-3000:], file=sys.stderr)
+            print(f"sentiment score exited {run.returncode} after {run.seconds:.0f} s", file=sys.stderr)
             return 1
         accounting = account_rows(output, args.rows)
         result = {"rows": args.rows, "shards": shards, "shard_prep_s": round(prep_s, 1),
-                  "wall_s": round(run["seconds"], 1), "rows_per_s": round(args.rows / run["seconds"], 1),
-                  "peak_rss_gib": round(run["peak_rss"] / 2**30, 2), "peak_pss_gib": round(run["peak_pss"] / 2**30, 2),
+                  "wall_s": round(run.seconds, 1), "rows_per_s": round(args.rows / run.seconds, 1),
+                  "peak_rss_gib": round(run.peak_rss_bytes / 2**30, 2),
+                  "peak_pss_gib": round(run.peak_pss_bytes / 2**30, 2),
                   "accounting": accounting, "command": " ".join(command)}
         print(json.dumps(result, indent=2))
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))
         return 0 if accounting["exact"] else 1
-    finally:
-        moto.terminate()
-        moto.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
-"""Measuring pieces for the scoring benchmarks: real review samples, the three in-process
-ways to score them (reference loop, Hugging Face pipeline, our Predictor), `sentiment score`
-as a subprocess with the peak memory of its whole process tree, and the hardware limit
-(matmul peak and model FLOPs for real, unpadded token counts).
+"""The scoring benchmark: (a)-(c) in process, (d) `sentiment score` end to end in a fresh
+process with the peak memory of its whole process tree, all against the hardware limit, on one
+seeded sample of real reviews; and the peak memory of `sentiment score` as input grows.
 
 Every timer excludes model loading except the end-to-end run, which includes everything a
 nightly run pays for (interpreter and Ray start-up, reading files, writing Parquet).
@@ -9,182 +8,23 @@ nightly run pays for (interpreter and Ray start-up, reading files, writing Parqu
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
-import subprocess
 import sys
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from sentiment.errors import InputError
+from sentiment.hardware_limit import forward_flops, matmul_peak_gflops, token_counts
 from sentiment.labels import LABELS, PROB_COLUMNS
-from sentiment.model import DEFAULT_MAX_LENGTH, load_classifier
+from sentiment.model import DEFAULT_MAX_LENGTH
+from sentiment.process_memory import run_sampled
+from sentiment.review_sample import load_corpus, sample_reviews, write_shards
+from sentiment.scoring_methods import Timing, time_hf_pipeline, time_predictor, time_reference_loop
 
 log = logging.getLogger(__name__)
-
-# One corpus file names its text column "Text"; every other file says "Review Text".
-TEXT_COLUMNS = ("Review Text", "Text")
-
-
-@dataclass
-class Timing:
-    """Reviews scored in `seconds`; `probs` (n, 3) in label order, when the method returns them."""
-    name: str
-    reviews: int
-    seconds: float
-    probs: np.ndarray | None = None
-    settings: dict = field(default_factory=dict)
-    cpu_seconds: float | None = None  # user+system time of all threads (and child processes)
-
-    @property
-    def reviews_per_s(self) -> float:
-        return self.reviews / self.seconds
-
-    @property
-    def reviews_per_cpu_s(self) -> float | None:
-        """Reviews per CPU-second: much steadier than wall time on a machine others load too."""
-        return self.reviews / self.cpu_seconds if self.cpu_seconds else None
-
-
-def load_corpus(data_dir: str) -> list[str]:
-    """All non-empty review texts of every CSV file in `data_dir`, in file order.
-
-    Raises:
-        InputError: if the folder holds no CSV, or a file has no known text column.
-    """
-    import pyarrow.csv as pa_csv
-
-    paths = sorted(glob.glob(os.path.join(data_dir, "*.csv")))
-    if not paths:
-        raise InputError(f"{data_dir}: no CSV files to sample reviews from")
-    texts = []
-    for path in paths:
-        table = pa_csv.read_csv(path)
-        column = next((c for c in TEXT_COLUMNS if c in table.column_names), None)
-        if column is None:
-            raise InputError(f"{path}: no text column (looked for {', '.join(TEXT_COLUMNS)})")
-        texts.extend(t for t in table.column(column).to_pylist() if t and t.strip())
-    return texts
-
-
-def sample_reviews(data_dir: str, n: int, seed: int = 0) -> list[str]:
-    """`n` reviews drawn at random, without replacement, from the whole corpus in `data_dir`."""
-    corpus = load_corpus(data_dir)
-    if n > len(corpus):
-        raise InputError(f"{data_dir}: asked for {n} reviews, the corpus has {len(corpus)}")
-    picks = np.random.default_rng(seed).choice(len(corpus), size=n, replace=False)
-    return [corpus[i] for i in picks]
-
-
-def time_reference_loop(model_dir: str, texts: list[str], batch_size: int = 16,
-                        max_length: int = DEFAULT_MAX_LENGTH) -> Timing:
-    """(a) The tutorial loop: each text tokenized alone, padded to `max_length`, a DataLoader."""
-    model, tokenizer = load_classifier(model_dir)
-    model.eval()
-
-    class Reviews(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(texts)
-
-        def __getitem__(self, i):
-            enc = tokenizer(texts[i], padding="max_length", truncation=True,
-                            max_length=max_length, return_tensors="pt")
-            return {k: v.squeeze(0) for k, v in enc.items()}
-
-    loader = torch.utils.data.DataLoader(Reviews(), batch_size=batch_size)
-    out = []
-    start, cpu = time.perf_counter(), time.process_time()
-    with torch.no_grad():
-        for batch in loader:
-            out.append(torch.softmax(model(**batch).logits, dim=-1).numpy())
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return Timing("reference loop", len(texts), seconds, np.concatenate(out),
-                  {"batch_size": batch_size, "padding": f"max_length={max_length}"}, cpu)
-
-
-def time_hf_pipeline(model_dir: str, texts: list[str], batch_size: int,
-                     max_length: int = DEFAULT_MAX_LENGTH, device: str = "cpu") -> Timing:
-    """(b) transformers.pipeline("text-classification") over the texts at one batch size."""
-    from transformers import logging, pipeline
-
-    logging.set_verbosity_error()
-    pipe = pipeline("text-classification", model=model_dir, device=device)
-    start, cpu = time.perf_counter(), time.process_time()
-    results = pipe(texts, batch_size=batch_size, truncation=True, max_length=max_length, top_k=None)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    probs = np.array([[{r["label"]: r["score"] for r in row}[name] for name in LABELS]
-                      for row in results], dtype=np.float32)
-    return Timing("HF pipeline", len(texts), seconds, probs, {"batch_size": batch_size}, cpu)
-
-
-def time_predictor(model_dir: str, texts: list[str], batch_size: int = 64,
-                   device: str = "cpu", chunk: int = 10_000) -> Timing:
-    """(c) Our Predictor on in-memory batches of `chunk` texts (as a scoring actor sees them)."""
-    from sentiment.predictor import Predictor
-
-    predictor = Predictor(model_dir, device=torch.device(device), batch_size=batch_size)
-    predictor.predict_proba(texts[:batch_size])  # first-call allocations are not throughput
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start, cpu = time.perf_counter(), time.process_time()
-    probs = np.concatenate([predictor.predict_proba(texts[i:i + chunk])
-                            for i in range(0, len(texts), chunk)])
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return Timing("our Predictor", len(texts), seconds, probs,
-                  {"batch_size": batch_size, "chunk": chunk, "torch_threads": torch.get_num_threads()}, cpu)
-
-
-def write_shards(texts: list[str], rows: int, directory: str, rows_per_shard: int = 10_000,
-                 column: str = "Review Text") -> list[str]:
-    """Write `rows` reviews (cycling through `texts`) as CSV shards; returns their paths."""
-    os.makedirs(directory, exist_ok=True)
-    paths = []
-    for index, start in enumerate(range(0, rows, rows_per_shard)):
-        picks = np.arange(start, min(start + rows_per_shard, rows)) % len(texts)
-        path = os.path.join(directory, f"shard-{index:05d}.csv")
-        pd.DataFrame({column: [texts[i] for i in picks]}).to_csv(path, index=False)
-        paths.append(path)
-    return paths
-
-
-def _tree_usage(root: int) -> tuple[int, int, dict[int, float]]:
-    """Sum of RSS and of PSS (bytes), and CPU seconds per pid, over `root` and its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    rss = pss = 0
-    cpu: dict[int, float] = {}
-    stack = [root]
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, ()))
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            cpu[pid] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith(("Rss:", "Pss:")):
-                        kib = int(line.split()[1]) * 1024
-                        rss, pss = (rss + kib, pss) if line[0] == "R" else (rss, pss + kib)
-        except OSError:
-            continue  # exited between listing and reading
-    return rss, pss, cpu
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def run_score_command(model_dir: str, inputs: list[str], output_dir: str,
@@ -193,42 +33,23 @@ def run_score_command(model_dir: str, inputs: list[str], output_dir: str,
     """(d) `sentiment score` end to end in a fresh process; wall time and peak tree memory.
 
     Memory is sampled every `poll_s` over the whole process tree (driver, Ray's raylet and
-    GCS, every worker). PSS splits shared pages (Ray's object store, torch libraries) between
-    the processes that map them, so its sum is the honest total; the RSS sum double-counts them.
+    GCS, every worker); see sentiment.process_memory for why PSS is the honest total.
 
     Raises:
         RuntimeError: if the command fails; the message holds the tail of its stderr.
     """
     command = [sys.executable, "-m", "sentiment", "score", "--model", model_dir,
                "--input", *inputs, "--output", output_dir, "--text-column", text_column, *extra_args]
-    peak = {"rss": 0, "pss": 0}
-    cpu: dict[int, float] = {}
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            rss, pss, seen = _tree_usage(proc.pid)
-            peak["rss"], peak["pss"] = max(peak["rss"], rss), max(peak["pss"], pss)
-            cpu.update(seen)  # cumulative per process; the last sample before each exit counts
-            done.wait(poll_s)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, stderr = proc.communicate()
-    seconds = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    if proc.returncode != 0 and "timed out during startup" in stderr and retries > 0:
+    run = run_sampled(command, poll_s)
+    if run.returncode != 0 and "timed out during startup" in run.stderr and retries > 0:
         # Ray gives its raylet a fixed 30 s to come up; a machine loaded by others can miss it.
         log.warning("Ray did not start in time; running the command again")
         return run_score_command(model_dir, inputs, output_dir, text_column, extra_args, poll_s, retries - 1)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n{stderr[-3000:]}")
-    return {"seconds": seconds, "cpu_seconds": sum(cpu.values()),
-            "peak_rss_bytes": peak["rss"], "peak_pss_bytes": peak["pss"],
-            "command": command, "stdout": stdout}
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {run.returncode}:\n{run.stderr[-3000:]}")
+    return {"seconds": run.seconds, "cpu_seconds": run.cpu_seconds,
+            "peak_rss_bytes": run.peak_rss_bytes, "peak_pss_bytes": run.peak_pss_bytes,
+            "command": command, "stdout": run.stdout}
 
 
 def read_scores(output_dir: str) -> pd.DataFrame:
@@ -236,56 +57,6 @@ def read_scores(output_dir: str) -> pd.DataFrame:
     import pyarrow.dataset as ds
 
     return ds.dataset(output_dir, format="parquet").to_table(columns=list(PROB_COLUMNS)).to_pandas()
-
-
-def matmul_peak_gflops(size: int = 4096, repeats: int = 5, dtype: torch.dtype = torch.float32,
-                       device: str = "cpu", threads: int | None = None) -> tuple[float, float]:
-    """Best matmul speed over `repeats` square matmuls (2*size**3 FLOPs each).
-
-    Returns:
-        (GFLOP per wall second, GFLOP per CPU-second). The first is the machine's peak when
-        nobody else uses it; the second, with threads=1, is one fully busy core's peak and
-        holds on a shared machine too (other load takes whole time slices, not FLOPs/cycle).
-    """
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads or saved)
-    try:
-        a = torch.randn(size, size, dtype=dtype, device=device)
-        b = torch.randn(size, size, dtype=dtype, device=device)
-        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-        a @ b  # warm-up: thread pool and kernel selection
-        sync()
-        best_wall = best_cpu = float("inf")
-        for _ in range(repeats):
-            start, cpu = time.perf_counter(), time.process_time()
-            a @ b
-            sync()
-            best_wall = min(best_wall, time.perf_counter() - start)
-            best_cpu = min(best_cpu, time.process_time() - cpu)
-    finally:
-        torch.set_num_threads(saved)
-    flop = 2 * size ** 3
-    return flop / best_wall / 1e9, flop / best_cpu / 1e9
-
-
-def token_counts(tokenizer, texts: list[str], max_length: int = DEFAULT_MAX_LENGTH) -> np.ndarray:
-    """Tokens per text as the model sees them, [CLS]/[SEP] included, truncated, unpadded."""
-    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    return np.array([len(x) for x in ids], dtype=np.int64)
-
-
-def forward_flops(config, tokens: np.ndarray) -> np.ndarray:
-    """Forward-pass FLOPs of a BERT sequence classifier for sequences of `tokens` each.
-
-    Per layer and token: 2 FLOPs per weight of Q, K, V, output (4*h*h) and FFN (2*h*i)
-    matmuls; attention scores and the weighted sum add 2*2*T*h per token (4*T*T*h per
-    sequence). Pooler (h*h) and head (h*labels) run once per sequence. Embedding lookups,
-    layer norms, softmax and GELU are not matmuls and are left out, as is usual.
-    """
-    h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    t = tokens.astype(np.float64)
-    per_layer = 2 * (4 * h * h + 2 * h * i) * t + 4 * t * t * h
-    return layers * per_layer + 2 * (h * h + h * config.num_labels)
 
 
 def save_benchmark_model(directory: str, size: str = "minilm") -> str:

@@ -4,25 +4,17 @@ tiny BERT models built from a config, and the real review data beside the checko
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from sentiment.local_s3 import MotoServer
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # A distinctive value, so tests can prove it never shows up in logs or artifacts.
 SECRET_KEY = "sentiment-test-secret-9f3a7c1e"
 ACCESS_KEY = "sentiment-test-access-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -39,38 +31,17 @@ def s3_server():
     The environment is set before any Ray cluster starts, so Ray workers inherit it exactly as
     they would inherit a real user's AWS settings.
     """
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError("moto server did not start")
-    env = {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    server = MotoServer(start_timeout_s=30)
+    env = server.aws_environment(ACCESS_KEY, SECRET_KEY)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    yield endpoint
+    yield server.endpoint
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    proc.terminate()
-    proc.wait(timeout=10)
+    server.stop(timeout_s=10)
 
 
 @pytest.fixture()

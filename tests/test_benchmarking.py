@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from sentiment import benchmarking as bench
+from sentiment.errors import InputError
+from sentiment.hardware_limit import forward_flops, matmul_peak_gflops
+from sentiment.process_memory import tree_usage
+from sentiment.review_sample import sample_reviews, write_shards
+from sentiment.scoring_methods import time_hf_pipeline, time_predictor, time_reference_loop
 
 
 def _bert_config(**overrides):
@@ -26,7 +30,7 @@ def test_forward_flops_is_the_hand_count_for_minilm():
     config = _bert_config(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
     h, i, t = 384, 1536, 22
     by_hand = 6 * (2 * (4 * h * h + 2 * h * i) * t + 4 * t * t * h) + 2 * (h * h + 3 * h)
-    assert bench.forward_flops(config, np.array([t]))[0] == by_hand
+    assert forward_flops(config, np.array([t]))[0] == by_hand
     assert 0.45e9 < by_hand < 0.5e9  # ~0.47 GFLOP for a typical 22-token review
 
 
@@ -40,27 +44,27 @@ def test_forward_flops_matches_torch_flop_counter(tokens):
     model = BertForSequenceClassification(config).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(input_ids=torch.randint(5, 1000, (1, tokens)))
-    assert bench.forward_flops(config, np.array([tokens]))[0] == counter.get_total_flops()
+    assert forward_flops(config, np.array([tokens]))[0] == counter.get_total_flops()
 
 
 def test_sample_reviews_is_seeded_random_and_nonempty(shared_data):
     data = str(shared_data / "unlabeled")
-    first, again, other = (bench.sample_reviews(data, 60, seed) for seed in (0, 0, 1))
+    first, again, other = (sample_reviews(data, 60, seed) for seed in (0, 0, 1))
     assert first == again
     assert first != other
     assert len(set(first)) > 50 and all(t.strip() for t in first)
 
 
 def test_sample_reviews_names_a_folder_without_csv(tmp_path):
-    with pytest.raises(bench.InputError, match=str(tmp_path)):
-        bench.sample_reviews(str(tmp_path), 5)
+    with pytest.raises(InputError, match=str(tmp_path)):
+        sample_reviews(str(tmp_path), 5)
 
 
 def test_all_three_in_process_methods_give_the_same_probabilities(shared_data, tiny_classifier):
-    texts = bench.sample_reviews(str(shared_data / "unlabeled"), 40, seed=3)
-    ref = bench.time_reference_loop(tiny_classifier, texts)
-    pipe = bench.time_hf_pipeline(tiny_classifier, texts, batch_size=8)
-    ours = bench.time_predictor(tiny_classifier, texts, batch_size=16)
+    texts = sample_reviews(str(shared_data / "unlabeled"), 40, seed=3)
+    ref = time_reference_loop(tiny_classifier, texts)
+    pipe = time_hf_pipeline(tiny_classifier, texts, batch_size=8)
+    ours = time_predictor(tiny_classifier, texts, batch_size=16)
     for run in (ref, pipe, ours):
         assert run.reviews == 40 and run.seconds > 0 and run.reviews_per_s > 0 and run.cpu_seconds > 0
         assert run.probs.shape == (40, 3)
@@ -73,7 +77,7 @@ def test_all_three_in_process_methods_give_the_same_probabilities(shared_data, t
 
 
 def test_matmul_peak_is_plausible():
-    wall, per_cpu = bench.matmul_peak_gflops(size=256, repeats=3, threads=1)
+    wall, per_cpu = matmul_peak_gflops(size=256, repeats=3, threads=1)
     assert 0.5 < wall < 1e6 and 0.5 < per_cpu < 1e6
     assert torch.get_num_threads() >= 1
 
@@ -87,7 +91,7 @@ def test_tree_usage_counts_a_grandchild(tmp_path):
         pss = 0
         while time.time() < deadline and pss < 200 * 2**20:
             time.sleep(0.2)
-            rss, pss, cpu = bench._tree_usage(proc.pid)
+            rss, pss, cpu = tree_usage(proc.pid)
         assert pss >= 200 * 2**20 and rss >= pss
         assert len(cpu) == 2 and all(seconds >= 0 for seconds in cpu.values())
     finally:
@@ -100,7 +104,7 @@ def test_tree_usage_counts_a_grandchild(tmp_path):
 def test_write_shards_cycles_the_texts(tmp_path):
     import pandas as pd
 
-    paths = bench.write_shards(["a", "b", "c"], 7, str(tmp_path), rows_per_shard=3)
+    paths = write_shards(["a", "b", "c"], 7, str(tmp_path), rows_per_shard=3)
     assert len(paths) == 3
     rows = pd.concat(pd.read_csv(p) for p in paths)["Review Text"].tolist()
     assert rows == ["a", "b", "c", "a", "b", "c", "a"]
@@ -111,7 +115,7 @@ def test_benchmark_job_prints_a_table_and_writes_json(shared_data, tmp_path):
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    out = tmp_path / "bench.json"
+    out = tmp_path / "json"
     done = subprocess.run(
         [sys.executable, "jobs/benchmark_scoring.py", "--data", str(shared_data / "unlabeled"), "--n", "48",
          "--baseline-n", "24", "--tune-n", "16", "--pipeline-batch-sizes", "8", "16", "--predictor-batch-sizes", "16",

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import boto3
 import psutil
@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from sentiment.local_s3 import MotoServer, free_port
 from sentiment.storage import arrow_filesystem, fsspec_filesystem, upload_dir
 from tests.conftest import SECRET_KEY
 
@@ -63,6 +64,18 @@ def _score_process(*args: str, worker_env: dict | None = None) -> subprocess.Pop
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+@contextmanager
+def _killed_on_exit(proc: subprocess.Popen):
+    """Kill `proc` if the block ends while it still runs (a failed assert, a timeout), so no
+    scoring job outlives its test and holds the session's cluster."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def _scoring_actors() -> dict[int, psutil.Process]:
     """Scoring actor processes of the session's cluster, by pid."""
     found = {}
@@ -102,7 +115,7 @@ def test_a_killed_predict_actor_is_restarted_and_every_row_is_written_once(share
     before = set(_scoring_actors())  # idle actors of earlier runs are not this run's
     proc = _score_process("--model", f"{s3_bucket}/model", "--input", f"{s3_bucket}/in/", "--output", output,
                           "--concurrency", "1", "--batch-size", "16", "--rows-per-file", "5000")
-    try:
+    with _killed_on_exit(proc):
         deadline = time.time() + 240
         victim, seen = None, {}
         while victim is None and time.time() < deadline and proc.poll() is None:
@@ -116,10 +129,6 @@ def test_a_killed_predict_actor_is_restarted_and_every_row_is_written_once(share
         victim.wait(timeout=30)
         assert proc.poll() is None, "the job finished before the actor was killed: the test proves nothing"
         stdout, stderr = proc.communicate(timeout=400)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, stderr[-3000:]
     out = _output_table(output)
     assert out.num_rows == rows
@@ -137,17 +146,11 @@ def test_a_killed_predict_actor_is_restarted_and_every_row_is_written_once(share
             assert SECRET_KEY.encode() not in f.read(), file
 
 
-def _dead_endpoint() -> str:
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
-
-
 def test_unreachable_output_storage_fails_fast_naming_the_endpoint(tmp_path, tiny_classifier, monkeypatch, capsys):
     from sentiment.cli import main
 
     pq.write_table(pa.table({TEXT: ["fine"]}), tmp_path / "a.parquet")
-    endpoint = _dead_endpoint()
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
@@ -161,37 +164,11 @@ def test_unreachable_output_storage_fails_fast_naming_the_endpoint(tmp_path, tin
     assert seconds < 20, f"took {seconds:.0f} s to notice a dead endpoint"
 
 
-class _Moto:
-    """A moto server of this test's own, on a fixed port, so it can be killed and brought back."""
-
-    def __init__(self, port: int):
-        self.port, self.endpoint = port, f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return
-            except OSError:
-                assert time.time() < deadline, "moto server did not start"
-                time.sleep(0.2)
-
-    def kill(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-
-
 def test_storage_gone_mid_write_fails_without_marker_and_a_rerun_writes_each_row_once(
         shared_data, tmp_path, tiny_classifier, s3_server, ray_cluster, monkeypatch):
     rows = 20_000
     _write_parquet_shards(_reviews(shared_data, rows), tmp_path / "in", shards=4)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = _Moto(port)
+    server = MotoServer()  # this test's own, so it can be killed and brought back on the same port
     monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)  # the subprocess inherits it
     workers = {"AWS_ENDPOINT_URL": server.endpoint}  # and so do the job's Ray workers
     bucket, prefix = "gone-mid-write", "scored/2026-11-26"
@@ -200,7 +177,7 @@ def test_storage_gone_mid_write_fails_without_marker_and_a_rerun_writes_each_row
     partial: dict[str, bytes] = {}
     proc = _score_process("--model", tiny_classifier, "--input", str(tmp_path / "in"), "--output", output,
                           "--concurrency", "1", "--rows-per-file", "2000", worker_env=workers)
-    try:
+    with server, _killed_on_exit(proc):
         client = boto3.client("s3", endpoint_url=server.endpoint)
         deadline = time.time() + 300
         while not partial and time.time() < deadline and proc.poll() is None:
@@ -212,18 +189,12 @@ def test_storage_gone_mid_write_fails_without_marker_and_a_rerun_writes_each_row
         server.kill()
         assert proc.poll() is None, "the job finished before storage went away: the test proves nothing"
         stdout, stderr = proc.communicate(timeout=400)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        server.kill()
     assert not any(k.endswith("_SUCCESS") for k in partial), "the job had finished before storage went away"
     assert proc.returncode != 0, (stdout[-3000:], stderr[-6000:])
-    assert f"127.0.0.1:{port}" in stderr, stderr[-3000:]
+    assert f"127.0.0.1:{server.port}" in stderr, stderr[-3000:]
 
     # Storage comes back holding what it held when it died; the re-run replaces it.
-    server = _Moto(port)
-    try:
+    with MotoServer(server.port) as server:
         client = boto3.client("s3", endpoint_url=server.endpoint)
         client.create_bucket(Bucket=bucket)
         for key, body in partial.items():
@@ -235,5 +206,3 @@ def test_storage_gone_mid_write_fails_without_marker_and_a_rerun_writes_each_row
         out = _output_table(output)
         assert sorted(out["row_id"].to_pylist()) == list(range(rows))
         assert _read_json(f"{output}/_SUCCESS")["rows"] == rows
-    finally:
-        server.kill()
