@@ -7,8 +7,10 @@
 
 Samples --n reviews at random (seeded) from the whole unlabeled corpus, then times, in one
 process and one run: (a) the reference loop, (b) transformers.pipeline with the best of
---pipeline-batch-sizes, (c) our Predictor with the best of --predictor-batch-sizes, and (d)
-`sentiment score` end to end in a subprocess. (a) and (b) run on the first --baseline-n of the
+--pipeline-batch-sizes, (c) our Predictor in fp32 and (c16) in bf16 autocast, each with the best
+of --predictor-batch-sizes, and (d) `sentiment score` end to end in a subprocess with its default
+--precision auto, and (d32) with --precision fp32. fp32 runs are held against the fp32 matmul
+peak, bf16 runs against the bf16 one. (a) and (b) run on the first --baseline-n of the
 sample (itself random). Prints a table and writes everything to --json.
 """
 
@@ -50,17 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def format_table(result: dict) -> str:
-    lim = result["limit"]
-    lines = [f"{result['sample']['reviews']} reviews, mean {result['sample']['mean_tokens']:.1f} tokens; "
-             f"matmul peak {lim['matmul_peak_gflops']:.0f} GFLOP/s, {lim['mean_gflop_per_review']:.3f} GFLOP/review "
-             f"-> limit {lim['max_reviews_per_s']:.0f} reviews/s; one core {lim['core_peak_gflops_per_cpu_s']:.0f} "
-             f"GFLOP per CPU-s -> {lim['max_reviews_per_cpu_s']:.0f} reviews per CPU-s",
-             f"{'':3}{'method':32}{'reviews':>8}{'seconds':>9}{'reviews/s':>11}{'of limit':>10}"
-             f"{'CPU-s':>8}{'per CPU-s':>11}  settings"]
+    sample, limits = result["sample"], result["limits"]
+    lines = [f"{sample['reviews']} reviews, mean {sample['mean_tokens']:.1f} tokens, "
+             f"{sample['mean_gflop_per_review']:.3f} GFLOP/review"]
+    for name, lim in limits.items():
+        lines.append(f"{name} limit: matmul peak {lim['matmul_peak_gflops']:.0f} GFLOP/s -> {lim['max_reviews_per_s']:.0f} "
+                     f"reviews/s; one core {lim['core_peak_gflops_per_cpu_s']:.0f} GFLOP per CPU-s -> "
+                     f"{lim['max_reviews_per_cpu_s']:.0f} reviews per CPU-s")
+    lines.append(f"{'':4}{'method':44}{'prec':>5}{'reviews':>8}{'seconds':>9}{'reviews/s':>11}{'of limit':>10}"
+                 f"{'CPU-s':>8}{'per CPU-s':>11}  settings")
     for key, run in result["runs"].items():
         settings = {k: v for k, v in run["settings"].items() if k in ("batch_size", "torch_threads", "chunk")}
-        lines.append(f"{key:3}{run['name']:32}{run['reviews']:>8}{run['seconds']:>9.1f}{run['reviews_per_s']:>11.1f}"
-                     f"{run['reviews_per_s'] / lim['max_reviews_per_s']:>10.0%}"
+        of_limit = run["reviews_per_s"] / limits[run["precision"]]["max_reviews_per_s"]
+        lines.append(f"{key:4}{run['name']:44}{run['precision']:>5}{run['reviews']:>8}{run['seconds']:>9.1f}"
+                     f"{run['reviews_per_s']:>11.1f}{of_limit:>10.0%}"
                      f"{run['cpu_seconds'] or 0:>8.1f}{run['reviews_per_cpu_s'] or 0:>11.1f}  {settings}")
     lines.append("wall-time ratios: " + ", ".join(f"{k} = {v:.2f}x" for k, v in result["ratios"].items()))
     lines.append("CPU-time ratios: " + ", ".join(f"{k} = {v:.2f}x" for k, v in result["cpu_time_ratios"].items())

@@ -113,34 +113,77 @@ def _tune(label: str, candidates, measure) -> tuple[int, dict]:
     return best, rates
 
 
+# Which limit each run is held against: the fp32 runs against the fp32 matmul peak, the bf16
+# runs against the bf16 one (AMX on CPU), so no row can look better by changing the yardstick.
+_PAIRS = (("c", "a"), ("d", "a"), ("d", "b"), ("c", "b"), ("c16", "a"), ("d32", "a"), ("d32", "b"))
+
+
 def run_scoring_benchmark(cfg: ScoringBenchmark) -> dict:
-    """Measure (a)-(d), the FLOP limit and, optionally, peak memory; returns a JSON-ready dict."""
-    from transformers import AutoConfig, AutoTokenizer
+    """Measure (a)-(d), the FLOP limits and, optionally, peak memory; returns a JSON-ready dict.
+
+    Runs: a (reference loop), b (HF pipeline), c (Predictor, fp32), c16 (Predictor, bf16
+    autocast), d (`sentiment score`, default --precision auto) and d32 (`--precision fp32`).
+    """
+    from sentiment.predictor import resolve_precision
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model_dir = save_benchmark_model(os.path.join(cfg.workdir, "model"), cfg.model_size)
     texts = sample_reviews(cfg.data_dir, cfg.n, cfg.seed)
-    base = texts[:cfg.baseline_n]  # already a random sample, so its head is one too
-    tune = texts[:cfg.tune_n]
     result = {"config": {k: v for k, v in vars(cfg).items()}, "torch_threads": torch.get_num_threads(),
               "torch": torch.__version__, "cpu_count": os.cpu_count()}
+    result.update(_hardware_limits(cfg, model_dir, texts))
+    runs = _in_process_runs(cfg, model_dir, texts, result)
+    if cfg.run_score:
+        runs.update(_end_to_end_runs(cfg, model_dir, texts, result))
+    auto = resolve_precision("auto", torch.device(cfg.device))
+    precision = {"a": "fp32", "b": "fp32", "c": "fp32", "c16": "bf16", "d": auto, "d32": "fp32"}
+    result["runs"] = {k: {"name": r.name, "reviews": r.reviews, "seconds": r.seconds, "precision": precision[k],
+                          "reviews_per_s": r.reviews_per_s, "cpu_seconds": r.cpu_seconds,
+                          "reviews_per_cpu_s": r.reviews_per_cpu_s,
+                          "positive_rate": float((r.probs.argmax(1) == LABELS.index("positive")).mean()),
+                          "settings": r.settings} for k, r in runs.items()}
+    limits = result["limits"]
+    rate = {k: r.reviews_per_s for k, r in runs.items()}
+    result["ratios"] = {f"{x}/{y}": rate[x] / rate[y] for x, y in _PAIRS if x in rate and y in rate}
+    result["fraction_of_limit"] = {k: rate[k] / limits[precision[k]]["max_reviews_per_s"]
+                                   for k in ("c", "c16", "d", "d32") if k in rate}
+    # The same by CPU time: reviews per CPU-second against one busy core's matmul peak per
+    # CPU-second. Other load takes time slices, not FLOPs per cycle, so these hold on a shared
+    # machine where wall-clock numbers swing several-fold.
+    per_cpu = {k: r.reviews_per_cpu_s for k, r in runs.items() if r.cpu_seconds}
+    result["cpu_time_ratios"] = {f"{x}/{y}": per_cpu[x] / per_cpu[y] for x, y in _PAIRS
+                                 if x in per_cpu and y in per_cpu}
+    result["cpu_time_fraction_of_limit"] = {k: per_cpu[k] / limits[precision[k]]["max_reviews_per_cpu_s"]
+                                            for k in ("c", "c16", "d", "d32") if k in per_cpu}
+    if cfg.memory_rows:
+        result["memory"] = measure_memory(cfg)
+    return result
+
+
+def _hardware_limits(cfg: ScoringBenchmark, model_dir: str, texts: list[str]) -> dict:
+    """Token statistics of the sample and the reviews/s ceiling in fp32 and in bf16."""
+    from transformers import AutoConfig, AutoTokenizer
 
     tokens = token_counts(AutoTokenizer.from_pretrained(model_dir), texts)
-    flops = forward_flops(AutoConfig.from_pretrained(model_dir), tokens)
-    peak, _ = matmul_peak_gflops(size=cfg.peak_size, device=cfg.device)
-    _, core_peak = matmul_peak_gflops(size=min(cfg.peak_size, 2048), device=cfg.device, threads=1)
-    result["sample"] = {"reviews": len(texts), "mean_tokens": float(tokens.mean()),
-                        "median_tokens": float(np.median(tokens)), "p90_tokens": float(np.percentile(tokens, 90)),
-                        "truncated_fraction": float((tokens >= DEFAULT_MAX_LENGTH).mean())}
-    limit = peak * 1e9 / flops.mean()
-    core_limit = core_peak * 1e9 / flops.mean()
-    result["limit"] = {"matmul_peak_gflops": peak, "mean_gflop_per_review": flops.mean() / 1e9,
-                       "max_reviews_per_s": limit, "core_peak_gflops_per_cpu_s": core_peak,
-                       "max_reviews_per_cpu_s": core_limit}
+    flops = forward_flops(AutoConfig.from_pretrained(model_dir), tokens).mean()
+    limits = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        peak, _ = matmul_peak_gflops(size=cfg.peak_size, device=cfg.device, dtype=dtype)
+        _, core_peak = matmul_peak_gflops(size=min(cfg.peak_size, 2048), device=cfg.device, dtype=dtype, threads=1)
+        limits[name] = {"matmul_peak_gflops": peak, "max_reviews_per_s": peak * 1e9 / flops,
+                        "core_peak_gflops_per_cpu_s": core_peak, "max_reviews_per_cpu_s": core_peak * 1e9 / flops}
+        log.info("%s: matmul peak %.0f GFLOP/s -> limit %.0f reviews/s", name, peak, limits[name]["max_reviews_per_s"])
+    sample = {"reviews": len(texts), "mean_tokens": float(tokens.mean()), "median_tokens": float(np.median(tokens)),
+              "p90_tokens": float(np.percentile(tokens, 90)),
+              "truncated_fraction": float((tokens >= DEFAULT_MAX_LENGTH).mean()), "mean_gflop_per_review": flops / 1e9}
+    return {"sample": sample, "limits": limits}
 
-    log.info("%d reviews, mean %.1f tokens; limit %.0f reviews/s at %.0f GFLOP/s",
-             len(texts), tokens.mean(), limit, peak)
+
+def _in_process_runs(cfg: ScoringBenchmark, model_dir: str, texts: list[str], result: dict) -> dict[str, Timing]:
+    """(a), (b), (c) and (c16); records how far (c) agrees with (a) in result."""
+    base = texts[:cfg.baseline_n]  # already a random sample, so its head is one too
+    tune = texts[:cfg.tune_n]
     runs = {}
     if cfg.device == "cpu":
         runs["a"] = time_reference_loop(model_dir, base)
@@ -150,55 +193,43 @@ def run_scoring_benchmark(cfg: ScoringBenchmark) -> dict:
     runs["b"] = time_hf_pipeline(model_dir, base, best_b, device=cfg.device)
     runs["b"].settings["tried"] = rates_b
     log.info("(b) HF pipeline: %.1f reviews/s", runs["b"].reviews_per_s)
-    best_c, rates_c = _tune("predictor", cfg.predictor_batch_sizes,
-                            lambda bs: time_predictor(model_dir, tune, bs, device=cfg.device))
-    runs["c"] = time_predictor(model_dir, texts, best_c, device=cfg.device)
-    runs["c"].settings["tried"] = rates_c
-    log.info("(c) Predictor: %.1f reviews/s", runs["c"].reviews_per_s)
+    for key, precision in (("c", "fp32"), ("c16", "bf16")):
+        best, rates = _tune(f"predictor {precision}", cfg.predictor_batch_sizes,
+                            lambda bs: time_predictor(model_dir, tune, bs, device=cfg.device, precision=precision))
+        runs[key] = time_predictor(model_dir, texts, best, device=cfg.device, precision=precision)
+        runs[key].settings["tried"] = rates
+        log.info("(%s) Predictor %s: %.1f reviews/s", key, precision, runs[key].reviews_per_s)
     if "a" in runs:
-        diff = np.abs(runs["c"].probs[:len(base)] - runs["a"].probs)
-        result["agreement_c_vs_a"] = {"max_abs_prob_diff": float(diff.max()),
-                                      "same_label": float((runs["c"].probs[:len(base)].argmax(1)
-                                                           == runs["a"].probs.argmax(1)).mean())}
-    out = None
-    if cfg.run_score:
-        shards_dir = os.path.join(cfg.workdir, "shards-sample")
-        paths = write_shards(texts, len(texts), shards_dir, cfg.rows_per_shard)
+        for key in ("c", "c16"):
+            head = runs[key].probs[:len(base)]
+            result[f"agreement_{key}_vs_a"] = {"max_abs_prob_diff": float(np.abs(head - runs["a"].probs).max()),
+                                               "same_label": float((head.argmax(1) == runs["a"].probs.argmax(1)).mean())}
+    return runs
+
+
+def _end_to_end_runs(cfg: ScoringBenchmark, model_dir: str, texts: list[str], result: dict) -> dict[str, Timing]:
+    """(d) `sentiment score` as a user runs it, and (d32) the same in fp32, from CSV shards to Parquet."""
+    paths = write_shards(texts, len(texts), os.path.join(cfg.workdir, "shards-sample"), cfg.rows_per_shard)
+    gpu = ("--gpu",) if cfg.device == "cuda" else ()
+    runs = {}
+    for key, precision in (("d", ()), ("d32", ("--precision", "fp32"))):
+        output = os.path.join(cfg.workdir, f"scored-sample-{key}")
         try:
-            out = run_score_command(model_dir, paths, os.path.join(cfg.workdir, "scored-sample"),
-                                    extra_args=cfg.score_args + (("--gpu",) if cfg.device == "cuda" else ()))
+            out = run_score_command(model_dir, paths, output, extra_args=cfg.score_args + gpu + precision)
         except RuntimeError as error:  # keep (a)-(c): they took many minutes to measure
-            log.error("(d) failed: %s", error)
-            result["score_error"] = str(error)
-            out = None
-    if out is not None:
-        scored = read_scores(os.path.join(cfg.workdir, "scored-sample"))
+            log.error("(%s) failed: %s", key, error)
+            result[f"score_error_{key}"] = str(error)
+            continue
+        scored = read_scores(output)
         if len(scored) != len(texts):
             raise RuntimeError(f"sentiment score wrote {len(scored)} rows for {len(texts)} reviews")
-        runs["d"] = Timing("sentiment score (end to end)", len(texts), out["seconds"], scored.to_numpy(np.float32),
+        runs[key] = Timing(f"sentiment score{' --precision fp32' if precision else ''} (end to end)", len(texts),
+                           out["seconds"], scored.to_numpy(np.float32),
                            {"command": " ".join(out["command"]), "peak_pss_bytes": out["peak_pss_bytes"],
                             "peak_rss_bytes": out["peak_rss_bytes"], "summary": _summary(out["stdout"])},
                            out["cpu_seconds"])
-
-    result["runs"] = {k: {"name": r.name, "reviews": r.reviews, "seconds": r.seconds,
-                          "reviews_per_s": r.reviews_per_s, "cpu_seconds": r.cpu_seconds,
-                          "reviews_per_cpu_s": r.reviews_per_cpu_s,
-                          "positive_rate": float((r.probs.argmax(1) == LABELS.index("positive")).mean()),
-                          "settings": r.settings} for k, r in runs.items()}
-    rate = {k: r.reviews_per_s for k, r in runs.items()}
-    result["ratios"] = {f"{x}/{y}": rate[x] / rate[y] for x, y in (("c", "a"), ("d", "a"), ("d", "b"), ("c", "b"))
-                        if x in rate and y in rate}
-    result["fraction_of_limit"] = {k: rate[k] / limit for k in ("c", "d") if k in rate}
-    # The same by CPU time: reviews per CPU-second against one busy core's matmul peak per
-    # CPU-second. Other agents' load takes time slices, not FLOPs per cycle, so these hold on
-    # a shared machine where wall-clock numbers swing several-fold.
-    per_cpu = {k: r.reviews_per_cpu_s for k, r in runs.items() if r.cpu_seconds}
-    result["cpu_time_ratios"] = {f"{x}/{y}": per_cpu[x] / per_cpu[y] for x, y in (("c", "a"), ("d", "a"), ("d", "b"))
-                                 if x in per_cpu and y in per_cpu}
-    result["cpu_time_fraction_of_limit"] = {k: per_cpu[k] / core_limit for k in ("c", "d") if k in per_cpu}
-    if cfg.memory_rows:
-        result["memory"] = measure_memory(cfg)
-    return result
+        log.info("(%s) sentiment score: %.1f reviews/s", key, runs[key].reviews_per_s)
+    return runs
 
 
 def measure_memory(cfg: ScoringBenchmark) -> list[dict]:

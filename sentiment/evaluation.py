@@ -12,6 +12,7 @@ import ray
 from sentiment.data import EMPTY_TEXT, INVALID_SCORE, count_problems, read_labeled
 from sentiment.metrics import classification_metrics, format_metrics
 from sentiment.model import DEFAULT_MAX_LENGTH
+from sentiment.ray_resources import largest_node_cpus
 from sentiment.storage import write_bytes
 
 log = logging.getLogger(__name__)
@@ -20,37 +21,35 @@ log = logging.getLogger(__name__)
 class _LabelPredictor:
     """Ray Data actor: loads the model once, maps {text, label} batches to {label, pred}."""
 
-    def __init__(self, model_uri: str, batch_size: int, max_length: int, use_gpu: bool, threads: int):
+    def __init__(self, model_uri: str, batch_size: int, max_length: int, use_gpu: bool, threads: int,
+                 precision: str):
         import torch
 
         from sentiment.predictor import Predictor, pick_device
 
         torch.set_num_threads(threads)
-        self.predictor = Predictor(model_uri, device=pick_device(use_gpu), batch_size=batch_size, max_length=max_length)
+        self.predictor = Predictor(model_uri, device=pick_device(use_gpu), batch_size=batch_size, max_length=max_length,
+                                   precision=precision)
 
     def __call__(self, batch: dict) -> dict:
         probs = self.predictor.predict_proba(batch["text"].tolist())
         return {"label": batch["label"], "pred": probs.argmax(axis=1)}
 
 
-def _largest_node_cpus() -> int:
-    # Not the cluster total: one actor lives on one node, and asking for more CPUs than any node
-    # has waits forever.
-    return max(1, int(max(node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"])))
-
-
 def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int = 64,
-                   max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False,
+                   precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """True and predicted class ids for a dataset with columns text and label.
 
     One actor, with torch threads for every core of the largest node; it reserves one CPU fewer
     so Ray Data's read and filter tasks can still run beside it. Only the two small integer
     columns come back to the driver.
     """
-    cpus = _largest_node_cpus()
+    cpus = largest_node_cpus()
     predicted = dataset.map_batches(
         _LabelPredictor, fn_constructor_kwargs={"model_uri": model_uri, "batch_size": batch_size,
-                                                "max_length": max_length, "use_gpu": use_gpu, "threads": cpus},
+                                                "max_length": max_length, "use_gpu": use_gpu, "threads": cpus,
+                                                "precision": precision},
         batch_size=max(batch_size * 4, 256), compute=ray.data.ActorPoolStrategy(size=1),
         num_gpus=1 if use_gpu else 0, num_cpus=max(1, cpus - 1) if not use_gpu else 1)
     frame = predicted.to_pandas()
@@ -69,12 +68,14 @@ class EvaluateConfig:
     max_length: int = DEFAULT_MAX_LENGTH
     limit: int | None = None
     use_gpu: bool = False
+    precision: str = "auto"
 
     @classmethod
     def from_namespace(cls, args) -> "EvaluateConfig":
         return cls(model=args.model, data=args.data, text_column=args.text_column, score_column=args.score_column,
                    format=args.format, report=args.report, batch_size=args.batch_size,
-                   max_length=args.max_length, limit=args.limit, use_gpu=getattr(args, "gpu", False))
+                   max_length=args.max_length, limit=args.limit, use_gpu=getattr(args, "gpu", False),
+                   precision=args.precision)
 
 
 def evaluate(config: EvaluateConfig) -> dict:
@@ -92,10 +93,11 @@ def evaluate(config: EvaluateConfig) -> dict:
     problems = count_problems(labeled)
     usable = labeled.filter(expr="problem == ''").drop_columns(["problem"])
     y_true, y_pred = predict_labels(usable, config.model, batch_size=config.batch_size,
-                                    max_length=config.max_length, use_gpu=config.use_gpu)
+                                    max_length=config.max_length, use_gpu=config.use_gpu, precision=config.precision)
     metrics = classification_metrics(y_true, y_pred)
     metrics["skipped"] = {EMPTY_TEXT: problems.get(EMPTY_TEXT, 0), INVALID_SCORE: problems.get(INVALID_SCORE, 0)}
     metrics["model"] = config.model
+    metrics["precision"] = config.precision
     print(format_metrics(y_true, y_pred, metrics))
     skipped = sum(metrics["skipped"].values())
     if skipped:

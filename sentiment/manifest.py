@@ -71,13 +71,15 @@ def remove_marker(output_uri: str) -> None:
         raise StorageError(describe_failure(output_uri, error)) from None
 
 
-def build_summary(written: list[dict], *, wall_s: float, model: str, output: str, inputs: list[str]) -> dict:
+def build_summary(written: list[dict], *, wall_s: float, model: str, output: str, inputs: list[str],
+                  precision: str = "auto") -> dict:
     """Totals over the per-file stats the writer returned.
 
     Args:
         written: one dict per Parquet file: file, rows, errored and labels (label -> count).
         wall_s: seconds from the start of the run to the last file written.
         model: the model identifier stored in every row.
+        precision: the --precision asked for ("auto" resolves per actor: bf16 on GPUs and AMX CPUs).
         output, inputs: URIs, recorded for whoever reads the summary tomorrow.
 
     Returns:
@@ -88,6 +90,7 @@ def build_summary(written: list[dict], *, wall_s: float, model: str, output: str
     labels = {name: sum(w["labels"].get(name, 0) for w in written) for name in LABELS}
     return {
         "model": model,
+        "precision": precision,
         "inputs": inputs,
         "output": output,
         "rows_read": rows,

@@ -16,6 +16,8 @@ from sentiment.storage import fetch_dir_files
 DEFAULT_BACKBONE = "minilm"
 HEAD_DROPOUT = 0.3
 DEFAULT_MAX_LENGTH = 160
+# Inference precision: "auto" is bf16 where the hardware multiplies bf16 natively (see predictor).
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_backbone(name: str) -> str:

@@ -18,11 +18,12 @@ class PredictConfig:
     as_json: bool = False
     batch_size: int = 64
     max_length: int = DEFAULT_MAX_LENGTH
+    precision: str = "auto"
 
     @classmethod
     def from_namespace(cls, args, texts: list[str]) -> "PredictConfig":
         return cls(model=args.model, texts=texts, as_json=args.json, batch_size=args.batch_size,
-                   max_length=args.max_length)
+                   max_length=args.max_length, precision=args.precision)
 
 
 def predict_records(predictor: Predictor, texts: list[str]) -> list[dict]:
@@ -42,7 +43,8 @@ def predict(config: PredictConfig) -> int:
     texts = [t for t in config.texts if t.strip()]
     if not texts:
         raise InputError("no texts given: pass them as arguments or one per line on stdin")
-    predictor = Predictor(config.model, batch_size=config.batch_size, max_length=config.max_length)
+    predictor = Predictor(config.model, batch_size=config.batch_size, max_length=config.max_length,
+                          precision=config.precision)
     for record in predict_records(predictor, texts):
         if config.as_json:
             print(json.dumps(record, ensure_ascii=False))

