@@ -125,7 +125,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model actors: N for a fixed pool, MIN,MAX to autoscale between them; without --gpu "
                              "capped so one CPU stays free to read and write (default: 1)")
     parser.add_argument("--batch-size", type=int, default=64,
-                        help="rows per forward pass; each actor sorts 16 batches at a time by length (default: %(default)s)")
+                        help="rows per forward pass; each actor sorts 64 batches at a time by length (default: %(default)s)")
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH,
                         help="truncate texts to this many tokens (default: %(default)s)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per model actor")

@@ -36,8 +36,9 @@ LABEL_COLUMN, ERROR_COLUMN, MODEL_COLUMN = "sentiment", "error", "model"
 OUTPUT_COLUMNS = (LABEL_COLUMN, *PROB_COLUMNS, ERROR_COLUMN, MODEL_COLUMN)
 _IDS = "__sentiment_input_ids"  # internal, dropped before writing
 # Each actor call gets this many forward batches at once and sorts them by length, so texts of
-# similar length share a batch and padding stays small.
-SORT_WINDOW_BATCHES = 16
+# similar length share a batch and padding stays small: on real reviews at batch 64, a window of
+# 16 batches padded to 1.26x the real tokens, 64 batches to 1.06x, and scored 1.22x faster.
+SORT_WINDOW_BATCHES = 64
 _TOKENIZE_BATCH_ROWS = 4096
 
 
