@@ -11,6 +11,7 @@ per-file counts come back to the driver for the summary and the manifest.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import re
@@ -26,7 +27,7 @@ from ray.data import ActorPoolStrategy, BlockBasedFileDatasink, SaveMode
 from sentiment import manifest, shards
 from sentiment.errors import InputError
 from sentiment.labels import LABELS, PROB_COLUMNS
-from sentiment.model import DEFAULT_MAX_LENGTH, load_classifier
+from sentiment.model import DEFAULT_MAX_LENGTH, check_classifier_folder
 from sentiment.ray_resources import largest_node_cpus
 from sentiment.storage import arrow_filesystem, check_reachable, is_s3
 
@@ -106,6 +107,18 @@ def tokenize_batch(batch: pa.Table, *, tokenizer, text_column: str, max_length: 
     return batch.append_column(_IDS, pa.array(ids, pa.list_(pa.int32()))).append_column(ERROR_COLUMN, errors)
 
 
+@functools.lru_cache(maxsize=4)
+def _tokenizer(model_dir: str):
+    # Once per worker process: the first batch pays for importing transformers, later ones don't.
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(check_classifier_folder(model_dir))
+
+
+def _tokenize_for_model(batch: pa.Table, *, model_dir: str, **kwargs) -> pa.Table:
+    return tokenize_batch(batch, tokenizer=_tokenizer(model_dir), **kwargs)
+
+
 class ScoringActor:
     """One model replica: loads the model once, then scores tokenized batches."""
 
@@ -177,15 +190,15 @@ class ScoredParquetSink(BlockBasedFileDatasink):
         self.written = [w for w in write_result.write_returns if w]
 
 
-def build_pipeline(config: ScoreConfig, found: shards.Shards, tokenizer):
+def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
     """The lazy Dataset: read -> tokenize -> predict. Nothing runs until it is written."""
     # Reads coalesce small files into blocks of up to 128 MiB: 20,000 reviews are 2 MiB, so one
     # block, so one actor task, and every other actor of the pool sits idle. Blocks of one sort
     # window each spread the work over the pool and let the writer start while scoring goes on.
     ds = shards.read_shards(found).repartition(target_num_rows_per_block=config.batch_size * SORT_WINDOW_BATCHES)
     drop_text = config.keep_columns is not None and config.text_column not in config.keep_columns
-    ds = ds.map_batches(tokenize_batch, batch_format="pyarrow", batch_size=_TOKENIZE_BATCH_ROWS,
-                        fn_kwargs={"tokenizer": tokenizer, "text_column": config.text_column,
+    ds = ds.map_batches(_tokenize_for_model, batch_format="pyarrow", batch_size=_TOKENIZE_BATCH_ROWS,
+                        fn_kwargs={"model_dir": model_dir, "text_column": config.text_column,
                                    "max_length": config.max_length, "drop_text": drop_text})
     low, high, threads = _actor_pool_plan(config)
     return ds.map_batches(
@@ -254,17 +267,16 @@ def score(config: ScoreConfig) -> dict:
     found = shards.find_shards(config.inputs, text_column=config.text_column, fmt=config.format,
                                keep_columns=config.keep_columns, reserved=OUTPUT_COLUMNS)
     manifest.check_output_folder(config.output, found.uris)
-    # Loading on the driver first turns "not a model" into one clear line before any actor
-    # starts; the tokenizer then ships to the tokenize tasks with the pipeline.
-    model, tokenizer = load_classifier(config.model)
-    del model
+    # A wrong model folder fails here in a fraction of a second; the model itself is loaded
+    # only by the actors (importing torch and transformers alone takes ~7 s on 2 cores).
+    check_classifier_folder(config.model)
     log.info("scoring %d file(s) from %s with %s into %s", len(found.uris), ", ".join(config.inputs),
              model_id(config.model), config.output)
     filesystem, out_path = arrow_filesystem(config.output)
     sink = ScoredParquetSink(out_path, filesystem=filesystem, rows_per_file=config.rows_per_file)
     manifest.remove_marker(config.output)
     try:
-        build_pipeline(config, found, tokenizer).write_datasink(sink)
+        build_pipeline(config, found, config.model).write_datasink(sink)
     except Exception as error:
         bad_file = _failed_input(error, found)
         if bad_file is None:

@@ -13,11 +13,16 @@ METRIC_KEYS = {"history", "best_epoch", "test", "rows", "config", "wall_seconds"
 
 @pytest.fixture(scope="module")
 def trained_on_s3(ray_cluster, s3_server, shared_data, tiny_backbone, tmp_path_factory):
-    """One 2-worker run on 400 real reviews; model, checkpoints and metrics go to the S3 server."""
+    """One 2-worker run on 400 real reviews plus a shard of 6 bad rows; model, checkpoints and
+    metrics go to the S3 server."""
     import boto3
 
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="models")
-    data = labeled_sample(shared_data, tmp_path_factory.mktemp("data"), 400)
+    data = tmp_path_factory.mktemp("data")
+    labeled_sample(shared_data, data, 400)
+    # Scores out of range, not a number or missing, and blank texts: each dropped and counted.
+    (data / "bad.csv").write_text('content,score\n"fine text",0\n"more text",five\n"x y",6\n"no score",\n'
+                                  '"",5\n"   ",4\n')
     output = "s3://models/tiny-ddp"
     status = main(["train", "--data", str(data), "--output", output, "--model", tiny_backbone,
                    "--num-workers", "2", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3",
@@ -67,7 +72,8 @@ def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
     assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
     rows = metrics["rows"]
     assert sum(map(sum, matrix)) == test["n"] == rows["test"]
-    assert rows["rows_read"] == 400
+    assert rows["rows_read"] == 406
+    assert rows["dropped_invalid_score"] == 4 and rows["dropped_empty_text"] == 2
     assert rows["rows_read"] == (rows["train"] + rows["validation"] + rows["test"] + rows["dropped_empty_text"]
                                  + rows["dropped_invalid_score"] + rows["dropped_duplicate_text"])
     assert metrics["config"]["num_workers"] == 2 and metrics["config"]["lr"] == 1e-3
