@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import ray
+from ray.data.expressions import col
 
 from sentiment.errors import InputError
 from sentiment.labels import INVALID_LABEL, scores_to_label_ids
@@ -123,7 +124,7 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
         raise InputError("--val-fraction and --test-fraction must be positive and sum to less than 1")
     labeled = read_labeled(paths, text_column, score_column, fmt, limit).materialize()
     problems = count_problems(labeled)
-    usable = labeled.filter(expr="problem == ''").drop_columns(["problem"])
+    usable = labeled.filter(expr=col("problem") == "").drop_columns(["problem"])
     n_usable = problems.get("", 0)
     if n_usable == 0:
         raise InputError(f"no usable rows in {paths}: {problems.get(EMPTY_TEXT, 0)} with empty text, "
@@ -134,7 +135,7 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
     with_split = usable.repartition(partitions, keys=["text"]).map_batches(
         _dedupe_and_split, batch_size=None, batch_format="pandas",
         fn_kwargs={"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}).materialize()
-    splits = {name: with_split.filter(expr=f"split == '{name}'").drop_columns(["split"])
+    splits = {name: with_split.filter(expr=col("split") == name).drop_columns(["split"])
               for name in ("train", "validation", "test")}
     # A seeded shuffle once, so the local shuffle buffer in the training loop is not stuck with
     # one input file's rows at a time.

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import ray
+from ray.data.expressions import col
 
 from sentiment.data import EMPTY_TEXT, INVALID_SCORE, count_problems, read_labeled
 from sentiment.metrics import classification_metrics, format_metrics
@@ -91,7 +92,7 @@ def evaluate(config: EvaluateConfig) -> dict:
         ray.init()
     labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit).materialize()
     problems = count_problems(labeled)
-    usable = labeled.filter(expr="problem == ''").drop_columns(["problem"])
+    usable = labeled.filter(expr=col("problem") == "").drop_columns(["problem"])
     y_true, y_pred = predict_labels(usable, config.model, batch_size=config.batch_size,
                                     max_length=config.max_length, use_gpu=config.use_gpu, precision=config.precision)
     metrics = classification_metrics(y_true, y_pred)

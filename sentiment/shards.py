@@ -188,8 +188,8 @@ def read_shards(shards: Shards):
     read = None if shards.columns is None else list(dict.fromkeys([*shards.columns, shards.text_column]))
     parts = []
     if "parquet" in shards.paths_by_format:
-        parts.append(ray.data.read_parquet(shards.paths_by_format["parquet"], filesystem=shards.filesystem,
-                                           columns=read))
+        parquet = ray.data.read_parquet(shards.paths_by_format["parquet"], filesystem=shards.filesystem)
+        parts.append(parquet if read is None else parquet.select_columns(read))
     if "csv" in shards.paths_by_format:
         convert = pacsv.ConvertOptions(column_types={shards.text_column: pa.string()}, include_columns=read or [])
         parts.append(ray.data.read_csv(shards.paths_by_format["csv"], filesystem=shards.filesystem,
