@@ -29,7 +29,7 @@ from sentiment.errors import InputError
 from sentiment.labels import LABELS, PROB_COLUMNS
 from sentiment.model import DEFAULT_MAX_LENGTH, check_classifier_folder
 from sentiment.ray_resources import largest_node_cpus
-from sentiment.storage import arrow_filesystem, check_reachable, is_s3
+from sentiment.storage import arrow_filesystem, check_reachable, fetch_dir_files, is_s3
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,11 @@ def tokenize_batch(batch: pa.Table, *, tokenizer, text_column: str, max_length: 
 @functools.lru_cache(maxsize=4)
 def _tokenizer(model_dir: str):
     # Once per worker process: the first batch pays for importing transformers, later ones don't.
+    # The driver has already checked the folder; tokenize tasks (CPU workers, when the model
+    # actors hold GPUs) fetch the tokenizer's files only, not the weights.
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(check_classifier_folder(model_dir))
+    return AutoTokenizer.from_pretrained(fetch_dir_files(model_dir, skip_suffixes=(".safetensors",)))
 
 
 def _tokenize_for_model(batch: pa.Table, *, model_dir: str, **kwargs) -> pa.Table:
@@ -225,8 +227,9 @@ def _actor_pool_plan(config: ScoreConfig) -> tuple[int, int, int]:
     import ray
 
     low, high = config.concurrency
+    threads = config.threads_per_actor or max(1, int(config.cpus_per_actor))
     if config.gpu:
-        return low, high, config.threads_per_actor or max(1, int(config.cpus_per_actor))
+        return low, high, threads
     if not ray.is_initialized():
         ray.init()  # what Ray Data would do on first use; connects to RAY_ADDRESS if set
     cpus = ray.cluster_resources().get("CPU", 0)
@@ -238,7 +241,8 @@ def _actor_pool_plan(config: ScoreConfig) -> tuple[int, int, int]:
         log.warning("--concurrency %s,%s capped to %s model actors: %g CPUs, %g per actor, one kept for reading "
                     "and writing", low, high, fits, cpus, config.cpus_per_actor)
     low, high = min(low, fits), min(high, fits)
-    threads = config.threads_per_actor or (largest_node_cpus() if high == 1 else max(1, int(config.cpus_per_actor)))
+    if high == 1 and not config.threads_per_actor:
+        threads = largest_node_cpus()
     return low, high, threads
 
 

@@ -185,18 +185,19 @@ def upload_dir(local_dir: str, uri: str) -> None:
         raise StorageError(describe_failure(uri, error)) from None
 
 
-def fetch_dir_files(uri: str) -> str:
+def fetch_dir_files(uri: str, skip_suffixes: tuple[str, ...] = ()) -> str:
     """A local folder holding the top-level files of uri; local folders are used in place.
 
     Only top-level files travel, so a model folder's checkpoints/ or plots never get downloaded
-    by every scoring actor.
+    by every scoring actor; names ending in skip_suffixes stay behind too (e.g. the weights,
+    for a worker that needs only the tokenizer).
     """
     if not is_s3(uri):
         return os.path.abspath(os.path.expanduser(uri))
     fs, path = fsspec_filesystem(uri)
     local = tempfile.mkdtemp(prefix="sentiment-model-")
     try:
-        files = [p for p in fs.ls(path, detail=True) if p["type"] == "file"]
+        files = [p for p in fs.ls(path, detail=True) if p["type"] == "file" and not p["name"].endswith(skip_suffixes)]
         for entry in files:
             fs.get(entry["name"], os.path.join(local, entry["name"].rsplit("/", 1)[-1]))
     except Exception as error:

@@ -32,10 +32,14 @@ def test_s3_round_trip_through_the_standard_aws_environment(s3_bucket, tmp_path)
     local = tmp_path / "model"
     (local / "sub").mkdir(parents=True)
     (local / "config.json").write_text("{}")
+    (local / "model.safetensors").write_text("weights")
     (local / "sub" / "ckpt.bin").write_text("x")
     storage.upload_dir(str(local), f"{s3_bucket}/model")
     assert storage.exists(f"{s3_bucket}/model/sub/ckpt.bin")
     fetched = storage.fetch_dir_files(f"{s3_bucket}/model")
+    assert sorted(p.name for p in __import__("pathlib").Path(fetched).iterdir()) == ["config.json", "model.safetensors"]
+    # A tokenize worker fetches the tokenizer's files, not the weights.
+    fetched = storage.fetch_dir_files(f"{s3_bucket}/model", skip_suffixes=(".safetensors",))
     assert sorted(p.name for p in __import__("pathlib").Path(fetched).iterdir()) == ["config.json"]
 
 
