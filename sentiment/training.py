@@ -24,6 +24,7 @@ from sentiment.evaluation import predict_labels
 from sentiment.metrics import classification_metrics, format_metrics
 from sentiment.model import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
 from sentiment.plots import plot_confusion_matrix, plot_training_history
+from sentiment.ray_resources import require
 from sentiment.storage import arrow_filesystem, check_reachable, is_s3, upload_dir, write_bytes
 from sentiment.train_loop import HISTORY_FILE, MODEL_SUBDIR, train_loop_per_worker
 
@@ -106,6 +107,8 @@ def train(config: TrainConfig) -> dict:
     check_reachable(config.resolved_storage_path)
     if not ray.is_initialized():
         ray.init()
+    require({"CPU": config.cpus_per_worker, "GPU": int(config.use_gpu)}, config.num_workers,
+            f"train --num-workers {config.num_workers}{' --gpu' if config.use_gpu else ''}")
     log.info("config: %s", json.dumps(asdict(config)))
 
     splits = prepare_splits(config.data, config.text_column, config.score_column, seed=config.seed,

@@ -12,8 +12,9 @@ def test_lists_local_folder_glob_and_file_skipping_markers(tmp_path):
     assert [p.rsplit("/", 1)[-1] for p in folder.paths] == ["x.csv", "y.parquet"]
     globbed = storage.list_input_files([str(tmp_path / "*.csv")], (".csv",))
     assert [p.rsplit("/", 1)[-1] for p in globbed.paths] == ["b.csv"]
-    both = storage.list_input_files([str(tmp_path / "b.csv"), str(tmp_path / "a")], (".csv",))
+    both = storage.list_input_files([str(tmp_path / "b.csv"), str(tmp_path / "a")], (".csv",), skip=(".parquet",))
     assert len(both.paths) == 2
+    assert sorted(u.rsplit("/", 1)[-1] for u in both.skipped) == [".hidden.csv", "_SUCCESS", "y.parquet"]
 
 
 def test_missing_input_is_a_clear_error(tmp_path):
