@@ -3,6 +3,7 @@ never satisfy before Ray waits on them forever."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 from sentiment.errors import ResourceError
@@ -59,16 +60,22 @@ def require(per_unit: dict[str, float], units: int, asked: str) -> None:
 
 def _autoscaler_limits() -> dict[str, float] | None:
     """The most of each resource the cluster's autoscaler may reach; {} when an autoscaler runs
-    but does not say (the v1 monitor); None without one."""
+    but does not say how far (the v1 autoscaler); None when nothing can add nodes."""
     from ray._private import ray_constants
     from ray._private.state import state  # Ray Data reads the same config to plan autoscaling
     from ray.experimental.internal_kv import _internal_kv_get
 
     try:
-        limits = state.get_max_resources_from_cluster_config()
-        if limits is None and _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS):
-            return {}
-        return limits
+        limits = state.get_max_resources_from_cluster_config()  # autoscaler v2
+        if limits is not None:
+            return limits
+        status = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+        mapping = (json.loads(status).get("autoscaler_report") or {}).get("node_type_mapping") if status else None
     except Exception as error:  # internal APIs: a change in them may cost the hint, never the run
-        log.debug("cannot read the autoscaler's config: %s", error)
+        log.debug("cannot read the autoscaler's state: %s", error)
         return None
+    # Every head runs the v1 monitor; without a cluster config it uses a read-only provider that
+    # names one node type per live node ("node_<id>"), and it can launch nothing.
+    if not mapping or all(node_type == f"node_{node}" for node, node_type in mapping.items()):
+        return None
+    return {}

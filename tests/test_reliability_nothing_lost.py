@@ -261,3 +261,45 @@ def test_evaluate_counts_scores_like_5_stars_as_invalid_and_fails_clearly_when_n
     assert main(["evaluate", "--model", tiny_classifier, "--data", str(tmp_path / "none.csv")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "no rows of" in err and "6 with a score that is not a whole number 1-5" in err
+
+
+def test_predict_on_stdin_answers_every_line_empty_ones_with_an_error(tiny_classifier):
+    import os
+    import subprocess
+    import sys
+
+    lines = ["The app crashes every time I open it", "", "   ", "Love it, works great"]
+    done = subprocess.run([sys.executable, "-m", "sentiment", "predict", "--model", tiny_classifier, "--json"],
+                          input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAY_ADDRESS": "local"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["text"] for r in records] == lines
+    assert [r["error"] for r in records] == [None, "text is empty or whitespace", "text is empty or whitespace", None]
+    assert records[1]["sentiment"] is None and records[1]["prob_positive"] is None
+    assert records[0]["sentiment"] in ("negative", "neutral", "positive")
+    assert abs(sum(records[3][k] for k in ("prob_negative", "prob_neutral", "prob_positive")) - 1) < 1e-5
+
+
+def test_pipeline_failures_are_told_apart_by_type_not_by_text(tmp_path):
+    import errno
+
+    from ray.exceptions import RayTaskError
+
+    from sentiment.errors import InputError, StorageError
+    from sentiment.scoring import _failed_input
+    from sentiment.shards import Shards
+
+    found = Shards(None, {"parquet": [str(tmp_path / "a.parquet")]}, [str(tmp_path / "a.parquet")],
+                   [str(tmp_path / "a.parquet")], None, TEXT, 1)
+
+    def remote(cause: BaseException) -> BaseException:
+        return RayTaskError("ReadFiles", "Traceback ...", cause).as_instanceof_cause()
+
+    # An outage whose text happens to contain an input path is still an outage, not a corrupt input.
+    outage = remote(OSError(errno.ECONNRESET, f"connection reset while reading {tmp_path / 'a.parquet'}"))
+    assert isinstance(_failed_input(outage, found, str(tmp_path / "out")), StorageError)
+    damaged = remote(pa.ArrowInvalid(f"Couldn't deserialize thrift in {tmp_path / 'a.parquet'}"))
+    failure = _failed_input(damaged, found, str(tmp_path / "out"))
+    assert isinstance(failure, InputError) and str(failure).startswith(f"{tmp_path / 'a.parquet'} could not be read")
+    assert _failed_input(remote(KeyError("label")), found, str(tmp_path / "out")) is None  # a bug keeps its traceback
