@@ -181,7 +181,8 @@ def test_storage_gone_mid_write_fails_without_marker_and_a_rerun_writes_each_row
         client = boto3.client("s3", endpoint_url=server.endpoint)
         deadline = time.time() + 300
         while not partial and time.time() < deadline and proc.poll() is None:
-            listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+            # The attempt writes into its staging folder beside the output (scored/_2026-11-26.staging).
+            listed = client.list_objects_v2(Bucket=bucket, Prefix="scored/").get("Contents", [])
             for obj in listed:  # keep what was written so far, to put back after the outage
                 partial[obj["Key"]] = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
             time.sleep(0.3)
