@@ -24,12 +24,12 @@ import pyarrow.parquet as pq
 from ray.data import ActorPoolStrategy, BlockBasedFileDatasink, SaveMode
 
 from sentiment import manifest, shards
-from sentiment.errors import InputError, SentimentError, StorageError
+from sentiment.errors import InputError
+from sentiment.failures import pipeline_failure
 from sentiment.labels import LABELS, PROB_COLUMNS
 from sentiment.model import DEFAULT_MAX_LENGTH, check_classifier_folder
 from sentiment.ray_resources import largest_node_cpus, require
-from sentiment.storage import (BotoCoreError, ClientError, arrow_filesystem, check_reachable, describe_failure,
-                               fetch_dir_files, is_s3)
+from sentiment.storage import arrow_filesystem, check_reachable, fetch_dir_files, is_s3
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def score(config: ScoreConfig) -> dict:
     try:
         build_pipeline(config, found, config.model).write_datasink(sink)
     except Exception as error:
-        failure = _failed_input(error, found, config.output)
+        failure = pipeline_failure(error, found.uris, found.paths, config.output)
         if failure is None:
             raise
         raise failure from None
@@ -305,41 +305,6 @@ def score(config: ScoreConfig) -> dict:
     _check_error_fraction(summary, config.max_error_fraction, staging)
     manifest.commit(staging, config.output, summary, sink.written, found.rows_by_uri)
     return summary
-
-
-def _causes(error: BaseException):
-    """error and what it wraps: Ray's RayTaskError.cause, then the usual __cause__/__context__."""
-    seen, todo = set(), [error]
-    while todo:
-        current = todo.pop(0)
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        todo += [getattr(current, "cause", None), current.__cause__, current.__context__]
-
-
-def _failed_input(error: BaseException, found: shards.Shards, output: str) -> SentimentError | None:
-    """The user-facing error for a pipeline failure, told apart by the type of what failed.
-
-    The up-front checks read every CSV and JSON file and each Parquet footer; what still fails
-    in the pipeline is storage (OSError with an errno, botocore errors) or a damaged Parquet page
-    (Arrow's own errors). Anything else is a bug and keeps its traceback (None).
-    """
-    from ray.exceptions import RayTaskError
-
-    for cause in _causes(error):
-        if isinstance(cause, RayTaskError):  # it subclasses its cause's type too: look inside
-            continue
-        if isinstance(cause, (BotoCoreError, ClientError)) or (isinstance(cause, OSError) and cause.errno):
-            return StorageError(describe_failure(output, cause) + f"; the output was left as it was, with no new "
-                                f"{manifest.MARKER}")
-        if isinstance(cause, (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError)):
-            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            # Arrow's messages name the file when they know it; the type said it is the input's fault.
-            named = next((uri for uri, path in zip(found.uris, found.paths) if path in str(cause)), "an input file")
-            return InputError(f"{named} could not be read: {reason}; the output was left as it was")
-    return None
 
 
 def _check_nothing_lost(found: shards.Shards, summary: dict, staging: str) -> None:

@@ -287,19 +287,17 @@ def test_pipeline_failures_are_told_apart_by_type_not_by_text(tmp_path):
     from ray.exceptions import RayTaskError
 
     from sentiment.errors import InputError, StorageError
-    from sentiment.scoring import _failed_input
-    from sentiment.shards import Shards
+    from sentiment.failures import pipeline_failure
 
-    found = Shards(None, {"parquet": [str(tmp_path / "a.parquet")]}, [str(tmp_path / "a.parquet")],
-                   [str(tmp_path / "a.parquet")], None, TEXT, 1)
+    files = [str(tmp_path / "a.parquet")]
 
     def remote(cause: BaseException) -> BaseException:
         return RayTaskError("ReadFiles", "Traceback ...", cause).as_instanceof_cause()
 
     # An outage whose text happens to contain an input path is still an outage, not a corrupt input.
     outage = remote(OSError(errno.ECONNRESET, f"connection reset while reading {tmp_path / 'a.parquet'}"))
-    assert isinstance(_failed_input(outage, found, str(tmp_path / "out")), StorageError)
+    assert isinstance(pipeline_failure(outage, files, files, str(tmp_path / "out")), StorageError)
     damaged = remote(pa.ArrowInvalid(f"Couldn't deserialize thrift in {tmp_path / 'a.parquet'}"))
-    failure = _failed_input(damaged, found, str(tmp_path / "out"))
+    failure = pipeline_failure(damaged, files, files, str(tmp_path / "out"))
     assert isinstance(failure, InputError) and str(failure).startswith(f"{tmp_path / 'a.parquet'} could not be read")
-    assert _failed_input(remote(KeyError("label")), found, str(tmp_path / "out")) is None  # a bug keeps its traceback
+    assert pipeline_failure(remote(KeyError("label")), files, files, str(tmp_path / "out")) is None  # a bug keeps its traceback
