@@ -120,9 +120,14 @@ class InputFiles:
 
 
 def _kind_of(path: str, suffixes: tuple[str, ...], skip: tuple[str, ...]) -> str:
-    """"data", "skip" (markers, notes, formats not asked for) or "unknown" for one file name."""
+    """"data", "skip" (markers, notes, formats not asked for) or "unknown" for one file.
+
+    path is relative to the input folder: anything under a hidden or `_` folder is skipped too,
+    as Spark and Hive do (`_temporary/`, a failed attempt's `_NAME.staging/`).
+    """
     name = path.rsplit("/", 1)[-1].lower()
-    if name.startswith((".", "_")) or name.endswith(NOTE_SUFFIXES) or name.startswith(NOTE_NAMES):
+    if any(part.startswith((".", "_")) for part in path.split("/")) or name.endswith(NOTE_SUFFIXES) \
+            or name.startswith(NOTE_NAMES):
         return "skip"
     if name.endswith(suffixes):
         return "data"
@@ -153,20 +158,20 @@ def list_input_files(uris: list[str], suffixes: tuple[str, ...], skip: tuple[str
         fs, path = fsspec_filesystem(uri)
         try:
             if _GLOB_CHARS & set(path):
-                matches = [p for p in fs.glob(path) if fs.isfile(p)]
+                matches = {p: p.rsplit("/", 1)[-1] for p in fs.glob(path) if fs.isfile(p)}
             elif fs.isdir(path):
-                matches = fs.find(path)
+                matches = {p: p[len(path.rstrip("/")) + 1:] for p in fs.find(path)}  # relative to the folder
             elif fs.isfile(path):
                 if not path.lower().endswith(suffixes):
                     raise InputError(f"cannot read {uri}: input files must end in {'/'.join(suffixes)}")
-                matches = [path]
+                matches = {path: None}  # named by the user: data whatever its name
             else:
                 raise InputError(f"input not found: {uri}")
         except STORAGE_ERRORS as error:
             raise StorageError(describe_failure(uri, error)) from None
         by_kind: dict[str, list[str]] = {"data": [], "skip": [], "unknown": []}
         for p in sorted(matches):
-            by_kind[_kind_of(p, suffixes, skip)].append(p)
+            by_kind["data" if matches[p] is None else _kind_of(matches[p], suffixes, skip)].append(p)
         unknown += by_kind["unknown"]
         skipped.update(dict.fromkeys(by_kind["skip"]))
         if not by_kind["data"] and not by_kind["unknown"]:
