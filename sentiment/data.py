@@ -20,7 +20,8 @@ from ray.data.expressions import col
 
 from sentiment.errors import InputError
 from sentiment.labels import INVALID_LABEL, scores_to_label_ids
-from sentiment.shards import CSV_PARSE, as_plain_strings, file_columns, format_of, list_shard_files, read_options
+from sentiment.shards import (CSV_PARSE, as_plain_strings, file_columns, format_of, group_by_column_types,
+                              list_shard_files, read_options)
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,11 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
     if files.skipped:
         log.warning("not reading %d file(s) that are not data: %s", len(files.skipped), ", ".join(files.skipped[:5]))
     by_format: dict[str, list[str]] = {}
+    schemas = {}
     for path, uri in zip(files.paths, files.uris):
         kind = format_of(path, fmt)
-        have = file_columns(files.filesystem, path, uri, kind)[0].names
+        schemas[path] = file_columns(files.filesystem, path, uri, kind)[0]
+        have = schemas[path].names
         missing = [c for c in (text_column, score_column) if c not in have]
         if missing:
             raise InputError(f"{uri}: missing column(s) {missing}; it has {have}. "
@@ -63,8 +66,8 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
         parts.append(ray.data.read_csv(by_format["csv"], parse_options=CSV_PARSE, convert_options=convert,
                                        **read_options(files.filesystem, "csv")))
     for kind, read in (("parquet", ray.data.read_parquet), ("json", ray.data.read_json)):
-        if kind in by_format:
-            parts.append(read(by_format[kind], **read_options(files.filesystem, kind)).select_columns(columns)
+        for group in group_by_column_types(by_format.get(kind, []), schemas, columns):
+            parts.append(read(group, **read_options(files.filesystem, kind)).select_columns(columns)
                          .map_batches(as_plain_strings, fn_args=(columns,), batch_format="pyarrow", batch_size=None))
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if limit:

@@ -271,7 +271,7 @@ def read_shards(shards: Shards):
             convert = pacsv.ConvertOptions(column_types=types, include_columns=read or [])
             parts.append(ray.data.read_csv(paths, parse_options=CSV_PARSE, convert_options=convert, **common))
             continue
-        for group in _same_types(paths, shards).values():
+        for group in group_by_column_types(paths, shards.schemas, shards.as_string):
             part = ray.data.read_parquet(group, **common) if fmt == "parquet" else ray.data.read_json(group, **common)
             if read is not None:
                 part = part.select_columns(read)
@@ -282,11 +282,12 @@ def read_shards(shards: Shards):
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
 
 
-def _same_types(paths: list[str], shards: Shards) -> dict[tuple, list[str]]:
-    """paths grouped by the types of their disagreeing columns: Ray merges the schemas of the
-    files of one read up front, and fails on a column that is int64 in one and string in another."""
+def group_by_column_types(paths: list[str], schemas: dict[str, pa.Schema], columns: list[str]) -> list[list[str]]:
+    """paths grouped by the types of columns: Ray merges the schemas of the files of one read up
+    front, and fails on a column that is int64 in one file and string in another. Read each
+    group separately, cast the columns to string, then union."""
     groups: dict[tuple, list[str]] = defaultdict(list)
     for path in paths:
-        schema = shards.schemas.get(path, pa.schema([]))
-        groups[tuple(str(schema.field(c).type) if c in schema.names else "" for c in shards.as_string)].append(path)
-    return groups
+        schema = schemas.get(path, pa.schema([]))
+        groups[tuple(str(schema.field(c).type) if c in schema.names else "" for c in columns)].append(path)
+    return list(groups.values())
