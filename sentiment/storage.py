@@ -186,6 +186,33 @@ def upload_dir(local_dir: str, uri: str) -> None:
         raise StorageError(describe_failure(uri, error)) from None
 
 
+def copy_dir(source: str, destination: str) -> None:
+    """Copy a folder's files (recursively) between local paths and s3:// prefixes, storage to storage.
+
+    S3 to S3 is a server-side copy, so nothing passes through this process; the other cases
+    stream each file straight to its destination, with no staging folder.
+
+    Raises:
+        StorageError: either side cannot be read or written.
+    """
+    source_fs, source_path = fsspec_filesystem(source)
+    _, destination_path = fsspec_filesystem(destination)
+    try:
+        if not is_s3(source) and not is_s3(destination):
+            shutil.copytree(source_path, destination_path, dirs_exist_ok=True)
+        elif not is_s3(source):
+            upload_dir(source_path, destination)
+        else:
+            files = source_fs.find(source_path)
+            targets = [destination_path + name[len(source_path):] for name in files]
+            if is_s3(destination):
+                source_fs.copy(files, targets)
+            else:
+                source_fs.get(files, targets)
+    except OSError as error:
+        raise StorageError(f"cannot copy {source} to {destination}: {type(error).__name__}: {error}") from None
+
+
 MODEL_CACHE_ENV = "SENTIMENT_MODEL_CACHE"
 
 

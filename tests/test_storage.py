@@ -96,3 +96,28 @@ def test_processes_on_one_node_share_one_cached_download_of_a_model(s3_bucket, t
     assert (Path(replaced) / "config.json").read_bytes() == new_config
     assert list(tmp_path.iterdir()) == []
     assert [p.name for p in Path(replaced).parent.iterdir() if p.name != ".lock"] == [Path(replaced).name]
+
+
+def test_copy_dir_between_buckets_is_server_side_and_other_pairs_stream(s3_bucket, tmp_path):
+    from tests.s3_recording import recording_s3_reads
+
+    checkpoint = tmp_path / "checkpoint_000001"
+    (checkpoint / "model" / "sub").mkdir(parents=True)
+    (checkpoint / "model" / "config.json").write_text("{}")
+    (checkpoint / "model" / "sub" / "vocab.txt").write_text("a\nb\n")
+    (checkpoint / "train_state.pt").write_bytes(b"optimizer state" * 1000)
+    storage.upload_dir(str(checkpoint), f"{s3_bucket}/run/checkpoint_000001")
+    expected = {"config.json": b"{}", "sub/vocab.txt": b"a\nb\n"}
+
+    with recording_s3_reads() as reads:
+        storage.copy_dir(f"{s3_bucket}/run/checkpoint_000001/model", f"{s3_bucket}/models/best")
+    assert reads.calls == []  # CopyObject only: no byte of the checkpoint came through this process
+    fs, path = storage.fsspec_filesystem(f"{s3_bucket}/models/best")
+    assert {name[len(path) + 1:]: fs.cat(name) for name in fs.find(path)} == expected
+
+    for source, destination in [(f"{s3_bucket}/run/checkpoint_000001/model", tmp_path / "from-s3"),
+                                (str(checkpoint / "model"), tmp_path / "local"),
+                                (str(checkpoint / "model"), f"{s3_bucket}/models/from-local")]:
+        storage.copy_dir(source, str(destination))
+        fs, path = storage.fsspec_filesystem(str(destination))
+        assert {name[len(path) + 1:]: fs.cat(name) for name in fs.find(path)} == expected, destination
