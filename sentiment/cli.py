@@ -98,6 +98,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "Use shared storage (s3://) on a multi-node cluster")
     parser.add_argument("--max-failures", type=non_negative_int, default=2,
                         help="restarts from the last checkpoint after a lost worker (default: %(default)s)")
+    _add_shared_fs_argument(parser)
+
+
+def _add_shared_fs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shared-fs", action="store_true",
+                        help="the local paths given are on a filesystem every Ray node mounts (NFS, EFS, ...); "
+                             "without it, local paths are refused when the cluster has several nodes or an "
+                             "autoscaler, since each node would read and write its own disk")
 
 
 def _add_precision_argument(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +188,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fail the run, keeping the previous output, when more than this share of rows "
                              "cannot be scored (null, empty or non-string text); the summary counts them "
                              "either way (default: %(default)s)")
+    _add_shared_fs_argument(parser)
 
 
 def _run_train(args) -> int:

@@ -87,9 +87,10 @@ def evaluate(config: EvaluateConfig) -> dict:
     Rows with empty text or a score outside 1-5 cannot be judged: they are counted and reported
     under "skipped", never silently ignored.
     """
-    from sentiment.model import load_classifier
+    from sentiment.model import check_classifier_folder
 
-    load_classifier(config.model)  # fail fast, before Ray starts, if it is not a model
+    # Fail fast, before Ray starts, if it is not a model: config and weights header only, as score.
+    check_classifier_folder(config.model)
     if not ray.is_initialized():
         ray.init()
     labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit).materialize()

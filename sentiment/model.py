@@ -7,11 +7,12 @@ trained model is a plain HF folder (config with label names, safetensors, tokeni
 
 from __future__ import annotations
 
+import json
 import os
 
-from sentiment.errors import ModelError
+from sentiment.errors import ModelError, StorageError
 from sentiment.labels import LABEL_TO_ID, LABELS
-from sentiment.storage import fetch_dir_files
+from sentiment.storage import describe_failure, fetch_dir_files, fsspec_filesystem
 
 DEFAULT_BACKBONE = "minilm"
 HEAD_DROPOUT = 0.3
@@ -69,53 +70,90 @@ def _has_safetensors(source: str) -> bool | None:
     return None
 
 
-def check_classifier_folder(model_uri: str) -> str:
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+# A safetensors file opens with an 8-byte little-endian header length, then a JSON header.
+_HEADER_LENGTH_BYTES = 8
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
+
+
+def check_classifier_folder(model_uri: str) -> None:
     """Check, without importing torch or transformers, that model_uri is a sentiment model.
 
-    Reads config.json and the safetensors header only, so `score` can refuse a wrong folder in
-    a fraction of a second instead of after the ~7 s it takes to import and load the model.
-
-    Returns:
-        A local folder holding the model's files (downloaded once for s3://).
+    Reads config.json and the safetensors header only, with ranged reads on s3://, so `score`
+    can refuse a wrong folder in a fraction of a second, and no weights reach the driver.
 
     Raises:
         ModelError: config or weights are missing or unreadable, or the labels are not ours.
+        StorageError: object storage cannot be reached.
     """
-    import json
-
-    from safetensors import safe_open
-
-    local = fetch_dir_files(model_uri)
-    config_path = os.path.join(local, "config.json")
-    weights_path = os.path.join(local, "model.safetensors")
-    if not os.path.isfile(config_path):
-        raise ModelError(f"{model_uri} is not a model folder: config.json is missing")
-    if not os.path.isfile(weights_path):
-        raise ModelError(f"{model_uri} is not a usable model: model.safetensors (the weights) is missing")
+    fs, path = fsspec_filesystem(model_uri)
+    sizes = _top_level_file_sizes(model_uri, fs, path)
+    if CONFIG_FILE not in sizes:
+        raise ModelError(f"{model_uri} is not a model folder: {CONFIG_FILE} is missing")
+    if WEIGHTS_FILE not in sizes:
+        raise ModelError(f"{model_uri} is not a usable model: {WEIGHTS_FILE} (the weights) is missing")
     try:
-        with open(config_path) as f:
-            config = json.load(f)
-        with safe_open(weights_path, framework="numpy"):
-            pass
-    except Exception as error:
+        config = json.loads(_read(model_uri, fs, f"{path}/{CONFIG_FILE}"))
+        _check_safetensors_header(model_uri, fs, f"{path}/{WEIGHTS_FILE}", sizes[WEIGHTS_FILE])
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ModelError(f"{model_uri} could not be loaded as a model: {error}") from None
     id2label = config.get("id2label") or {}
     labels = tuple(id2label.get(str(i), id2label.get(i)) for i in range(len(id2label)))
     if labels != LABELS:
         raise ModelError(f"{model_uri} predicts {labels}, expected {LABELS}")
-    return local
+
+
+def _top_level_file_sizes(model_uri: str, fs, path: str) -> dict[str, int]:
+    try:
+        # refresh: a model replaced at the same URI must not be checked from a stale listing.
+        entries = fs.ls(path, detail=True, refresh=True)
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise StorageError(describe_failure(model_uri, error)) from None
+    return {entry["name"].rsplit("/", 1)[-1]: entry["size"] for entry in entries if entry["type"] == "file"}
+
+
+def _read(model_uri: str, fs, path: str, start: int | None = None, end: int | None = None) -> bytes:
+    try:
+        return fs.cat_file(path, start=start, end=end)
+    except OSError as error:
+        raise StorageError(describe_failure(model_uri, error)) from None
+
+
+def _check_safetensors_header(model_uri: str, fs, path: str, size: int) -> None:
+    # What safetensors' own loader checks first: a sane header length, a JSON header, and tensor
+    # offsets that fit in the file; reading it costs two small ranged reads instead of the weights.
+    if size < _HEADER_LENGTH_BYTES:
+        raise ValueError(f"{WEIGHTS_FILE} is {size} bytes, too short for a safetensors file")
+    header_length = int.from_bytes(_read(model_uri, fs, path, 0, _HEADER_LENGTH_BYTES), "little")
+    data_bytes = size - _HEADER_LENGTH_BYTES - header_length
+    if not 0 < header_length <= _MAX_HEADER_BYTES or data_bytes < 0:
+        raise ValueError(f"{WEIGHTS_FILE} is not a safetensors file (header length {header_length}, file {size} bytes)")
+    header = json.loads(_read(model_uri, fs, path, _HEADER_LENGTH_BYTES, _HEADER_LENGTH_BYTES + header_length))
+    try:
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"{WEIGHTS_FILE} has a corrupt header") from None
+    if not ends or max(ends) > data_bytes:
+        raise ValueError(f"{WEIGHTS_FILE} holds no tensors or is truncated")
 
 
 def load_classifier(model_uri: str):
     """Load a trained classifier and tokenizer from a local folder or an s3:// prefix.
 
+    An s3:// model is downloaded once per node into the node's model cache (see fetch_dir_files).
+
     Raises:
         ModelError: if the folder is not a sentiment model saved by this package (or any HF
             sequence classifier with our three labels).
+        StorageError: object storage cannot be reached.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    local = check_classifier_folder(model_uri)
+    check_classifier_folder(model_uri)
+    local = fetch_dir_files(model_uri)
     _quiet_transformers()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(local, use_safetensors=True)

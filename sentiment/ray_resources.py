@@ -7,6 +7,7 @@ import json
 import logging
 
 from sentiment.errors import ResourceError
+from sentiment.placement import v1_autoscaler_has_node_types
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,8 @@ def _autoscaler_limits() -> dict[str, float] | None:
         if limits is not None:
             return limits
         status = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
-        mapping = (json.loads(status).get("autoscaler_report") or {}).get("node_type_mapping") if status else None
     except Exception as error:  # internal APIs: a change in them may cost the hint, never the run
         log.debug("cannot read the autoscaler's state: %s", error)
         return None
-    # Every head runs the v1 monitor; without a cluster config it uses a read-only provider that
-    # names one node type per live node ("node_<id>"), and it can launch nothing.
-    if not mapping or all(node_type == f"node_{node}" for node, node_type in mapping.items()):
-        return None
-    return {}
+    # Every head runs a read-only v1 monitor, which can launch nothing; see placement.
+    return {} if status and v1_autoscaler_has_node_types(json.loads(status)) else None

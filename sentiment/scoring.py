@@ -28,6 +28,7 @@ from sentiment.errors import InputError
 from sentiment.failures import pipeline_failure
 from sentiment.labels import LABELS, PROB_COLUMNS
 from sentiment.model import DEFAULT_MAX_LENGTH, check_classifier_folder
+from sentiment.placement import require_shared_paths
 from sentiment.ray_resources import largest_node_cpus, require
 from sentiment.storage import arrow_filesystem, check_reachable, fetch_dir_files, is_s3
 
@@ -61,6 +62,7 @@ class ScoreConfig:
     rows_per_file: int = 100_000
     precision: str = "auto"
     threads_per_actor: int | None = None  # None: see _actor_pool_plan
+    shared_fs: bool = False  # local paths are on a filesystem every node mounts (see placement)
     max_error_fraction: float = 0.5  # above it the run fails and the previous output stays
 
     @classmethod
@@ -70,7 +72,8 @@ class ScoreConfig:
                    format=args.format, keep_columns=keep, concurrency=tuple(args.concurrency),
                    batch_size=args.batch_size, max_length=args.max_length, gpu=args.gpu,
                    cpus_per_actor=args.cpus_per_actor, rows_per_file=args.rows_per_file, precision=args.precision,
-                   threads_per_actor=args.threads_per_actor, max_error_fraction=args.max_error_fraction)
+                   threads_per_actor=args.threads_per_actor, shared_fs=args.shared_fs,
+                   max_error_fraction=args.max_error_fraction)
 
 
 def model_id(model_uri: str) -> str:
@@ -283,6 +286,8 @@ def score(config: ScoreConfig) -> dict:
     # A wrong model folder fails here in a fraction of a second; the model itself is loaded
     # only by the actors (importing torch and transformers alone takes ~7 s on 2 cores).
     check_classifier_folder(config.model)
+    require_shared_paths({"--input": config.inputs, "--output": [config.output], "--model": [config.model]},
+                         shared_fs=config.shared_fs)
     if config.gpu:  # CPU pools are fitted to the cluster by _actor_pool_plan
         require({"CPU": config.cpus_per_actor, "GPU": 1}, config.concurrency[0], "score --gpu")
     staging = manifest.begin_attempt(config.output)

@@ -8,6 +8,7 @@ botocore finds them (environment, profile, instance role), so they never reach l
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -230,21 +231,85 @@ def upload_dir(local_dir: str, uri: str) -> None:
         raise StorageError(describe_failure(uri, error)) from None
 
 
+def copy_dir(source: str, destination: str) -> None:
+    """Copy a folder's files (recursively) between local paths and s3:// prefixes, storage to storage.
+
+    S3 to S3 is a server-side copy, so nothing passes through this process; the other cases
+    stream each file straight to its destination, with no staging folder.
+
+    Raises:
+        StorageError: either side cannot be read or written.
+    """
+    source_fs, source_path = fsspec_filesystem(source)
+    _, destination_path = fsspec_filesystem(destination)
+    try:
+        if not is_s3(source) and not is_s3(destination):
+            shutil.copytree(source_path, destination_path, dirs_exist_ok=True)
+        elif not is_s3(source):
+            upload_dir(source_path, destination)
+        else:
+            files = source_fs.find(source_path)
+            targets = [destination_path + name[len(source_path):] for name in files]
+            if is_s3(destination):
+                source_fs.copy(files, targets)
+            else:
+                source_fs.get(files, targets)
+    except OSError as error:
+        raise StorageError(f"cannot copy {source} to {destination}: {type(error).__name__}: {error}") from None
+
+
+MODEL_CACHE_ENV = "SENTIMENT_MODEL_CACHE"
+
+
+def model_cache_root() -> str:
+    """This node's cache of s3:// model folders: $SENTIMENT_MODEL_CACHE, else under the temp dir."""
+    return os.environ.get(MODEL_CACHE_ENV) or os.path.join(tempfile.gettempdir(), "sentiment-model-cache")
+
+
 def fetch_dir_files(uri: str, skip_suffixes: tuple[str, ...] = ()) -> str:
     """A local folder holding the top-level files of uri; local folders are used in place.
 
     Only top-level files travel, so a model folder's checkpoints/ or plots never get downloaded
     by every scoring actor; names ending in skip_suffixes stay behind too (e.g. the weights,
     for a worker that needs only the tokenizer).
+
+    s3:// folders go to a per-node cache, one folder per URI and version (the listing's names,
+    sizes and ETags), under a file lock: the actors and tokenize tasks of one node share one
+    download, and a model replaced at the same URI is fetched anew while older versions of it
+    are removed.
+
+    Raises:
+        StorageError: the storage cannot be listed or read.
     """
     if not is_s3(uri):
         return os.path.abspath(os.path.expanduser(uri))
+    from filelock import FileLock
+
     fs, path = fsspec_filesystem(uri)
-    local = tempfile.mkdtemp(prefix="sentiment-model-")
     try:
-        files = [p for p in fs.ls(path, detail=True) if p["type"] == "file" and not p["name"].endswith(skip_suffixes)]
-        for entry in files:
-            fs.get(entry["name"], os.path.join(local, entry["name"].rsplit("/", 1)[-1]))
-    except Exception as error:
+        listing = [entry for entry in fs.ls(path, detail=True, refresh=True) if entry["type"] == "file"]
+    except OSError as error:
         raise StorageError(describe_failure(uri, error)) from None
-    return local
+    version = _digest(sorted((entry["name"], entry["size"], entry.get("ETag", "")) for entry in listing))
+    uri_folder = os.path.join(model_cache_root(), _digest(path))
+    folder = os.path.join(uri_folder, version)
+    os.makedirs(uri_folder, exist_ok=True)
+    with FileLock(os.path.join(uri_folder, ".lock")):
+        os.makedirs(folder, exist_ok=True)
+        for entry in listing:
+            target = os.path.join(folder, entry["name"].rsplit("/", 1)[-1])
+            if entry["name"].endswith(skip_suffixes) or os.path.exists(target):
+                continue
+            try:
+                fs.get_file(entry["name"], target + ".partial")
+            except OSError as error:
+                raise StorageError(describe_failure(uri, error)) from None
+            os.replace(target + ".partial", target)  # atomic: readers never see half a file
+        for other in os.listdir(uri_folder):
+            if other not in (version, ".lock"):
+                shutil.rmtree(os.path.join(uri_folder, other), ignore_errors=True)
+    return folder
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -23,9 +22,11 @@ from sentiment.data import prepare_splits
 from sentiment.evaluation import predict_labels
 from sentiment.metrics import classification_metrics, format_metrics
 from sentiment.model import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
+from sentiment.placement import local_backbone_folder, require_shared_paths
 from sentiment.plots import plot_confusion_matrix, plot_training_history
 from sentiment.ray_resources import require
-from sentiment.storage import arrow_filesystem, check_reachable, is_s3, upload_dir, write_bytes
+from sentiment.storage import (arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir,
+                               write_bytes)
 from sentiment.train_loop import HISTORY_FILE, MODEL_SUBDIR, train_loop_per_worker
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class TrainConfig:
     run_name: str = "sentiment-train"
     storage_path: str | None = None
     max_failures: int = 2
+    shared_fs: bool = False  # local paths are on a filesystem every node mounts (see placement)
 
     @classmethod
     def from_namespace(cls, args) -> "TrainConfig":
@@ -61,7 +63,8 @@ class TrainConfig:
                    batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
                    num_workers=args.num_workers, use_gpu=args.gpu, cpus_per_worker=args.cpus_per_worker, seed=args.seed,
                    val_fraction=args.val_fraction, test_fraction=args.test_fraction, limit=args.limit,
-                   run_name=args.run_name, storage_path=args.storage_path, max_failures=args.max_failures)
+                   run_name=args.run_name, storage_path=args.storage_path, max_failures=args.max_failures,
+                   shared_fs=args.shared_fs)
 
     @property
     def resolved_output(self) -> str:
@@ -93,6 +96,10 @@ def _run_config(config: TrainConfig) -> RunConfig:
     )
 
 
+def _checkpoint_uri(config: TrainConfig, checkpoint) -> str:
+    return to_uri(config.resolved_storage_path, checkpoint.path)
+
+
 def train(config: TrainConfig) -> dict:
     """Fine-tune, pick the best epoch by validation accuracy, test it, and write the artifact.
 
@@ -107,6 +114,10 @@ def train(config: TrainConfig) -> dict:
     check_reachable(config.resolved_storage_path)
     if not ray.is_initialized():
         ray.init()
+    require_shared_paths({"--data": config.data, "--output": [config.output],
+                          "--storage-path": [config.storage_path] if config.storage_path else [],
+                          "--model": [config.model] if local_backbone_folder(config.model) else []},
+                         shared_fs=config.shared_fs)
     require({"CPU": config.cpus_per_worker, "GPU": int(config.use_gpu)}, config.num_workers,
             f"train --num-workers {config.num_workers}{' --gpu' if config.use_gpu else ''}")
     log.info("config: %s", json.dumps(asdict(config)))
@@ -136,12 +147,10 @@ def train(config: TrainConfig) -> dict:
     if best is None:
         raise RuntimeError(f"training reported no checkpoint; see the run at {config.resolved_storage_path}")
 
+    # Storage to storage: the checkpoint's optimizer state never passes through the driver.
+    copy_dir(f"{_checkpoint_uri(config, best)}/{MODEL_SUBDIR}", config.resolved_output)
+    history = json.loads(read_bytes(f"{_checkpoint_uri(config, result.checkpoint)}/{HISTORY_FILE}"))
     with tempfile.TemporaryDirectory() as staging:
-        with best.as_directory() as best_dir:
-            shutil.copytree(os.path.join(best_dir, MODEL_SUBDIR), staging, dirs_exist_ok=True)
-        with result.checkpoint.as_directory() as latest_dir, open(os.path.join(latest_dir, HISTORY_FILE)) as f:
-            history = json.load(f)
-        upload_dir(staging, config.resolved_output)
         y_true, y_pred = predict_labels(splits.test, config.resolved_output, max_length=config.max_length,
                                         use_gpu=config.use_gpu)
         test = classification_metrics(y_true, y_pred)

@@ -24,6 +24,21 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Path:
+    """Every process of the session, Ray workers included, caches s3:// models here, not in /tmp."""
+    from sentiment.storage import MODEL_CACHE_ENV
+
+    path = tmp_path_factory.mktemp("model-cache")
+    saved = os.environ.get(MODEL_CACHE_ENV)
+    os.environ[MODEL_CACHE_ENV] = str(path)
+    yield path
+    if saved is None:
+        os.environ.pop(MODEL_CACHE_ENV, None)
+    else:
+        os.environ[MODEL_CACHE_ENV] = saved
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server process on 127.0.0.1, with the AWS environment pointed at it.

@@ -12,8 +12,6 @@ import yaml
 
 CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster.yaml"
 PYPROJECT = CLUSTER_YAML.parent / "pyproject.toml"
-# Keys the Ray AWS provider reads from node_config on top of EC2 RunInstances' own parameters.
-RAY_AWS_NODE_CONFIG_KEYS = {"SubnetIds", "SecurityGroupIds"}
 
 
 def _load() -> dict:
@@ -27,14 +25,6 @@ def _validate(config: dict) -> dict:
     prepared = prepare_config(copy.deepcopy(config))
     validate_config(prepared)
     return prepared
-
-
-def _ec2_run_instances_parameters() -> set[str]:
-    # botocore ships the EC2 API model, so this needs no network and no credentials.
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("ec2")
-    return set(model.operation_model("RunInstances").input_shape.members)
 
 
 def test_cluster_yaml_passes_ray_autoscaler_validation():
@@ -57,23 +47,51 @@ def test_a_typo_in_cluster_yaml_fails_ray_validation(mutate, unexpected):
         _validate(config)
 
 
-def _unknown_node_config_keys(config: dict) -> dict[str, list[str]]:
-    # Ray hands node_config to EC2 unchecked, so a typo there would only fail at `ray up` time.
-    allowed = _ec2_run_instances_parameters() | RAY_AWS_NODE_CONFIG_KEYS
-    unknown = {name: sorted(set(node_type["node_config"]) - allowed)
-               for name, node_type in config["available_node_types"].items()}
-    return {name: keys for name, keys in unknown.items() if keys}
+def _launch_with_rays_aws_provider(config: dict, node_type: str) -> dict:
+    """Launch one node of node_type the way `ray up` does, through Ray's own AWS node provider.
+
+    Ray hands node_config to EC2's RunInstances almost unchecked, so a typo there would only fail
+    at `ray up` time. botocore validates every parameter against the EC2 API model before a request
+    leaves the machine; the Stubber answers in AWS's place, so this needs no network or credentials.
+
+    Returns:
+        The RunInstances parameters that passed botocore's validation.
+
+    Raises:
+        botocore.exceptions.ParamValidationError: a parameter EC2 does not take.
+    """
+    from botocore.stub import ANY, Stubber
+    from ray.autoscaler._private.aws.node_provider import AWSNodeProvider
+
+    prepared = _validate(config)
+    provider = AWSNodeProvider(prepared["provider"], prepared["cluster_name"])
+    node_config = prepared["available_node_types"][node_type]["node_config"]
+    client = provider.ec2_fail_fast.meta.client
+    launched = {"Instances": [{"InstanceId": "i-0123456789abcdef0", "State": {"Code": 0, "Name": "pending"},
+                               "StateReason": {"Code": "pending", "Message": "pending"}}]}
+    parameters = {key: ANY for key in {*node_config, "MinCount", "MaxCount", "TagSpecifications", "SubnetId"}
+                  - {"SubnetIds"}}
+    with Stubber(client) as stubber:
+        stubber.add_response("run_instances", launched, parameters)
+        provider._create_node(node_config, {"ray-node-type": node_type}, count=1)
+        stubber.assert_no_pending_responses()
+    return parameters
 
 
-def test_node_configs_use_only_real_ec2_parameters():
-    assert _unknown_node_config_keys(_load()) == {}
+@pytest.mark.parametrize("node_type", ["head", "gpu-score", "gpu-train"])
+def test_node_configs_pass_ec2_parameter_validation_in_rays_aws_provider(node_type):
+    sent = _launch_with_rays_aws_provider(_load(), node_type)
+    assert {"InstanceType", "IamInstanceProfile", "SubnetId"} <= set(sent)
 
 
 def test_a_typo_in_a_node_config_is_caught():
+    from botocore.exceptions import ParamValidationError
+
     config = _load()
     node_config = config["available_node_types"]["gpu-train"]["node_config"]
     node_config["InstanceTyp"] = node_config.pop("InstanceType")
-    assert _unknown_node_config_keys(config) == {"gpu-train": ["InstanceTyp"]}
+    with pytest.raises(ParamValidationError, match="InstanceTyp"):
+        _launch_with_rays_aws_provider(config, "gpu-train")
 
 
 def test_gpu_worker_types_scale_to_zero_and_idle_out():

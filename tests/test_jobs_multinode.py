@@ -267,9 +267,9 @@ def test_train_then_score_jobs_on_a_two_node_cluster(two_node_cluster, s3_bucket
     run = uuid.uuid4().hex[:8]
     started = time.time()
 
-    # Local --data and --model paths work because both nodes are on this machine; on a real
-    # cluster they are s3:// URIs or a hub name.
-    train = _submit(cluster, f"train-{run}", "train.py",
+    # Local --data and --model paths work because both nodes are on this machine, which
+    # --shared-fs declares; on a real cluster they are s3:// URIs or a hub name.
+    train = _submit(cluster, f"train-{run}", "train.py", "--shared-fs",
                     "--data", str(shared_data / "labeled" / "gplay-2020.csv"), str(shared_data / "labeled" / "gplay-2024.csv"),
                     "--limit", "300", "--model", tiny_backbone, "--output", model_uri,
                     "--num-workers", "2", "--epochs", "1", "--batch-size", "16", "--max-length", "64")
@@ -326,10 +326,37 @@ def test_a_failing_job_ends_failed_with_one_clear_line(two_node_cluster, tmp_pat
     cluster = two_node_cluster
     job_id = f"train-bad-{uuid.uuid4().hex[:8]}"
     missing = tmp_path / "no-such-reviews.csv"
-    result = _submit(cluster, job_id, "train.py", "--data", str(missing), "--output", str(tmp_path / "model"))
+    result = _submit(cluster, job_id, "train.py", "--data", str(missing), "--output", str(tmp_path / "model"),
+                     "--shared-fs")
     status, logs = _job_record(cluster, job_id)
     assert result.returncode != 0
     assert cluster.job_info(job_id)["status"] == "FAILED" and "failed" in status
     assert f"sentiment train: error: input not found: {missing}" in logs
     assert "Traceback" not in logs
 
+
+
+def test_local_paths_on_two_nodes_fail_up_front_unless_declared_shared(two_node_cluster, tmp_path, shared_data,
+                                                                      tiny_classifier):
+    # Without the declaration, Ray Data would write the Parquet files on whichever node runs each
+    # write task and _SUCCESS on the driver's: the job must refuse before anything is written.
+    cluster = two_node_cluster
+    shard, output = tmp_path / "shard.csv", tmp_path / "scored"
+    pd.read_csv(shared_data / "unlabeled" / "todoist.csv", nrows=40).to_csv(shard, index=False)
+    args = ["--model", tiny_classifier, "--input", str(shard), "--output", str(output), "--text-column", TEXT_COLUMN]
+    refused_id = f"score-local-{uuid.uuid4().hex[:8]}"
+    refused = _submit(cluster, refused_id, "score.py", *args)
+    status, logs = _job_record(cluster, refused_id)
+    assert refused.returncode != 0 and cluster.job_info(refused_id)["status"] == "FAILED", status
+    line = next((line for line in logs.splitlines() if line.startswith("sentiment score: error: ")), "")
+    assert f"--output {output}" in line and f"--input {shard}" in line and f"--model {tiny_classifier}" in line, logs[-3000:]
+    assert "the Ray cluster has 2 nodes" in line and "use s3:// or a filesystem every node mounts" in line
+    assert "--shared-fs" in line and "Traceback" not in logs
+    assert not output.exists()
+
+    # Both nodes really share this machine's disk, so the declaration is true here, and the job runs.
+    declared_id = f"score-shared-{uuid.uuid4().hex[:8]}"
+    declared = _submit(cluster, declared_id, "score.py", *args, "--shared-fs")
+    _, logs = _job_record(cluster, declared_id)
+    assert declared.returncode == 0, logs[-5000:]
+    assert json.loads((output / "_SUCCESS").read_text())["rows"] == 40

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from sentiment import storage
@@ -37,11 +39,11 @@ def test_s3_round_trip_through_the_standard_aws_environment(s3_bucket, tmp_path)
     (local / "sub" / "ckpt.bin").write_text("x")
     storage.upload_dir(str(local), f"{s3_bucket}/model")
     assert storage.exists(f"{s3_bucket}/model/sub/ckpt.bin")
-    fetched = storage.fetch_dir_files(f"{s3_bucket}/model")
-    assert sorted(p.name for p in __import__("pathlib").Path(fetched).iterdir()) == ["config.json", "model.safetensors"]
     # A tokenize worker fetches the tokenizer's files, not the weights.
     fetched = storage.fetch_dir_files(f"{s3_bucket}/model", skip_suffixes=(".safetensors",))
-    assert sorted(p.name for p in __import__("pathlib").Path(fetched).iterdir()) == ["config.json"]
+    assert sorted(p.name for p in Path(fetched).iterdir()) == ["config.json"]
+    fetched = storage.fetch_dir_files(f"{s3_bucket}/model")
+    assert sorted(p.name for p in Path(fetched).iterdir()) == ["config.json", "model.safetensors"]
 
 
 def test_unreachable_endpoint_names_endpoint_and_bucket(monkeypatch):
@@ -71,3 +73,73 @@ def test_a_file_of_no_known_kind_is_named_not_skipped(tmp_path):
     (tmp_path / "b.tsv").write_text("content\nfine\n")
     with pytest.raises(InputError, match=r"cannot tell how to read .*b\.tsv"):
         storage.list_input_files([str(tmp_path)], (".csv",))
+
+
+def _fetch_counting_weight_reads(uri: str) -> tuple[str, int]:
+    # Runs in a fresh process, as a scoring actor or a tokenize task does on a node.
+    from tests.s3_recording import recording_s3_reads
+
+    with recording_s3_reads() as reads:
+        folder = storage.fetch_dir_files(uri)
+    return folder, reads.count_of(".safetensors")
+
+
+def test_processes_on_one_node_share_one_cached_download_of_a_model(s3_bucket, tiny_classifier, tmp_path,
+                                                                   monkeypatch, model_cache):
+    import multiprocessing
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tests.s3_recording import recording_s3_reads
+
+    uri = f"{s3_bucket}/model"
+    storage.upload_dir(tiny_classifier, uri)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where any mkdtemp would land
+    with recording_s3_reads() as reads:
+        tokenizer_folder = storage.fetch_dir_files(uri, skip_suffixes=(".safetensors",))
+    assert reads.count_of(".safetensors") == 0 and reads.count_of("tokenizer.json") == 1
+
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
+        fetched = list(pool.map(_fetch_counting_weight_reads, [uri] * 3))
+    assert {folder for folder, _ in fetched} == {tokenizer_folder}
+    assert sum(weight_reads for _, weight_reads in fetched) == 1
+    expected = sorted(p.name for p in Path(tiny_classifier).iterdir() if p.is_file())
+    assert sorted(p.name for p in Path(tokenizer_folder).iterdir()) == expected
+
+    with recording_s3_reads() as reads:
+        assert storage.fetch_dir_files(uri) == tokenizer_folder
+    assert reads.calls == []
+
+    # A model replaced at the same URI is a new version: fetched anew, the old copy removed.
+    new_config = (Path(tiny_classifier) / "config.json").read_bytes() + b"\n"
+    storage.write_bytes(f"{uri}/config.json", new_config)
+    replaced = storage.fetch_dir_files(uri)
+    assert replaced != tokenizer_folder and not Path(tokenizer_folder).exists()
+    assert (Path(replaced) / "config.json").read_bytes() == new_config
+    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in Path(replaced).parent.iterdir() if p.name != ".lock"] == [Path(replaced).name]
+
+
+def test_copy_dir_between_buckets_is_server_side_and_other_pairs_stream(s3_bucket, tmp_path):
+    from tests.s3_recording import recording_s3_reads
+
+    checkpoint = tmp_path / "checkpoint_000001"
+    (checkpoint / "model" / "sub").mkdir(parents=True)
+    (checkpoint / "model" / "config.json").write_text("{}")
+    (checkpoint / "model" / "sub" / "vocab.txt").write_text("a\nb\n")
+    (checkpoint / "train_state.pt").write_bytes(b"optimizer state" * 1000)
+    storage.upload_dir(str(checkpoint), f"{s3_bucket}/run/checkpoint_000001")
+    expected = {"config.json": b"{}", "sub/vocab.txt": b"a\nb\n"}
+
+    with recording_s3_reads() as reads:
+        storage.copy_dir(f"{s3_bucket}/run/checkpoint_000001/model", f"{s3_bucket}/models/best")
+    assert reads.calls == []  # CopyObject only: no byte of the checkpoint came through this process
+    fs, path = storage.fsspec_filesystem(f"{s3_bucket}/models/best")
+    assert {name[len(path) + 1:]: fs.cat(name) for name in fs.find(path)} == expected
+
+    for source, destination in [(f"{s3_bucket}/run/checkpoint_000001/model", tmp_path / "from-s3"),
+                                (str(checkpoint / "model"), tmp_path / "local"),
+                                (str(checkpoint / "model"), f"{s3_bucket}/models/from-local")]:
+        storage.copy_dir(source, str(destination))
+        fs, path = storage.fsspec_filesystem(str(destination))
+        assert {name[len(path) + 1:]: fs.cat(name) for name in fs.find(path)} == expected, destination

@@ -7,8 +7,10 @@ import pytest
 from sentiment.cli import main
 from sentiment.labels import LABELS
 from tests.helpers import labeled_sample
+from tests.s3_recording import recording_s3_reads
 
 METRIC_KEYS = {"history", "best_epoch", "test", "rows", "config", "wall_seconds", "ray_run"}
+DRIVER_READS = {}  # output -> what the training driver (this process) read from S3
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +26,10 @@ def trained_on_s3(ray_cluster, s3_server, shared_data, tiny_backbone, tmp_path_f
     (data / "bad.csv").write_text('content,score\n"fine text",0\n"more text",five\n"x y",6\n"no score",\n'
                                   '"",5\n"   ",4\n')
     output = "s3://models/tiny-ddp"
-    status = main(["train", "--data", str(data), "--output", output, "--model", tiny_backbone,
-                   "--num-workers", "2", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3",
-                   "--val-fraction", "0.1", "--test-fraction", "0.1", "--seed", "1"])
+    with recording_s3_reads() as DRIVER_READS[output]:
+        status = main(["train", "--data", str(data), "--output", output, "--model", tiny_backbone,
+                       "--num-workers", "2", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3",
+                       "--val-fraction", "0.1", "--test-fraction", "0.1", "--seed", "1"])
     assert status == 0
     return output
 
@@ -52,6 +55,17 @@ def test_artifact_is_a_standard_hf_model_the_pipeline_loads(trained_on_s3):
     config = json.load(open(f"{local}/config.json"))
     assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
     assert config["classifier_dropout"] == 0.3
+
+
+def test_the_driver_copies_the_best_model_without_downloading_the_checkpoint(trained_on_s3):
+    from sentiment.train_loop import HISTORY_FILE, STATE_FILE
+
+    checkpoint_reads = [key for key, _ in DRIVER_READS[trained_on_s3].calls if "/checkpoints/" in key]
+    # Only the small history file; the model is copied server-side, the optimizer state stays put.
+    assert checkpoint_reads and all(key.endswith(HISTORY_FILE) for key in checkpoint_reads), checkpoint_reads
+    assert DRIVER_READS[trained_on_s3].count_of(STATE_FILE) == 0
+    ray_run = _metrics(trained_on_s3)["ray_run"]
+    assert ray_run["best_checkpoint"].startswith("models/tiny-ddp/checkpoints/")
 
 
 def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
