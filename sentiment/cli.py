@@ -26,6 +26,43 @@ come from the standard AWS environment (AWS_ENDPOINT_URL, AWS_PROFILE, instance 
 """
 
 
+def positive_int(value: str) -> int:
+    """argparse type: a whole number >= 1 (batch sizes, lengths, workers, epochs)."""
+    number = _number(value, int)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    number = _number(value, int)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {value!r}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    number = _number(value, float)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {value!r}")
+    return number
+
+
+def fraction(value: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    number = _number(value, float)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {value!r}")
+    return number
+
+
+def _number(value: str, kind: type):
+    try:
+        return kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {value!r}") from None
+
+
 def _add_column_arguments(parser: argparse.ArgumentParser, score: bool = True) -> None:
     parser.add_argument("--text-column", default="content", help="column holding the review text (default: %(default)s)")
     if score:
@@ -42,24 +79,24 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_BACKBONE,
                         help="backbone: 'minilm' (packaged, offline), a hub name such as bert-base-cased, or a local folder (default: %(default)s)")
     _add_column_arguments(parser)
-    parser.add_argument("--epochs", type=int, default=3, help="default: %(default)s")
-    parser.add_argument("--batch-size", type=int, default=16, help="per-worker batch size (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=2e-5, help="AdamW learning rate, decayed linearly to 0 (default: %(default)s)")
-    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="truncate texts to this many tokens (default: %(default)s)")
-    parser.add_argument("--num-workers", type=int, default=1, help="DDP workers (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=3, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="per-worker batch size (default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=2e-5, help="AdamW learning rate, decayed linearly to 0 (default: %(default)s)")
+    parser.add_argument("--max-length", type=positive_int, default=DEFAULT_MAX_LENGTH, help="truncate texts to this many tokens (default: %(default)s)")
+    parser.add_argument("--num-workers", type=positive_int, default=1, help="DDP workers (default: %(default)s)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16/fp16 autocast")
-    parser.add_argument("--cpus-per-worker", type=int, default=1,
+    parser.add_argument("--cpus-per-worker", type=positive_int, default=1,
                         help="CPUs (and torch threads) per worker; on CPU-only machines use all cores (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="seed for the train/val/test split and initialisation (default: %(default)s)")
-    parser.add_argument("--val-fraction", type=float, default=0.05, help="default: %(default)s")
-    parser.add_argument("--test-fraction", type=float, default=0.05, help="default: %(default)s")
-    parser.add_argument("--limit", type=int, default=None, help="read at most N rows, for quick runs")
+    parser.add_argument("--val-fraction", type=fraction, default=0.05, help="default: %(default)s")
+    parser.add_argument("--test-fraction", type=fraction, default=0.05, help="default: %(default)s")
+    parser.add_argument("--limit", type=positive_int, default=None, help="read at most N rows, for quick runs")
     parser.add_argument("--run-name", default="sentiment-train",
                         help="Ray Train run name; re-running with the same name and storage resumes (default: %(default)s)")
     parser.add_argument("--storage-path", default=None,
                         help="where Ray Train keeps checkpoints (local or s3://); default: OUTPUT/checkpoints. "
                              "Use shared storage (s3://) on a multi-node cluster")
-    parser.add_argument("--max-failures", type=int, default=2,
+    parser.add_argument("--max-failures", type=non_negative_int, default=2,
                         help="restarts from the last checkpoint after a lost worker (default: %(default)s)")
     _add_shared_fs_argument(parser)
 
@@ -82,9 +119,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="PATH", help="labeled CSV/Parquet files, folders, globs or s3:// URIs")
     _add_column_arguments(parser)
     parser.add_argument("--report", default=None, help="also write the metrics as JSON to this path")
-    parser.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
-    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="default: %(default)s")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate at most N rows")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="default: %(default)s")
+    parser.add_argument("--max-length", type=positive_int, default=DEFAULT_MAX_LENGTH, help="default: %(default)s")
+    parser.add_argument("--limit", type=positive_int, default=None, help="evaluate at most N rows")
     _add_precision_argument(parser)
 
 
@@ -92,15 +129,15 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="trained model folder or s3:// prefix")
     parser.add_argument("texts", nargs="*", help="texts to classify; with none, one text per line is read from stdin")
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
-    parser.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
-    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="default: %(default)s")
+    parser.add_argument("--max-length", type=positive_int, default=DEFAULT_MAX_LENGTH, help="default: %(default)s")
     _add_precision_argument(parser)
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default="sentiment-demo", help="where the demo writes its model and outputs (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=8, help="default: %(default)s")
-    parser.add_argument("--num-workers", type=int, default=2, help="DDP workers on the local Ray cluster (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=8, help="default: %(default)s")
+    parser.add_argument("--num-workers", type=positive_int, default=2, help="DDP workers on the local Ray cluster (default: %(default)s)")
 
 
 def _parse_concurrency(value: str) -> tuple[int, int]:
@@ -132,21 +169,25 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=_parse_concurrency, default=(1, 1), metavar="N|MIN,MAX",
                         help="model actors: N for a fixed pool, MIN,MAX to autoscale between them; without --gpu "
                              "capped so one CPU stays free to read and write (default: 1)")
-    parser.add_argument("--batch-size", type=int, default=64,
+    parser.add_argument("--batch-size", type=positive_int, default=64,
                         help="rows per forward pass; each actor sorts 64 batches at a time by length (default: %(default)s)")
-    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH,
+    parser.add_argument("--max-length", type=positive_int, default=DEFAULT_MAX_LENGTH,
                         help="truncate texts to this many tokens (default: %(default)s)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per model actor")
     _add_precision_argument(parser)
-    parser.add_argument("--cpus-per-actor", type=float, default=1.0,
+    parser.add_argument("--cpus-per-actor", type=positive_float, default=1.0,
                         help="CPUs Ray reserves for each model actor; 0.5 packs two actors per CPU slot "
                              "(default: %(default)s)")
-    parser.add_argument("--threads-per-actor", type=int, default=None,
+    parser.add_argument("--threads-per-actor", type=positive_int, default=None,
                         help="torch threads per model actor; default: every CPU of the node for a pool of one "
                              "actor (reading and writing barely use the CPU kept for them), else "
                              "max(1, int(--cpus-per-actor))")
-    parser.add_argument("--rows-per-file", type=int, default=100_000,
+    parser.add_argument("--rows-per-file", type=positive_int, default=100_000,
                         help="target minimum rows per output Parquet file (default: %(default)s)")
+    parser.add_argument("--max-error-fraction", type=fraction, default=0.5,
+                        help="fail the run, keeping the previous output, when more than this share of rows "
+                             "cannot be scored (null, empty or non-string text); the summary counts them "
+                             "either way (default: %(default)s)")
     _add_shared_fs_argument(parser)
 
 
@@ -167,7 +208,8 @@ def _run_evaluate(args) -> int:
 def _run_predict(args) -> int:
     from sentiment.predict import PredictConfig, predict
 
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    # Every line is a text, empty ones too: output line N answers input line N.
+    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
     return predict(PredictConfig.from_namespace(args, texts))
 
 
@@ -201,7 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_arguments, _, help_text) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        # After the command too (`sentiment score -v ...`); SUPPRESS keeps a -v given before it.
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="debug logging and full tracebacks")
+        add_arguments(command)
     return parser
 
 

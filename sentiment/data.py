@@ -20,8 +20,8 @@ from ray.data.expressions import col
 
 from sentiment.errors import InputError
 from sentiment.labels import INVALID_LABEL, scores_to_label_ids
-from sentiment.shards import CSV_PARSE, SUFFIXES, file_columns, format_of
-from sentiment.storage import list_input_files
+from sentiment.shards import (CSV_PARSE, as_plain_strings, file_columns, format_of, group_by_column_types,
+                              list_shard_files, read_options)
 
 log = logging.getLogger(__name__)
 
@@ -32,35 +32,43 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
                  fmt: str | None = None, limit: int | None = None) -> ray.data.Dataset:
     """Read labeled reviews as one dataset with columns text (str), label (int) and problem (str).
 
-    Files may have different extra columns; only the text and score columns are read. Rows with
-    empty text or a score outside 1-5 are kept, marked in `problem`, so they can be counted.
+    The same files as `sentiment score` reads (CSV, compressed CSV, Parquet, JSON lines; a file
+    of no known kind is an error, notes and markers are skipped). Files may have different extra
+    columns, and the two columns may have different types in different files; only the text and
+    score columns are read, as strings. Rows with empty text or a score outside 1-5 are kept,
+    marked in `problem`, so they can be counted.
 
     Raises:
-        InputError: a path matches no file, or a file lacks one of the two columns.
+        InputError: a path matches no file, a file is unreadable, or lacks one of the two columns.
     """
-    suffixes = SUFFIXES[fmt] if fmt else SUFFIXES["csv"] + SUFFIXES["parquet"]
-    files = list_input_files(paths, suffixes)
+    files = list_shard_files(paths, fmt)
+    if files.skipped:
+        log.warning("not reading %d file(s) that are not data: %s", len(files.skipped), ", ".join(files.skipped[:5]))
     by_format: dict[str, list[str]] = {}
+    schemas = {}
     for path, uri in zip(files.paths, files.uris):
         kind = format_of(path, fmt)
-        have, _ = file_columns(files.filesystem, path, uri, kind)
+        schemas[path] = file_columns(files.filesystem, path, uri, kind)[0]
+        have = schemas[path].names
         missing = [c for c in (text_column, score_column) if c not in have]
         if missing:
             raise InputError(f"{uri}: missing column(s) {missing}; it has {have}. "
                              "Choose columns with --text-column / --score-column")
         by_format.setdefault(kind, []).append(path)
     columns = [text_column, score_column]
+    # Read both columns as strings: a score like "five" must become a counted bad row, not a
+    # type-inference crash, numeric-looking texts must stay texts, and files that disagree on a
+    # column's type (int64 stars here, "4" there) still read as one dataset.
     parts = []
     if "csv" in by_format:
-        # Read both columns as strings: a score like "five" must become a counted bad row, not a
-        # type-inference crash, and numeric-looking texts must stay texts.
         convert = pacsv.ConvertOptions(include_columns=columns,
                                        column_types={c: pa.string() for c in columns})
-        parts.append(ray.data.read_csv(by_format["csv"], filesystem=files.filesystem,
-                                       parse_options=CSV_PARSE, convert_options=convert))
-    if "parquet" in by_format:
-        parts.append(ray.data.read_parquet(by_format["parquet"], filesystem=files.filesystem)
-                     .select_columns(columns))
+        parts.append(ray.data.read_csv(by_format["csv"], parse_options=CSV_PARSE, convert_options=convert,
+                                       **read_options(files.filesystem, "csv")))
+    for kind, read in (("parquet", ray.data.read_parquet), ("json", ray.data.read_json)):
+        for group in group_by_column_types(by_format.get(kind, []), schemas, columns):
+            parts.append(read(group, **read_options(files.filesystem, kind)).select_columns(columns)
+                         .map_batches(as_plain_strings, fn_args=(columns,), batch_format="pyarrow", batch_size=None))
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if limit:
         dataset = dataset.limit(limit)

@@ -15,3 +15,7 @@ class StorageError(SentimentError):
 
 class ModelError(SentimentError):
     """A model path does not hold a loadable sentiment model."""
+
+
+class ResourceError(SentimentError):
+    """The Ray cluster cannot provide what a command asks for, and no autoscaler can add it."""

@@ -11,9 +11,10 @@ import ray
 from ray.data.expressions import col
 
 from sentiment.data import EMPTY_TEXT, INVALID_SCORE, count_problems, read_labeled
+from sentiment.errors import InputError
 from sentiment.metrics import classification_metrics, format_metrics
 from sentiment.model import DEFAULT_MAX_LENGTH
-from sentiment.ray_resources import largest_node_cpus
+from sentiment.ray_resources import largest_node_cpus, require
 from sentiment.storage import write_bytes
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int
     so Ray Data's read and filter tasks can still run beside it. Only the two small integer
     columns come back to the driver.
     """
+    require({"CPU": 1, "GPU": 1 if use_gpu else 0}, 1, "evaluate --gpu" if use_gpu else "evaluate")
     cpus = largest_node_cpus()
     predicted = dataset.map_batches(
         _LabelPredictor, fn_constructor_kwargs={"model_uri": model_uri, "batch_size": batch_size,
@@ -94,6 +96,10 @@ def evaluate(config: EvaluateConfig) -> dict:
     labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit).materialize()
     problems = count_problems(labeled)
     usable = labeled.filter(expr=col("problem") == "").drop_columns(["problem"])
+    if not problems.get("", 0):
+        raise InputError(f"no rows of {', '.join(config.data)} can be judged: {problems.get(EMPTY_TEXT, 0)} with "
+                         f"empty text, {problems.get(INVALID_SCORE, 0)} with a score that is not a whole number 1-5 "
+                         f"(column '{config.score_column}')")
     y_true, y_pred = predict_labels(usable, config.model, batch_size=config.batch_size,
                                     max_length=config.max_length, use_gpu=config.use_gpu, precision=config.precision)
     metrics = classification_metrics(y_true, y_pred)

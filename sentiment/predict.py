@@ -10,6 +10,8 @@ from sentiment.labels import LABELS, PROB_COLUMNS
 from sentiment.model import DEFAULT_MAX_LENGTH
 from sentiment.predictor import Predictor
 
+EMPTY_TEXT_ERROR = "text is empty or whitespace"  # the words `sentiment score` uses
+
 
 @dataclass
 class PredictConfig:
@@ -27,27 +29,42 @@ class PredictConfig:
 
 
 def predict_records(predictor: Predictor, texts: list[str]) -> list[dict]:
-    """One record per text: text, sentiment and the three probabilities."""
-    probs = predictor.predict_proba(texts)
-    return [{"text": text, "sentiment": LABELS[int(row.argmax())],
-             **{column: float(p) for column, p in zip(PROB_COLUMNS, row)}}
-            for text, row in zip(texts, probs)]
+    """One record per text, in order: text, sentiment, the three probabilities and error.
+
+    A text that is empty or only whitespace keeps its place with sentiment and probabilities
+    None and error "text is empty or whitespace", as `sentiment score` marks such rows.
+    """
+    usable = [i for i, text in enumerate(texts) if text.strip()]
+    probs = dict(zip(usable, predictor.predict_proba([texts[i] for i in usable]))) if usable else {}
+    records = []
+    for i, text in enumerate(texts):
+        row = probs.get(i)
+        if row is None:
+            records.append({"text": text, "sentiment": None, **dict.fromkeys(PROB_COLUMNS), "error": EMPTY_TEXT_ERROR})
+        else:
+            records.append({"text": text, "sentiment": LABELS[int(row.argmax())],
+                            **{column: float(p) for column, p in zip(PROB_COLUMNS, row)}, "error": None})
+    return records
 
 
 def predict(config: PredictConfig) -> int:
-    """Print a label and probabilities per text; returns the exit status.
+    """Print a label and probabilities per text, one line per text, empty texts included.
+
+    Returns:
+        The exit status.
 
     Raises:
-        InputError: if no non-empty text was given.
+        InputError: if no text at all was given.
     """
-    texts = [t for t in config.texts if t.strip()]
-    if not texts:
+    if not config.texts:
         raise InputError("no texts given: pass them as arguments or one per line on stdin")
     predictor = Predictor(config.model, batch_size=config.batch_size, max_length=config.max_length,
                           precision=config.precision)
-    for record in predict_records(predictor, texts):
+    for record in predict_records(predictor, config.texts):
         if config.as_json:
             print(json.dumps(record, ensure_ascii=False))
+        elif record["error"]:
+            print(f"{'-':<8}  error: {record['error']}  {record['text']}")
         else:
             probs = "  ".join(f"{name} {record[column]:.3f}" for name, column in zip(LABELS, PROB_COLUMNS))
             print(f"{record['sentiment']:<8}  {probs}  {record['text']}")

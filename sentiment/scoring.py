@@ -14,7 +14,6 @@ import argparse
 import functools
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass
 
@@ -26,10 +25,11 @@ from ray.data import ActorPoolStrategy, BlockBasedFileDatasink, SaveMode
 
 from sentiment import manifest, shards
 from sentiment.errors import InputError
+from sentiment.failures import pipeline_failure
 from sentiment.labels import LABELS, PROB_COLUMNS
 from sentiment.model import DEFAULT_MAX_LENGTH, check_classifier_folder
 from sentiment.placement import require_shared_paths
-from sentiment.ray_resources import largest_node_cpus
+from sentiment.ray_resources import largest_node_cpus, require
 from sentiment.storage import arrow_filesystem, check_reachable, fetch_dir_files, is_s3
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class ScoreConfig:
     precision: str = "auto"
     threads_per_actor: int | None = None  # None: see _actor_pool_plan
     shared_fs: bool = False  # local paths are on a filesystem every node mounts (see placement)
+    max_error_fraction: float = 0.5  # above it the run fails and the previous output stays
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> "ScoreConfig":
@@ -71,7 +72,8 @@ class ScoreConfig:
                    format=args.format, keep_columns=keep, concurrency=tuple(args.concurrency),
                    batch_size=args.batch_size, max_length=args.max_length, gpu=args.gpu,
                    cpus_per_actor=args.cpus_per_actor, rows_per_file=args.rows_per_file, precision=args.precision,
-                   threads_per_actor=args.threads_per_actor, shared_fs=args.shared_fs)
+                   threads_per_actor=args.threads_per_actor, shared_fs=args.shared_fs,
+                   max_error_fraction=args.max_error_fraction)
 
 
 def model_id(model_uri: str) -> str:
@@ -84,6 +86,7 @@ def tokenize_batch(batch: pa.Table, *, tokenizer, text_column: str, max_length: 
 
     A row is never dropped here: its error travels with it to the output.
     """
+    batch = shards.plain_text(batch, text_column)  # dictionary / large_string / string_view text is text
     text = batch[text_column]
     n = batch.num_rows
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
@@ -182,7 +185,9 @@ class ScoredParquetSink(BlockBasedFileDatasink):
         counts = pc.value_counts(table[LABEL_COLUMN]).to_pylist()
         self._stats = {"file": self._file, "rows": table.num_rows,
                        "errored": table.num_rows - pc.count(table[ERROR_COLUMN], mode="only_null").as_py(),
-                       "labels": {c["values"]: c["counts"] for c in counts if c["values"] is not None}}
+                       "labels": {c["values"]: c["counts"] for c in counts if c["values"] is not None},
+                       "errors": {c["values"]: c["counts"] for c in pc.value_counts(table[ERROR_COLUMN]).to_pylist()
+                                  if c["values"] is not None}}
 
     def write(self, blocks, ctx):
         self._stats = None
@@ -251,17 +256,22 @@ def _actor_pool_plan(config: ScoreConfig) -> tuple[int, int, int]:
 def score(config: ScoreConfig) -> dict:
     """Score every row of the input shards and write Parquet, a summary and a completion marker.
 
+    The attempt is written to a staging folder beside the output and replaces the output only
+    when complete (see manifest): a failed attempt leaves the previous night's output untouched.
+
     Args:
         config: what to score, with which model, and where to write it.
 
     Returns:
-        The summary: rows read/scored/errored, wall time, rows/s and label distribution.
-        The same dict is written to OUTPUT/_summary.json.
+        The summary: input files and rows, rows scored/errored, wall time, rows/s and label
+        distribution. The same dict is written to OUTPUT/_summary.json.
 
     Raises:
-        InputError: bad input paths, files or columns, or an output folder holding other files.
+        InputError: bad input paths, files or columns, an output folder holding other files or
+            inside an input folder, or more errored rows than config.max_error_fraction.
         StorageError: input or output storage cannot be reached.
         ModelError: config.model is not a sentiment model.
+        ResourceError: the cluster can never hold the actors asked for.
     """
     start = time.perf_counter()
     # Local inputs and models need only be readable, and their listing says so; object storage
@@ -272,49 +282,47 @@ def score(config: ScoreConfig) -> dict:
     check_reachable(config.output)
     found = shards.find_shards(config.inputs, text_column=config.text_column, fmt=config.format,
                                keep_columns=config.keep_columns, reserved=OUTPUT_COLUMNS)
-    manifest.check_output_folder(config.output, found.uris)
+    manifest.check_output_folder(config.output, found.uris, tuple(config.inputs))
     # A wrong model folder fails here in a fraction of a second; the model itself is loaded
     # only by the actors (importing torch and transformers alone takes ~7 s on 2 cores).
     check_classifier_folder(config.model)
     require_shared_paths({"--input": config.inputs, "--output": [config.output], "--model": [config.model]},
                          shared_fs=config.shared_fs)
-    log.info("scoring %d file(s) from %s with %s into %s", len(found.uris), ", ".join(config.inputs),
-             model_id(config.model), config.output)
-    filesystem, out_path = arrow_filesystem(config.output)
-    sink = ScoredParquetSink(out_path, filesystem=filesystem, rows_per_file=config.rows_per_file)
-    manifest.remove_marker(config.output)
+    if config.gpu:  # CPU pools are fitted to the cluster by _actor_pool_plan
+        require({"CPU": config.cpus_per_actor, "GPU": 1}, config.concurrency[0], "score --gpu")
+    staging = manifest.begin_attempt(config.output)
+    log.info("scoring %d file(s) (%d rows) from %s with %s into %s, staged in %s", len(found.uris), found.input_rows,
+             ", ".join(config.inputs), model_id(config.model), config.output, staging)
+    filesystem, staging_path = arrow_filesystem(staging)
+    sink = ScoredParquetSink(staging_path, filesystem=filesystem, rows_per_file=config.rows_per_file)
     try:
         build_pipeline(config, found, config.model).write_datasink(sink)
     except Exception as error:
-        bad_file = _failed_input(error, found)
-        if bad_file is None:
+        failure = pipeline_failure(error, found.uris, found.paths, config.output)
+        if failure is None:
             raise
-        raise bad_file from None
+        raise failure from None
     summary = manifest.build_summary(sink.written, wall_s=time.perf_counter() - start, model=model_id(config.model),
-                                     output=config.output, inputs=list(config.inputs), precision=config.precision)
-    _check_nothing_lost(found, summary)
-    manifest.write_summary_and_marker(config.output, summary, sink.written)
+                                     output=config.output, inputs=list(config.inputs), precision=config.precision,
+                                     input_rows=found.rows_by_uri, skipped=found.skipped)
+    summary["max_error_fraction"] = config.max_error_fraction
+    _check_nothing_lost(found, summary, staging)
+    _check_error_fraction(summary, config.max_error_fraction, staging)
+    manifest.commit(staging, config.output, summary, sink.written, found.rows_by_uri)
     return summary
 
 
-def _failed_input(error: BaseException, found: shards.Shards) -> InputError | None:
-    """An InputError naming the input file a failed pipeline could not read, if it names one.
-
-    The up-front checks only see each file's header; damage further into a file surfaces as a
-    Ray task error from the read stage. Its text carries the remote traceback, which names the
-    file and (for Arrow) the parse error.
-    """
-    text = f"{error}\n{getattr(error, 'cause', '')}"
-    for uri, path in zip(found.uris, found.paths):
-        if path in text:
-            arrow = re.search(r"(?:Arrow\w*|OSError): ([^\n]+)", text)
-            reason = arrow.group(1).strip() if arrow else "corrupt or unreadable"
-            return InputError(f"{uri} could not be read: {reason}; the output has no _SUCCESS")
-    return None
+def _check_nothing_lost(found: shards.Shards, summary: dict, staging: str) -> None:
+    # Every input file's rows were counted up front; a mismatch must stop the commit.
+    if summary["rows_read"] != found.input_rows:
+        raise RuntimeError(f"wrote {summary['rows_read']} rows but the input files hold {found.input_rows}; "
+                           f"the output was left as it was and this attempt is in {staging}")
 
 
-def _check_nothing_lost(found: shards.Shards, summary: dict) -> None:
-    # Parquet footers count input rows for free; a mismatch must stop the marker being written.
-    if set(found.paths_by_format) == {"parquet"} and summary["rows_read"] != found.parquet_rows:
-        raise RuntimeError(f"wrote {summary['rows_read']} rows but the input holds {found.parquet_rows}; "
-                           "output left without _SUCCESS")
+def _check_error_fraction(summary: dict, limit: float, staging: str) -> None:
+    rows, errored = summary["rows_read"], summary["rows_errored"]
+    if rows and errored / rows > limit:
+        text, count = next(iter(summary["errors"].items()))
+        raise InputError(f"{errored} of {rows} rows ({errored / rows:.0%}) could not be scored, more than "
+                         f"--max-error-fraction {limit:g}; the commonest error: '{text}' ({count} rows). The "
+                         f"output was left as it was; this attempt is in {staging}")

@@ -1,8 +1,11 @@
 """Input shards for batch scoring: find them, check them up front, read them as one Ray Dataset.
 
-Every file is checked before the pipeline starts, so a wrong text column or a corrupt file fails
-in seconds with the file's name, not an hour into the night with a Ray traceback:
+Every file under an input folder is read or named: CSV (plain or .gz/.zst/.bz2), Parquet and
+JSON lines; markers and notes are skipped and listed. Every file is checked before the pipeline
+starts, so a wrong text column or a corrupt file fails in seconds with the file's name, not an
+hour into the night with a Ray traceback, and every file's row count is known up front:
 - a Parquet file's footer is read (one small read);
+- a JSON file is parsed in full (JSON lines, or one JSON array of objects);
 - a CSV file is read once in full by Python's strict CSV reader. Arrow's CSV parser accepts a
   quote left open to the end of the file and silently merges every later row into one text, and
   its UTF-8 errors reach us as an opaque Ray task failure. The extra pass runs at about 100 MB/s
@@ -11,21 +14,27 @@ in seconds with the file's name, not an hour into the night with a Ray traceback
 
 from __future__ import annotations
 
-import codecs
-import csv
 import io
-from collections import defaultdict
+import json
+import logging
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from sentiment.csv_check import check_csv_body
 from sentiment.errors import InputError, StorageError
-from sentiment.storage import describe_failure, list_input_files
+from sentiment.storage import STORAGE_ERRORS, InputFiles, describe_failure, list_input_files
 
-SUFFIXES = {"csv": (".csv",), "parquet": (".parquet", ".pq")}
+log = logging.getLogger(__name__)
+
+# Compressed CSV is read through Arrow's codec detection (by extension), by Ray and by the check.
+SUFFIXES = {"csv": (".csv", ".csv.gz", ".csv.zst", ".csv.bz2"), "parquet": (".parquet", ".pq"),
+            "json": (".jsonl", ".json")}
 # Reviews contain line breaks inside quoted fields; pyarrow splits rows on them unless told not to.
 CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
 # Shown at most this many problems in one error, so 5,000 bad shards still give a readable line.
@@ -42,88 +51,121 @@ class Shards:
     paths: list[str]  # the same files as uris, as paths within filesystem
     columns: list[str] | None  # kept input columns; None keeps every column of every file
     text_column: str
-    parquet_rows: int  # rows in the Parquet footers (CSV rows are only known after reading)
+    parquet_rows: int  # rows in the Parquet footers
+    rows_by_uri: dict[str, int] = field(default_factory=dict)  # every input file's rows
+    skipped: list[str] = field(default_factory=list)  # files under the inputs that are not data
+    as_string: list[str] = field(default_factory=list)  # columns whose type differs across files
+    schemas: dict[str, pa.Schema] = field(default_factory=dict)  # by path
+
+    @property
+    def input_rows(self) -> int:
+        return sum(self.rows_by_uri.values())
+
+
+def list_shard_files(uris: list[str], fmt: str | None) -> InputFiles:
+    """The data files under uris (all formats, or only fmt's; the others are listed as skipped).
+
+    Raises:
+        InputError: a path matches nothing or holds a file of no known kind.
+        StorageError: the storage cannot be reached.
+    """
+    wanted = SUFFIXES[fmt] if fmt else sum(SUFFIXES.values(), ())
+    others = sum((v for k, v in SUFFIXES.items() if k != fmt), ()) if fmt else ()
+    return list_input_files(uris, wanted, skip=others)
+
+
+def as_plain_strings(batch: pa.Table, columns: list[str]) -> pa.Table:
+    """batch with columns cast to plain `string` (columns it lacks are skipped).
+
+    Dictionary-encoded text (pandas' category), large_string and string_view are all text to us;
+    numbers become their string form, so files that disagree on a column's type read as one.
+    """
+    for name in columns:
+        index = batch.schema.get_field_index(name)
+        if index < 0 or batch.schema.field(index).type == pa.string():
+            continue
+        column = batch.column(index)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        batch = batch.set_column(index, name, column.cast(pa.string()))
+    return batch
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+
+def plain_text(batch: pa.Table, text_column: str) -> pa.Table:
+    """batch with its text column as plain `string` if it holds text in another encoding
+    (dictionary, large_string, string_view); a non-text column is left for the caller to flag."""
+    column = batch[text_column] if text_column in batch.column_names else None
+    if column is None or column.type == pa.string():
+        return batch
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    return as_plain_strings(batch, [text_column]) if _is_text(kind) else batch
 
 
 def format_of(path: str, forced: str | None) -> str:
-    """The format of one file: forced by --format, else from its extension."""
+    """The format of one file: forced by --format, else from its extension (any case)."""
     if forced:
         return forced
     name = path.lower()
     for fmt, suffixes in SUFFIXES.items():
         if name.endswith(suffixes):
             return fmt
-    raise InputError(f"cannot tell the format of {path}: name it .csv/.parquet or pass --format")
+    raise InputError(f"cannot tell the format of {path}: name it .csv/.parquet/.jsonl or pass --format")
 
 
-def file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[list[str], int]:
-    """Column names of one file and its row count (Parquet only; -1 for CSV)."""
+def file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[pa.Schema, int]:
+    """The schema of one file (CSV: as inferred from its first block) and its row count.
+
+    Raises:
+        InputError: the file is corrupt, malformed or repeats a column name (naming file and problem).
+        StorageError: the storage failed while reading it.
+    """
     try:
         if fmt == "parquet":
             meta = pq.read_metadata(path, filesystem=filesystem)
-            return meta.schema.to_arrow_schema().names, meta.num_rows
-        with filesystem.open_input_stream(path) as stream:
-            reader = pacsv.open_csv(stream, parse_options=CSV_PARSE,
-                                    read_options=pacsv.ReadOptions(block_size=1 << 20))
-            names = reader.schema.names
-        _check_csv_body(filesystem, path, uri)
-        return names, -1
+            schema, rows = meta.schema.to_arrow_schema(), meta.num_rows
+        elif fmt == "json":
+            table = _read_json(filesystem, path)
+            schema, rows = table.schema, table.num_rows
+        else:
+            with filesystem.open_input_stream(path) as stream:  # decompresses .gz/.zst/.bz2
+                schema = pacsv.open_csv(stream, parse_options=CSV_PARSE,
+                                        read_options=pacsv.ReadOptions(block_size=1 << 20)).schema
+            rows = check_csv_body(filesystem, path, uri)
     except InputError:
         raise
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError) as error:
-        if isinstance(error, (FileNotFoundError, PermissionError, ConnectionError)):
-            raise StorageError(describe_failure(uri, error)) from None
-        raise InputError(f"{uri} is not a readable {fmt.upper()} file: {error}") from None
-    except Exception as error:  # s3fs/botocore failures come in many types
+    except STORAGE_ERRORS as error:
+        # Arrow's own I/O and format failures are OSErrors without an errno; the OS's and
+        # s3fs's carry one (ENOENT, EACCES, EIO, timeouts).
+        if isinstance(error, OSError) and error.errno is None and not isinstance(error, (ConnectionError, TimeoutError)):
+            raise InputError(f"{uri} is not a readable {fmt.upper()} file: {error}") from None
         raise StorageError(describe_failure(uri, error)) from None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as error:
+        raise InputError(f"{uri} is not a readable {fmt.upper()} file: {error}") from None
+    repeated = [name for name, n in Counter(schema.names).items() if n > 1]
+    if repeated:
+        raise InputError(f"{uri} has the column name(s) {', '.join(repeated)} more than once; "
+                         "give every column a distinct name")
+    return schema, rows
 
 
-def _check_csv_body(filesystem, path: str, uri: str) -> None:
-    """Read a whole CSV strictly, so that damage past its header is caught before scoring.
-
-    Raises:
-        InputError: naming the file and line of a quote left open, a character after a closing
-            quote, a row whose field count differs from the header's, or bytes that are not UTF-8.
-    """
+def _read_json(filesystem, path: str) -> pa.Table:
+    """A JSON-lines file, or a file holding one JSON array of objects (Ray reads both)."""
     with filesystem.open_input_stream(path) as stream:
-        reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), strict=True)
-        record_start, width = 1, None
+        data = stream.read()
+    try:
+        return pajson.read_json(io.BytesIO(data))
+    except pa.ArrowInvalid as lines_error:
         try:
-            for row in reader:
-                # Arrow skips blank lines and fails the whole read on a row of another width.
-                if row and len(row) != (width := width or len(row)):
-                    raise InputError(f"{uri} is malformed CSV: the row starting at line {record_start} has "
-                                     f"{len(row)} fields, the header has {width}")
-                record_start = reader.line_num + 1
-        except csv.Error as error:
-            hint = " (a quote opened here is never closed)" if "unexpected end of data" in str(error) else ""
-            raise InputError(f"{uri} is malformed CSV in the row starting at line {record_start}: "
-                             f"{error}{hint}") from None
-        except UnicodeDecodeError:
-            pass
-        else:
-            return
-    line, offset, byte = _first_invalid_utf8(filesystem, path)
-    raise InputError(f"{uri} is not valid UTF-8 text: byte 0x{byte:02x} at line {line} (byte offset {offset}); "
-                     "re-encode it as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
-
-
-def _first_invalid_utf8(filesystem, path: str) -> tuple[int, int, int]:
-    """Line number, byte offset and value of the first byte that is not UTF-8 (error path only)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset, lines = 0, 1
-    with filesystem.open_input_stream(path) as stream:
-        while chunk := stream.read(1 << 20):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as error:
-                # error.start counts from the bytes the decoder still held from the last chunk.
-                held = len(error.object) - len(chunk)
-                bad = offset - held + error.start
-                return lines + error.object[:error.start].count(b"\n"), bad, error.object[error.start]
-            offset += len(chunk)
-            lines += chunk.count(b"\n")
-    return lines, offset, 0
+            rows = json.loads(data)
+        except ValueError:
+            raise lines_error from None
+        if not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
+            raise ValueError("expected JSON lines or a JSON array of objects") from None
+        return pa.Table.from_pylist(rows)
 
 
 def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
@@ -146,15 +188,15 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
             a kept column or has a column the output would overwrite. All such files are named.
         StorageError: the storage cannot be reached.
     """
-    suffixes = SUFFIXES[fmt] if fmt else SUFFIXES["csv"] + SUFFIXES["parquet"]
-    files = list_input_files(uris, suffixes)
+    files = list_shard_files(uris, fmt)
     formats = [format_of(p, fmt) for p in files.paths]
     with ThreadPoolExecutor(max_workers=16) as pool:
         found = list(pool.map(lambda a: file_columns(files.filesystem, *a),
                               zip(files.paths, files.uris, formats)))
     wanted = list(keep_columns) if keep_columns is not None else None
     problems: list[str] = []
-    for uri, (columns, _) in zip(files.uris, found):
+    for uri, (schema, _) in zip(files.uris, found):
+        columns = schema.names
         if text_column not in columns:
             problems.append(f"{uri} has no text column '{text_column}'; its columns are: {', '.join(columns)}")
             continue
@@ -174,24 +216,78 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
     for path, f in zip(files.paths, formats):
         by_format[f].append(path)
     parquet_rows = sum(rows for rows, f in zip((r for _, r in found), formats) if f == "parquet")
-    return Shards(files.filesystem, dict(by_format), files.uris, files.paths, wanted, text_column, parquet_rows)
+    if files.skipped:
+        log.warning("not reading %d file(s) that are not data: %s", len(files.skipped), ", ".join(files.skipped[:5]))
+    return Shards(files.filesystem, dict(by_format), files.uris, files.paths, wanted, text_column, parquet_rows,
+                  rows_by_uri={uri: rows for uri, (_, rows) in zip(files.uris, found)}, skipped=files.skipped,
+                  as_string=disagreeing_columns(files.uris, [schema for schema, _ in found], wanted, text_column),
+                  schemas={path: schema for path, (schema, _) in zip(files.paths, found)})
+
+
+def disagreeing_columns(uris: list[str], schemas: list[pa.Schema], wanted: list[str] | None,
+                        text_column: str) -> list[str]:
+    """Columns (of those read) whose type differs between files; they are read as strings.
+
+    Without this, `app_id` as int64 in one file and string in another fails the run deep inside
+    Ray with an ArrowTypeError that names no file. A text column in several text encodings
+    (string, large_string, dictionary) is listed too, so its blocks can be concatenated.
+    """
+    types: dict[str, dict[str, str]] = defaultdict(dict)  # column -> type -> first file with it
+    for uri, schema in zip(uris, schemas):
+        for f in schema:
+            if not pa.types.is_null(f.type) and (wanted is None or f.name in wanted or f.name == text_column):
+                types[f.name].setdefault(str(f.type), uri)
+    mixed = [name for name, seen in types.items() if len(seen) > 1]
+    for name in mixed:
+        example = "; ".join(f"{t} in {uri}" for t, uri in list(types[name].items())[:3])
+        log.warning("column %r has different types across the input files (%s): reading it as string", name, example)
+    return mixed
+
+
+def read_options(filesystem, fmt: str) -> dict:
+    """Keyword arguments for ray.data.read_csv/read_parquet/read_json over files listed here.
+
+    Ray filters by extension even among named files, and its Parquet reader turns None into its
+    own ["parquet"], silently dropping .pq files: name every extension we read.
+    """
+    return {"filesystem": filesystem, "file_extensions": [suffix.lstrip(".") for suffix in SUFFIXES[fmt]]}
 
 
 def read_shards(shards: Shards):
     """A lazy, streaming Ray Dataset over all shards, with the kept columns and the text column.
 
     CSV text is always read as a string: a shard whose reviews happen to be all digits must not
-    turn into an int column and lose every row to "not a string".
+    turn into an int column and lose every row to "not a string". Columns whose type differs
+    between files are read as strings in every format.
     """
     import ray.data
 
     read = None if shards.columns is None else list(dict.fromkeys([*shards.columns, shards.text_column]))
     parts = []
-    if "parquet" in shards.paths_by_format:
-        parquet = ray.data.read_parquet(shards.paths_by_format["parquet"], filesystem=shards.filesystem)
-        parts.append(parquet if read is None else parquet.select_columns(read))
-    if "csv" in shards.paths_by_format:
-        convert = pacsv.ConvertOptions(column_types={shards.text_column: pa.string()}, include_columns=read or [])
-        parts.append(ray.data.read_csv(shards.paths_by_format["csv"], filesystem=shards.filesystem,
-                                       parse_options=CSV_PARSE, convert_options=convert))
+    for fmt, paths in sorted(shards.paths_by_format.items()):
+        common = read_options(shards.filesystem, fmt)
+        if fmt == "csv":
+            types = {c: pa.string() for c in [shards.text_column, *shards.as_string]}
+            convert = pacsv.ConvertOptions(column_types=types, include_columns=read or [])
+            parts.append(ray.data.read_csv(paths, parse_options=CSV_PARSE, convert_options=convert, **common))
+            continue
+        for group in group_by_column_types(paths, shards.schemas, shards.as_string):
+            part = ray.data.read_parquet(group, **common) if fmt == "parquet" else ray.data.read_json(group, **common)
+            if read is not None:
+                part = part.select_columns(read)
+            if shards.as_string:
+                part = part.map_batches(as_plain_strings, batch_format="pyarrow", batch_size=None,
+                                        fn_args=(shards.as_string,))
+            parts.append(part)
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def group_by_column_types(paths: list[str], schemas: dict[str, pa.Schema], columns: list[str]) -> list[list[str]]:
+    """paths grouped by the types of columns: Ray merges the schemas of the files of one read up
+    front, and fails on a column that is int64 in one file and string in another. Read each
+    group separately, cast the columns to string, then union."""
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for path in paths:
+        schema = schemas.get(path, pa.schema([]))
+        groups[tuple(str(schema.field(c).type) if c in schema.names else "" for c in columns)].append(path)
+    return list(groups.values())

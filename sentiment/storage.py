@@ -12,13 +12,26 @@ import hashlib
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import fsspec
 import pyarrow.fs as pafs
 
 from sentiment.errors import InputError, StorageError
 
+try:  # botocore comes with s3fs; its errors are storage errors whatever s3fs lets through
+    from botocore.exceptions import BotoCoreError, ClientError
+except ImportError:  # pragma: no cover - s3fs is a dependency
+    BotoCoreError = ClientError = OSError
+
+# What storage failures raise: OSError (local files, and s3fs's translation of S3 errors:
+# FileNotFoundError, PermissionError, timeouts) and botocore's own classes. Anything else is a
+# bug in this package and keeps its traceback.
+STORAGE_ERRORS = (OSError, BotoCoreError, ClientError)
+# Names in an input folder that are not data and are skipped (and listed as skipped): notes
+# beside the shards. Hidden and `_` files (markers such as _SUCCESS, .crc) are skipped too.
+NOTE_SUFFIXES = (".txt", ".md", ".rst")
+NOTE_NAMES = ("readme", "license", "notes")
 _GLOB_CHARS = set("*?[")
 # A dead endpoint should fail within seconds at 3 a.m., not after botocore's minutes of retries.
 _S3_CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 3}}
@@ -83,11 +96,17 @@ def check_reachable(uri: str) -> None:
             folder = os.path.dirname(folder)
         if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
             raise StorageError(f"cannot write under {uri}: {folder} is not a writable folder")
+        try:  # os.access says yes to root everywhere, /proc and read-only mounts included
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as error:
+            raise StorageError(f"cannot write under {uri}: {folder} is not a writable folder "
+                               f"({error.strerror or error})") from None
         return
     fs, path = fsspec_filesystem(uri)
     try:
         fs.ls(path.split("/", 1)[0], detail=False)
-    except Exception as error:  # botocore raises many types; all mean "unreachable" here
+    except STORAGE_ERRORS as error:
         raise StorageError(describe_failure(uri, error)) from None
 
 
@@ -98,21 +117,34 @@ class InputFiles:
     filesystem: pafs.FileSystem
     paths: list[str]
     uris: list[str]
+    skipped: list[str] = field(default_factory=list)  # URIs under the inputs that are not read
 
 
-def _is_data_file(path: str, suffixes: tuple[str, ...]) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    # Hidden and underscore files are markers (_SUCCESS, .crc), never data.
-    return not name.startswith((".", "_")) and name.lower().endswith(suffixes)
+def _kind_of(path: str, suffixes: tuple[str, ...], skip: tuple[str, ...]) -> str:
+    """"data", "skip" (markers, notes, formats not asked for) or "unknown" for one file.
+
+    path is relative to the input folder: anything under a hidden or `_` folder is skipped too,
+    as Spark and Hive do (`_temporary/`, a failed attempt's `_NAME.staging/`).
+    """
+    name = path.rsplit("/", 1)[-1].lower()
+    if any(part.startswith((".", "_")) for part in path.split("/")) or name.endswith(NOTE_SUFFIXES) \
+            or name.startswith(NOTE_NAMES):
+        return "skip"
+    if name.endswith(suffixes):
+        return "data"
+    return "skip" if name.endswith(skip) else "unknown"
 
 
-def list_input_files(uris: list[str], suffixes: tuple[str, ...]) -> InputFiles:
+def list_input_files(uris: list[str], suffixes: tuple[str, ...], skip: tuple[str, ...] = ()) -> InputFiles:
     """Expand files, folders (recursively) and globs into a sorted list of data files.
 
+    Every file found is read or accounted for: names ending in suffixes (any case) are data;
+    hidden and `_` files, notes (README, .txt, .md) and names ending in skip are listed in
+    `skipped`; anything else is an error, so a new kind of dump is never silently left out.
     All inputs must be on the same kind of storage (all local or all s3://).
 
     Raises:
-        InputError: if a path does not exist or nothing matches.
+        InputError: if a path does not exist, nothing matches, or a file is of an unknown kind.
         StorageError: if the storage cannot be reached.
     """
     if not uris:
@@ -120,28 +152,41 @@ def list_input_files(uris: list[str], suffixes: tuple[str, ...]) -> InputFiles:
     kinds = {is_s3(uri) for uri in uris}
     if len(kinds) > 1:
         raise InputError("mixing local paths and s3:// URIs in one input is not supported")
-    found: list[str] = []
+    found: dict[str, None] = {}  # ordered and O(1) de-duplication: 20,000 names in milliseconds
+    skipped: dict[str, None] = {}
+    unknown: list[str] = []
     for uri in uris:
         fs, path = fsspec_filesystem(uri)
         try:
             if _GLOB_CHARS & set(path):
-                matches = [p for p in fs.glob(path) if fs.isfile(p)]
+                matches = {p: p.rsplit("/", 1)[-1] for p in fs.glob(path) if fs.isfile(p)}
             elif fs.isdir(path):
-                matches = fs.find(path)
+                matches = {p: p[len(path.rstrip("/")) + 1:] for p in fs.find(path)}  # relative to the folder
             elif fs.isfile(path):
-                matches = [path]
+                if not path.lower().endswith(suffixes):
+                    raise InputError(f"cannot read {uri}: input files must end in {'/'.join(suffixes)}")
+                matches = {path: None}  # named by the user: data whatever its name
             else:
                 raise InputError(f"input not found: {uri}")
-        except InputError:
-            raise
-        except Exception as error:
+        except STORAGE_ERRORS as error:
             raise StorageError(describe_failure(uri, error)) from None
-        matches = sorted(p for p in matches if _is_data_file(p, suffixes))
-        if not matches:
+        by_kind: dict[str, list[str]] = {"data": [], "skip": [], "unknown": []}
+        for p in sorted(matches):
+            by_kind["data" if matches[p] is None else _kind_of(matches[p], suffixes, skip)].append(p)
+        unknown += by_kind["unknown"]
+        skipped.update(dict.fromkeys(by_kind["skip"]))
+        if not by_kind["data"] and not by_kind["unknown"]:
             raise InputError(f"no {'/'.join(suffixes)} files found in {uri}")
-        found.extend(m for m in matches if m not in found)
+        found.update(dict.fromkeys(by_kind["data"]))
+    if unknown:
+        names = ", ".join(to_uri(uris[0], p) for p in unknown[:5])
+        more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        raise InputError(f"cannot tell how to read {names}{more}: input files must end in {'/'.join(suffixes)} "
+                         "(any case); move other files out of the input folder")
     filesystem, _ = arrow_filesystem(uris[0])
-    return InputFiles(filesystem, found, [to_uri(uris[0], p) for p in found])
+    paths = list(found)
+    return InputFiles(filesystem, paths, [to_uri(uris[0], p) for p in paths],
+                      [to_uri(uris[0], p) for p in skipped if p not in found])
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -151,7 +196,7 @@ def write_bytes(uri: str, data: bytes) -> None:
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         with fs.open(path, "wb") as f:
             f.write(data)
-    except Exception as error:
+    except STORAGE_ERRORS as error:
         raise StorageError(describe_failure(uri, error)) from None
 
 
@@ -162,7 +207,7 @@ def read_bytes(uri: str) -> bytes:
             return f.read()
     except FileNotFoundError:
         raise InputError(f"not found: {uri}") from None
-    except Exception as error:
+    except STORAGE_ERRORS as error:
         raise StorageError(describe_failure(uri, error)) from None
 
 
@@ -170,7 +215,7 @@ def exists(uri: str) -> bool:
     fs, path = fsspec_filesystem(uri)
     try:
         return fs.exists(path)
-    except Exception as error:
+    except STORAGE_ERRORS as error:
         raise StorageError(describe_failure(uri, error)) from None
 
 
@@ -182,7 +227,7 @@ def upload_dir(local_dir: str, uri: str) -> None:
             fs.put(local_dir.rstrip("/") + "/", path + "/", recursive=True)
         else:
             shutil.copytree(local_dir, path, dirs_exist_ok=True)
-    except Exception as error:
+    except STORAGE_ERRORS as error:
         raise StorageError(describe_failure(uri, error)) from None
 
 

@@ -24,6 +24,7 @@ from sentiment.metrics import classification_metrics, format_metrics
 from sentiment.model import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
 from sentiment.placement import local_backbone_folder, require_shared_paths
 from sentiment.plots import plot_confusion_matrix, plot_training_history
+from sentiment.ray_resources import require
 from sentiment.storage import (arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir,
                                write_bytes)
 from sentiment.train_loop import HISTORY_FILE, MODEL_SUBDIR, train_loop_per_worker
@@ -117,6 +118,8 @@ def train(config: TrainConfig) -> dict:
                           "--storage-path": [config.storage_path] if config.storage_path else [],
                           "--model": [config.model] if local_backbone_folder(config.model) else []},
                          shared_fs=config.shared_fs)
+    require({"CPU": config.cpus_per_worker, "GPU": int(config.use_gpu)}, config.num_workers,
+            f"train --num-workers {config.num_workers}{' --gpu' if config.use_gpu else ''}")
     log.info("config: %s", json.dumps(asdict(config)))
 
     splits = prepare_splits(config.data, config.text_column, config.score_column, seed=config.seed,

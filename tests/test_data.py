@@ -78,3 +78,25 @@ def test_reads_labeled_reviews_from_s3(ray_cluster, s3_bucket, shared_data):
 def test_split_fractions_must_be_positive_and_leave_room_for_training(val, test):
     with pytest.raises(InputError, match="--val-fraction and --test-fraction"):
         prepare_splits(["unused.csv"], "content", "score", seed=1, val_fraction=val, test_fraction=test)
+
+
+def test_training_reads_every_data_file_in_a_folder_and_names_the_rest(ray_cluster, tmp_path, shared_data):
+    import gzip
+    import json
+
+    real = pd.read_csv(shared_data / "labeled" / "gplay-2024.csv", usecols=["content", "score"]).sample(
+        n=40, random_state=0)
+    parts = [real.iloc[i * 10:(i + 1) * 10] for i in range(4)]
+    folder = tmp_path / "labeled"
+    folder.mkdir()
+    (folder / "a.csv.gz").write_bytes(gzip.compress(parts[0].to_csv(index=False).encode()))
+    (folder / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in parts[1].to_dict("records")))
+    parts[2].to_parquet(folder / "c.PQ")  # score as int64 here...
+    parts[3].astype({"score": str}).to_parquet(folder / "d.parquet")  # ...and as strings here
+    (folder / "README.md").write_text("where these came from")
+    frame = read_labeled([str(folder)], "content", "score").to_pandas()
+    assert len(frame) == 40 and (frame["problem"] == "").all()
+    assert sorted(frame["text"]) == sorted(real["content"].str.strip())
+    (folder / "extra.tsv").write_text("content\tscore\n")
+    with pytest.raises(InputError, match=r"cannot tell how to read .*extra\.tsv"):
+        read_labeled([str(folder)], "content", "score")

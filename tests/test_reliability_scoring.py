@@ -181,7 +181,8 @@ def test_storage_gone_mid_write_fails_without_marker_and_a_rerun_writes_each_row
         client = boto3.client("s3", endpoint_url=server.endpoint)
         deadline = time.time() + 300
         while not partial and time.time() < deadline and proc.poll() is None:
-            listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+            # The attempt writes into its staging folder beside the output (scored/_2026-11-26.staging).
+            listed = client.list_objects_v2(Bucket=bucket, Prefix="scored/").get("Contents", [])
             for obj in listed:  # keep what was written so far, to put back after the outage
                 partial[obj["Key"]] = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
             time.sleep(0.3)
@@ -206,3 +207,49 @@ def test_storage_gone_mid_write_fails_without_marker_and_a_rerun_writes_each_row
         out = _output_table(output)
         assert sorted(out["row_id"].to_pylist()) == list(range(rows))
         assert _read_json(f"{output}/_SUCCESS")["rows"] == rows
+
+
+def test_a_failed_attempt_keeps_the_last_complete_night_on_s3_and_the_next_run_cleans_up(
+        shared_data, s3_bucket, tmp_path, ray_cluster, tiny_classifier):
+    rows = 20_000
+    _write_parquet_shards(_reviews(shared_data, rows), tmp_path / "in", shards=4)
+    upload_dir(str(tmp_path / "in"), f"{s3_bucket}/in")
+    output, staging = f"{s3_bucket}/scored/2026-11-26", f"{s3_bucket}/scored/_2026-11-26.staging"
+    fs, out_path = fsspec_filesystem(output)
+    _, staging_path = fsspec_filesystem(staging)
+
+    def contents(path: str) -> dict[str, bytes]:
+        fs.invalidate_cache()
+        return {p: fs.cat(p) for p in fs.find(path)}
+
+    # Yesterday's complete night (one shard, so it is quick).
+    first = _score_process("--model", tiny_classifier, "--input", f"{s3_bucket}/in/part-0.parquet", "--output", output)
+    _, stderr = first.communicate(timeout=400)
+    assert first.returncode == 0, stderr[-3000:]
+    night = contents(out_path)
+    assert f"{out_path}/_SUCCESS" in night
+    # Today's attempt dies (SIGKILL: no clean-up code runs) once its first files are staged.
+    proc = _score_process("--model", tiny_classifier, "--input", f"{s3_bucket}/in/", "--output", output,
+                          "--concurrency", "1", "--rows-per-file", "2000")
+    with _killed_on_exit(proc):
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if any(p.endswith(".parquet") for p in contents(staging_path)):
+                break
+            time.sleep(0.3)
+        assert proc.poll() is None, "the attempt ended before it was killed: the test proves nothing"
+        proc.kill()
+        proc.communicate()
+    staged = contents(staging_path)
+    assert any(p.endswith(".parquet") for p in staged) and not any(p.endswith("_SUCCESS") for p in staged)
+    assert contents(out_path) == night, "a failed attempt touched the last complete output"
+    # The next run removes the stale staging folder, then commits a complete night.
+    rerun = _score_process("--model", tiny_classifier, "--input", f"{s3_bucket}/in/", "--output", output)
+    _, stderr = rerun.communicate(timeout=400)
+    assert rerun.returncode == 0, stderr[-3000:]
+    assert "left by an earlier attempt that failed" in stderr
+    assert not contents(staging_path)
+    out = _output_table(output)
+    assert sorted(out["row_id"].to_pylist()) == list(range(rows))
+    marker = _read_json(f"{output}/_SUCCESS")
+    assert marker["rows"] == rows and sum(f["rows"] for f in marker["inputs"]) == rows
