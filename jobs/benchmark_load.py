@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from sentiment.local_s3 import MotoServer
-from sentiment.process_memory import run_sampled
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the S3 test server lives in tests/
+from sentiment.bench.process_memory import run_sampled  # noqa: E402
+from tests.local_s3 import MotoServer  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "unlabeled"
 TEXT = "Review Text"
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(moto.aws_environment("load-access", "load-secret"))
         import boto3
 
-        from sentiment.benchmarking import save_benchmark_model
+        from sentiment.bench.scoring_benchmark import save_benchmark_model
         from sentiment.storage import upload_dir
 
         boto3.client("s3", endpoint_url=moto.endpoint).create_bucket(Bucket=BUCKET)
