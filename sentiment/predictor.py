@@ -3,7 +3,7 @@
 Used by `predict`, `evaluate` and each scoring actor, so all three give the same numbers.
 Speed comes from what the reference loop does not do:
 - tokenize whole batches with the fast (Rust) tokenizer into Arrow list arrays (flat ids plus
-  offsets), never Python lists of ids;
+  offsets) that travel between Ray stages and are never turned back into Python lists;
 - sort rows by length and cut batches by a token budget (rows x padded length), so short
   reviews fill big batches, long ones do not blow memory, and each batch pads only to its own
   longest row;
@@ -61,17 +61,16 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 def tokenize_to_arrow(tokenizer, texts: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH) -> pa.ListArray:
     """Token ids per text, truncated to max_length, as an Arrow list<int32> array (no padding).
 
-    The tokenizer pads the batch to a numpy matrix in Rust; the real tokens are then picked
-    out with the attention mask in one vectorised step, and the row lengths become the offsets.
+    The fast tokenizer hands its ids over as Python lists whatever the return type (numpy
+    output is converted from padded lists), so Arrow's C converter takes the unpadded lists
+    directly: on 4,096 real reviews that cost nothing measurable beside the tokenizer, while
+    asking the tokenizer for padded numpy arrays ran at 0.6x (issue 14, BENCHMARKS.md).
     """
     if not len(texts):
         return pa.array([], pa.list_(pa.int32()))
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True,
-                        return_attention_mask=True, return_tensors="np")
-    mask = encoded["attention_mask"].astype(bool)
-    offsets = np.zeros(len(mask) + 1, dtype=np.int32)
-    np.cumsum(mask.sum(axis=1), out=offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(encoded["input_ids"][mask].astype(np.int32)))
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
+                    return_attention_mask=False)["input_ids"]
+    return pa.array(ids, pa.list_(pa.int32()))
 
 
 def batch_bounds(sorted_lengths: np.ndarray, tokens_per_batch: int, rows: int | None = None) -> list[tuple[int, int]]:
