@@ -141,6 +141,12 @@ def test_s3_scoring_marker_and_summary_count_what_was_written(s3_scored):
     assert summary["rows_errored"] == blanks
     assert summary["rows_scored"] == expected.num_rows - blanks == sum(summary["labels"].values())
     assert summary["rows_per_s"] > 0
+    # The precision the actors ran (default --precision auto), not the word "auto".
+    import torch
+
+    from sentiment.predictor import resolve_precision
+
+    assert summary["precision"] == resolve_precision("auto", torch.device("cpu"))
 
 
 def test_s3_scoring_never_writes_credentials_into_its_artifacts(s3_scored):
