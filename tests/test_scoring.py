@@ -256,8 +256,8 @@ def test_autoscaling_actor_pool_grows_from_one_to_two_actors(shared_data, ray_cl
     import ray
     from ray._private.state import actors  # from the GCS: the test cluster runs no dashboard
 
-    def map_workers() -> set[str]:
-        return {actor_id for actor_id, info in actors().items() if info["ActorClassName"] == "_MapWorker"}
+    def map_workers() -> set[str]:  # Ray Data names them MapWorker(MapBatches(ScoringActor))
+        return {actor_id for actor_id, info in actors().items() if "ScoringActor" in info["ActorClassName"]}
 
     texts = [t for t in _real_reviews(shared_data, "copper.csv", 700)[TEXT].to_pylist() if t.strip()]
     pq.write_table(pa.table({"content": texts}), tmp_path / "shard.parquet")
