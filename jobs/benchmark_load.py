@@ -20,8 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sentiment.local_s3 import MotoServer
-from sentiment.process_memory import run_sampled
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the S3 test server lives in tests/
+from sentiment.bench.process_memory import run_sampled  # noqa: E402
+from sentiment.bench.review_sample import load_corpus  # noqa: E402
+from tests.local_s3 import MotoServer  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "unlabeled"
 TEXT = "Review Text"
@@ -36,18 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-args", default="", help="extra flags for `sentiment score`, e.g. '--concurrency 2'")
     p.add_argument("--json", default=None, help="also write the results here")
     return p
-
-
-def corpus_texts(data_dir: str) -> list:
-    """Every row's text of the real corpus, blanks included: they must be counted, not lost."""
-    import pyarrow.csv as pacsv
-
-    texts = []
-    for path in sorted(Path(data_dir).glob("*.csv")):
-        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True))
-        column = TEXT if TEXT in table.column_names else "Text"
-        texts.extend(table[column].cast("string").to_pylist())
-    return texts
 
 
 def write_input_shards(texts: list, rows: int, rows_per_shard: int, uri: str) -> int:
@@ -107,14 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(moto.aws_environment("load-access", "load-secret"))
         import boto3
 
-        from sentiment.benchmarking import save_benchmark_model
+        from sentiment.bench.scoring_benchmark import save_benchmark_model
         from sentiment.storage import upload_dir
 
         boto3.client("s3", endpoint_url=moto.endpoint).create_bucket(Bucket=BUCKET)
         with tempfile.TemporaryDirectory(prefix="sentiment-load-") as tmp:
             upload_dir(save_benchmark_model(os.path.join(tmp, "model"), "tiny"), f"s3://{BUCKET}/model")
         t0 = time.perf_counter()
-        shards = write_input_shards(corpus_texts(args.data), args.rows, args.rows_per_shard, f"s3://{BUCKET}/in")
+        shards = write_input_shards(load_corpus(args.data, keep_blank=True), args.rows, args.rows_per_shard, f"s3://{BUCKET}/in")
         prep_s = time.perf_counter() - t0
         output = f"s3://{BUCKET}/scored"
         command = [sys.executable, "-m", "sentiment", "score", "--model", f"s3://{BUCKET}/model",

@@ -7,7 +7,7 @@
 
 Samples --n reviews at random (seeded) from the whole unlabeled corpus, then times, in one
 process and one run: (a) the reference loop, (b) transformers.pipeline with the best of
---pipeline-batch-sizes, (c) our Predictor in fp32 and (c16) in bf16 autocast, each with the best
+--pipeline-batch-sizes, (c) our Predictor in fp32 and (c16) with bf16 weights, each with the best
 of --predictor-batch-sizes, and (d) `sentiment score` end to end in a subprocess with its default
 --precision auto, and (d32) with --precision fp32. fp32 runs are held against the fp32 matmul
 peak, bf16 runs against the bf16 one. (a) and (b) run on the first --baseline-n of the
@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sentiment.benchmarking import ScoringBenchmark, measure_memory, run_scoring_benchmark
+from sentiment.bench.scoring_benchmark import ScoringBenchmark, measure_memory, run_scoring_benchmark
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "unlabeled"
 

@@ -23,24 +23,24 @@ log = logging.getLogger(__name__)
 class _LabelPredictor:
     """Ray Data actor: loads the model once, maps {text, label} batches to {label, pred}."""
 
-    def __init__(self, model_uri: str, batch_size: int, max_length: int, use_gpu: bool, threads: int,
-                 precision: str):
+    def __init__(self, model_uri: str, batch_size: int | None, max_length: int, use_gpu: bool, threads: int,
+                 precision: str, tokens_per_batch: int | None = None):
         import torch
 
         from sentiment.predictor import Predictor, pick_device
 
         torch.set_num_threads(threads)
         self.predictor = Predictor(model_uri, device=pick_device(use_gpu), batch_size=batch_size, max_length=max_length,
-                                   precision=precision)
+                                   precision=precision, tokens_per_batch=tokens_per_batch)
 
     def __call__(self, batch: dict) -> dict:
         probs = self.predictor.predict_proba(batch["text"].tolist())
         return {"label": batch["label"], "pred": probs.argmax(axis=1)}
 
 
-def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int = 64,
+def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int | None = None,
                    max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False,
-                   precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+                   precision: str = "auto", tokens_per_batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """True and predicted class ids for a dataset with columns text and label.
 
     One actor, with torch threads for every core of the largest node; it reserves one CPU fewer
@@ -52,8 +52,9 @@ def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int
     predicted = dataset.map_batches(
         _LabelPredictor, fn_constructor_kwargs={"model_uri": model_uri, "batch_size": batch_size,
                                                 "max_length": max_length, "use_gpu": use_gpu, "threads": cpus,
-                                                "precision": precision},
-        batch_size=max(batch_size * 4, 256), compute=ray.data.ActorPoolStrategy(size=1),
+                                                "precision": precision, "tokens_per_batch": tokens_per_batch},
+        # 4096 rows per call: the predictor sorts them by length, so its batches pad little.
+        batch_size=4096, compute=ray.data.ActorPoolStrategy(size=1),
         num_gpus=1 if use_gpu else 0, num_cpus=max(1, cpus - 1) if not use_gpu else 1)
     frame = predicted.to_pandas()
     return frame["label"].to_numpy(), frame["pred"].to_numpy()
@@ -67,18 +68,19 @@ class EvaluateConfig:
     score_column: str = "score"
     format: str | None = None
     report: str | None = None
-    batch_size: int = 64
+    batch_size: int | None = None
     max_length: int = DEFAULT_MAX_LENGTH
     limit: int | None = None
     use_gpu: bool = False
     precision: str = "auto"
+    tokens_per_batch: int | None = None
 
     @classmethod
     def from_namespace(cls, args) -> "EvaluateConfig":
         return cls(model=args.model, data=args.data, text_column=args.text_column, score_column=args.score_column,
                    format=args.format, report=args.report, batch_size=args.batch_size,
-                   max_length=args.max_length, limit=args.limit, use_gpu=getattr(args, "gpu", False),
-                   precision=args.precision)
+                   max_length=args.max_length, limit=args.limit, use_gpu=args.gpu,
+                   precision=args.precision, tokens_per_batch=args.tokens_per_batch)
 
 
 def evaluate(config: EvaluateConfig) -> dict:
@@ -101,7 +103,8 @@ def evaluate(config: EvaluateConfig) -> dict:
                          f"empty text, {problems.get(INVALID_SCORE, 0)} with a score that is not a whole number 1-5 "
                          f"(column '{config.score_column}')")
     y_true, y_pred = predict_labels(usable, config.model, batch_size=config.batch_size,
-                                    max_length=config.max_length, use_gpu=config.use_gpu, precision=config.precision)
+                                    max_length=config.max_length, use_gpu=config.use_gpu, precision=config.precision,
+                                    tokens_per_batch=config.tokens_per_batch)
     metrics = classification_metrics(y_true, y_pred)
     metrics["skipped"] = {EMPTY_TEXT: problems.get(EMPTY_TEXT, 0), INVALID_SCORE: problems.get(INVALID_SCORE, 0)}
     metrics["model"] = config.model

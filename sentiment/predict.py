@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sentiment.errors import InputError
 from sentiment.labels import LABELS, PROB_COLUMNS
 from sentiment.model import DEFAULT_MAX_LENGTH
-from sentiment.predictor import Predictor
+from sentiment.predictor import Predictor, pick_device
 
 EMPTY_TEXT_ERROR = "text is empty or whitespace"  # the words `sentiment score` uses
 
@@ -18,14 +18,17 @@ class PredictConfig:
     model: str
     texts: list[str]
     as_json: bool = False
-    batch_size: int = 64
+    batch_size: int | None = None
     max_length: int = DEFAULT_MAX_LENGTH
     precision: str = "auto"
+    use_gpu: bool = False
+    tokens_per_batch: int | None = None
 
     @classmethod
     def from_namespace(cls, args, texts: list[str]) -> "PredictConfig":
         return cls(model=args.model, texts=texts, as_json=args.json, batch_size=args.batch_size,
-                   max_length=args.max_length, precision=args.precision)
+                   max_length=args.max_length, precision=args.precision, use_gpu=args.gpu,
+                   tokens_per_batch=args.tokens_per_batch)
 
 
 def predict_records(predictor: Predictor, texts: list[str]) -> list[dict]:
@@ -58,7 +61,8 @@ def predict(config: PredictConfig) -> int:
     """
     if not config.texts:
         raise InputError("no texts given: pass them as arguments or one per line on stdin")
-    predictor = Predictor(config.model, batch_size=config.batch_size, max_length=config.max_length,
+    predictor = Predictor(config.model, device=pick_device(config.use_gpu), batch_size=config.batch_size,
+                          tokens_per_batch=config.tokens_per_batch, max_length=config.max_length,
                           precision=config.precision)
     for record in predict_records(predictor, config.texts):
         if config.as_json:

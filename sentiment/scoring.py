@@ -29,7 +29,7 @@ from sentiment.failures import pipeline_failure
 from sentiment.labels import LABELS, PROB_COLUMNS
 from sentiment.model import DEFAULT_MAX_LENGTH, check_classifier_folder
 from sentiment.placement import require_shared_paths
-from sentiment.ray_resources import largest_node_cpus, require
+from sentiment.ray_resources import require
 from sentiment.storage import arrow_filesystem, check_reachable, fetch_dir_files, is_s3
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 LABEL_COLUMN, ERROR_COLUMN, MODEL_COLUMN = "sentiment", "error", "model"
 OUTPUT_COLUMNS = (LABEL_COLUMN, *PROB_COLUMNS, ERROR_COLUMN, MODEL_COLUMN)
 _IDS = "__sentiment_input_ids"  # internal, dropped before writing
+_PRECISION = "__sentiment_precision"  # internal: the precision each actor really ran, for the summary
 # Each actor call gets this many forward batches at once and sorts them by length, so texts of
 # similar length share a batch and padding stays small: on real reviews at batch 64, a window of
 # 16 batches padded to 1.26x the real tokens, 64 batches to 1.06x, and scored 1.22x faster.
@@ -55,15 +56,16 @@ class ScoreConfig:
     format: str | None = None
     keep_columns: list[str] | None = None
     concurrency: tuple[int, int] = (1, 1)
-    batch_size: int = 64
+    batch_size: int | None = None  # None: batches by tokens_per_batch
     max_length: int = DEFAULT_MAX_LENGTH
     gpu: bool = False
     cpus_per_actor: float = 1.0
     rows_per_file: int = 100_000
     precision: str = "auto"
-    threads_per_actor: int | None = None  # None: see _actor_pool_plan
+    threads_per_actor: int | None = None  # None: see actor_threads
     shared_fs: bool = False  # local paths are on a filesystem every node mounts (see placement)
     max_error_fraction: float = 0.5  # above it the run fails and the previous output stays
+    tokens_per_batch: int | None = None  # None: predictor.DEFAULT_TOKENS_PER_BATCH for the device
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> "ScoreConfig":
@@ -73,7 +75,7 @@ class ScoreConfig:
                    batch_size=args.batch_size, max_length=args.max_length, gpu=args.gpu,
                    cpus_per_actor=args.cpus_per_actor, rows_per_file=args.rows_per_file, precision=args.precision,
                    threads_per_actor=args.threads_per_actor, shared_fs=args.shared_fs,
-                   max_error_fraction=args.max_error_fraction)
+                   max_error_fraction=args.max_error_fraction, tokens_per_batch=args.tokens_per_batch)
 
 
 def model_id(model_uri: str) -> str:
@@ -99,17 +101,15 @@ def tokenize_batch(batch: pa.Table, *, tokenizer, text_column: str, max_length: 
         errors = pa.array(np.where(is_null, "text is null", np.where(blank, "text is empty or whitespace", None)),
                           pa.string())
         valid = ~(is_null | blank)
-    from sentiment.predictor import tokenize_texts
+    from sentiment.predictor import tokenize_to_arrow
 
-    ids: list = [None] * n
     rows = np.flatnonzero(valid)
-    if len(rows):
-        texts = text.take(pa.array(rows)).to_pylist()
-        for i, row_ids in zip(rows, tokenize_texts(tokenizer, texts, max_length)):
-            ids[i] = row_ids
+    ids = tokenize_to_arrow(tokenizer, text.take(pa.array(rows)).to_pylist(), max_length)
+    if len(rows) < n:  # spread the valid rows' lists over all rows, nulls in between
+        ids = pc.take(ids, pa.array(np.where(valid, np.cumsum(valid) - 1, 0), mask=~valid))
     if drop_text:
         batch = batch.drop_columns([text_column])
-    return batch.append_column(_IDS, pa.array(ids, pa.list_(pa.int32()))).append_column(ERROR_COLUMN, errors)
+    return batch.append_column(_IDS, ids).append_column(ERROR_COLUMN, errors)
 
 
 @functools.lru_cache(maxsize=4)
@@ -127,19 +127,21 @@ def _tokenize_for_model(batch: pa.Table, *, model_dir: str, **kwargs) -> pa.Tabl
 
 
 class ScoringActor:
-    """One model replica: loads the model once, then scores tokenized batches."""
+    """One model replica: loads the model once, then scores tokenized batches.
 
-    def __init__(self, model_uri: str, *, gpu: bool, batch_size: int, max_length: int, threads: int,
-                 precision: str):
+    Its torch threads are planned here, on the node it landed on, from what Ray gave it (see
+    actor_threads), so a pool that grows onto new nodes sizes each actor for its own node.
+    """
+
+    def __init__(self, model_uri: str, *, gpu: bool, batch_size: int | None, tokens_per_batch: int | None,
+                 max_length: int, threads: int | None, whole_node: bool, precision: str):
         import torch
 
         from sentiment.predictor import Predictor, pick_device
 
-        # Ray sets OMP_NUM_THREADS from num_cpus; torch is told the planned count explicitly
-        # (see _actor_pool_plan for when that is more than the CPUs reserved).
-        torch.set_num_threads(max(1, threads))
-        self.predictor = Predictor(model_uri, device=pick_device(gpu), batch_size=batch_size, max_length=max_length,
-                                   precision=precision)
+        torch.set_num_threads(threads or actor_threads(whole_node))
+        self.predictor = Predictor(model_uri, device=pick_device(gpu), batch_size=batch_size,
+                                   tokens_per_batch=tokens_per_batch, max_length=max_length, precision=precision)
         self.model = model_id(model_uri)
         log.info("scoring actor on %s, %s, %d torch threads", self.predictor.device, self.predictor.precision,
                  torch.get_num_threads())
@@ -147,19 +149,30 @@ class ScoringActor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         ids = batch[_IDS]
         valid = pc.is_valid(ids).to_numpy(zero_copy_only=False)
-        rows = np.flatnonzero(valid)
         probs = np.full((batch.num_rows, len(LABELS)), np.nan, dtype=np.float32)
-        if len(rows):
-            probs[rows] = self.predictor.predict_proba_ids(ids.take(pa.array(rows)).to_pylist())
-        labels = np.array(LABELS, dtype=object)[probs.argmax(axis=1)]  # NaN rows give 0, then None below
-        labels[~valid] = None
+        if valid.any():
+            probs[valid] = self.predictor.predict_proba_tokens(ids.filter(pa.array(valid)))
+        labels = pc.take(pa.array(LABELS, pa.string()), pa.array(probs.argmax(axis=1), mask=~valid))
         error = batch[ERROR_COLUMN]
-        out = batch.drop_columns([_IDS, ERROR_COLUMN])
-        out = out.append_column(LABEL_COLUMN, pa.array(labels, pa.string()))
+        out = batch.drop_columns([_IDS, ERROR_COLUMN]).append_column(LABEL_COLUMN, labels)
         for k, name in enumerate(PROB_COLUMNS):
             out = out.append_column(name, pa.array(probs[:, k], pa.float32(), mask=~valid))
         out = out.append_column(ERROR_COLUMN, error)
-        return out.append_column(MODEL_COLUMN, pa.array([self.model] * batch.num_rows, pa.string()))
+        out = out.append_column(MODEL_COLUMN, pa.repeat(pa.scalar(self.model, pa.string()), batch.num_rows))
+        # Read by the sink for _summary.json and dropped before writing.
+        return out.append_column(_PRECISION, pa.repeat(pa.scalar(self.predictor.precision), batch.num_rows))
+
+
+def actor_threads(whole_node: bool) -> int:
+    """Torch threads for a scoring actor, from inside it: its node's CPUs for a pool of one
+    actor (see _actor_pool_plan), else the CPUs Ray assigned to it (at least one)."""
+    import ray
+
+    context = ray.get_runtime_context()
+    if whole_node:
+        node = next(n for n in ray.nodes() if n["NodeID"] == context.get_node_id())
+        return max(1, int(node["Resources"].get("CPU", 1)))
+    return max(1, int(context.get_assigned_resources().get("CPU", 1)))
 
 
 class ScoredParquetSink(BlockBasedFileDatasink):
@@ -181,9 +194,11 @@ class ScoredParquetSink(BlockBasedFileDatasink):
 
     def write_block_to_file(self, block, file) -> None:
         table = block.to_arrow()
+        precisions = pc.unique(table[_PRECISION]).to_pylist() if _PRECISION in table.column_names else []
+        table = table.drop_columns([c for c in (_PRECISION,) if c in table.column_names])
         pq.write_table(table, file)
         counts = pc.value_counts(table[LABEL_COLUMN]).to_pylist()
-        self._stats = {"file": self._file, "rows": table.num_rows,
+        self._stats = {"file": self._file, "rows": table.num_rows, "precision": precisions,
                        "errored": table.num_rows - pc.count(table[ERROR_COLUMN], mode="only_null").as_py(),
                        "labels": {c["values"]: c["counts"] for c in counts if c["values"] is not None},
                        "errors": {c["values"]: c["counts"] for c in pc.value_counts(table[ERROR_COLUMN]).to_pylist()
@@ -197,6 +212,17 @@ class ScoredParquetSink(BlockBasedFileDatasink):
     def on_write_complete(self, write_result) -> None:
         super().on_write_complete(write_result)
         self.written = [w for w in write_result.write_returns if w]
+        self.precisions = sorted({p for w in self.written for p in w.pop("precision")})
+
+
+def batch_window_rows(config: ScoreConfig) -> int:
+    """Rows per actor call: SORT_WINDOW_BATCHES forward batches, at typical review lengths when
+    batches are cut by tokens."""
+    from sentiment.predictor import DEFAULT_TOKENS_PER_BATCH, TYPICAL_TOKENS_PER_ROW
+
+    tokens = config.tokens_per_batch or DEFAULT_TOKENS_PER_BATCH["cuda" if config.gpu else "cpu"]
+    rows_per_batch = config.batch_size or max(1, tokens // TYPICAL_TOKENS_PER_ROW)
+    return rows_per_batch * SORT_WINDOW_BATCHES
 
 
 def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
@@ -204,53 +230,59 @@ def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
     # Reads coalesce small files into blocks of up to 128 MiB: 20,000 reviews are 2 MiB, so one
     # block, so one actor task, and every other actor of the pool sits idle. Blocks of one sort
     # window each spread the work over the pool and let the writer start while scoring goes on.
-    ds = shards.read_shards(found).repartition(target_num_rows_per_block=config.batch_size * SORT_WINDOW_BATCHES)
+    window = batch_window_rows(config)
+    ds = shards.read_shards(found).repartition(target_num_rows_per_block=window)
     drop_text = config.keep_columns is not None and config.text_column not in config.keep_columns
     ds = ds.map_batches(_tokenize_for_model, batch_format="pyarrow", batch_size=_TOKENIZE_BATCH_ROWS,
                         fn_kwargs={"model_dir": model_dir, "text_column": config.text_column,
                                    "max_length": config.max_length, "drop_text": drop_text})
-    low, high, threads = _actor_pool_plan(config)
+    low, high = _actor_pool_plan(config)
+    # Overlap, so the model never waits for the host: Ray Data sends each actor up to 4 windows
+    # (the default is 2), which it fetches while the model runs; two calls per actor let one
+    # batch its input and output while the other runs the model (the model itself still runs
+    # one call at a time: enable_true_multi_threading stays off). Inside a call, CUDA kernels
+    # launch asynchronously and the host pads batch i+1 while the GPU runs batch i.
     return ds.map_batches(
-        ScoringActor, batch_format="pyarrow", batch_size=config.batch_size * SORT_WINDOW_BATCHES,
+        ScoringActor, batch_format="pyarrow", batch_size=window,
         fn_constructor_kwargs={"model_uri": config.model, "gpu": config.gpu, "batch_size": config.batch_size,
-                               "max_length": config.max_length, "threads": threads,
+                               "tokens_per_batch": config.tokens_per_batch, "max_length": config.max_length,
+                               "threads": config.threads_per_actor, "whole_node": high == 1 and not config.gpu,
                                "precision": config.precision},
-        compute=ActorPoolStrategy(min_size=low, max_size=high),
+        compute=ActorPoolStrategy(min_size=low, max_size=high, max_tasks_in_flight_per_actor=4,
+                                   max_concurrent_calls_per_actor=2),
         num_cpus=config.cpus_per_actor, num_gpus=1 if config.gpu else 0)
 
 
-def _actor_pool_plan(config: ScoreConfig) -> tuple[int, int, int]:
-    """The actor pool's (min, max) and each actor's torch threads.
+def _actor_pool_plan(config: ScoreConfig) -> tuple[int, int]:
+    """The actor pool's (min, max); each actor plans its own torch threads (actor_threads).
 
-    On CPU the pool is capped so it leaves one CPU to read and write: actors hold their CPUs
-    for the whole run, and a pool that takes every CPU starves the read tasks and the job waits
-    forever (seen with --concurrency 2 on a 2-CPU machine). That CPU is reserved, not busy:
-    reading, tokenizing and writing take a few percent of it. So a pool of one actor (the
-    default) runs a torch thread on every CPU of its node, the kept one included; on a 2-CPU
-    machine that scored MiniLM 1.5x faster than one thread. Bigger pools run
-    int(--cpus-per-actor) threads each, unless --threads-per-actor says otherwise.
-    GPU actors are left as asked: an autoscaling cluster may add GPU nodes later.
+    On a CPU cluster of fixed size the pool is capped so it leaves one CPU to read and write:
+    actors hold their CPUs for the whole run, and a pool that takes every CPU starves the read
+    tasks and the job waits forever (seen with --concurrency 2 on a 2-CPU machine). That CPU is
+    reserved, not busy: reading, tokenizing and writing take a few percent of it. So a pool of
+    one actor (the default) runs a torch thread on every CPU of its node, the kept one included;
+    on a 2-CPU machine that scored MiniLM 1.5x faster than one thread.
+    When the live nodes cannot hold even one actor (a head with CPU 0 and workers scaling from
+    0), nothing is capped: the request stands and an autoscaler can add nodes for it. GPU pools
+    are left as asked: one model per GPU, and an autoscaling cluster may add GPU nodes later.
     """
     import ray
 
     low, high = config.concurrency
-    threads = config.threads_per_actor or max(1, int(config.cpus_per_actor))
     if config.gpu:
-        return low, high, threads
+        return low, high
     if not ray.is_initialized():
         ray.init()  # what Ray Data would do on first use; connects to RAY_ADDRESS if set
     cpus = ray.cluster_resources().get("CPU", 0)
     fits = int((cpus - 1) // config.cpus_per_actor)
     if fits < 1:
-        raise InputError(f"the Ray cluster has {cpus:g} CPUs: one model actor with --cpus-per-actor "
-                         f"{config.cpus_per_actor:g} would leave none to read and write; lower --cpus-per-actor")
+        log.warning("the Ray cluster has %g CPUs now: the model actors (%g CPUs each) wait for nodes to be added",
+                    cpus, config.cpus_per_actor)
+        return low, high
     if high > fits:
         log.warning("--concurrency %s,%s capped to %s model actors: %g CPUs, %g per actor, one kept for reading "
                     "and writing", low, high, fits, cpus, config.cpus_per_actor)
-    low, high = min(low, fits), min(high, fits)
-    if high == 1 and not config.threads_per_actor:
-        threads = largest_node_cpus()
-    return low, high, threads
+    return min(low, fits), min(high, fits)
 
 
 def score(config: ScoreConfig) -> dict:
@@ -303,7 +335,8 @@ def score(config: ScoreConfig) -> dict:
             raise
         raise failure from None
     summary = manifest.build_summary(sink.written, wall_s=time.perf_counter() - start, model=model_id(config.model),
-                                     output=config.output, inputs=list(config.inputs), precision=config.precision,
+                                     output=config.output, inputs=list(config.inputs),
+                                     precision=",".join(sink.precisions) or config.precision,
                                      input_rows=found.rows_by_uri, skipped=found.skipped)
     summary["max_error_fraction"] = config.max_error_fraction
     _check_nothing_lost(found, summary, staging)

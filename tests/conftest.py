@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiment.local_s3 import MotoServer
+from tests.local_s3 import MotoServer
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # A distinctive value, so tests can prove it never shows up in logs or artifacts.

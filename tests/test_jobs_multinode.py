@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,8 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pyarrow.parquet as pq
 import pytest
+
+from tests.local_s3 import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +44,6 @@ SHARDS = {"todoist.csv": 120, "khan.csv": 120, "copper.csv": 120}  # unlabeled f
 TEXT_COLUMN = "Review Text"  # the corpus' name for it; a space also tests entrypoint quoting
 # Only a guard against a hung job: the train job took 130-250 s on a 2-core machine under load.
 JOB_TIMEOUT_S = int(os.environ.get("SENTIMENT_TEST_JOB_TIMEOUT_S", 900))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -81,22 +77,12 @@ def _start_node(args: list[str], env: dict[str, str], log_path: Path) -> subproc
 
 
 def _descendants(pid: int) -> list[int]:
-    """pid's live descendants, from /proc (Linux): job drivers run in sessions of their own, so
-    they are outside the node's process group but still below its `ray start`."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # The command name may hold spaces and parentheses; the ppid follows the last ')'.
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+    """pid's live descendants: job drivers run in sessions of their own, so they are outside
+    the node's process group but still below its `ray start`."""
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _signal(pids: list[int], sig: int) -> None:
@@ -172,19 +158,19 @@ def two_node_cluster(s3_server):
     (root / "auth_token").chmod(0o600)
     node_env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(root / "auth_token"))
     submit_env = {k: v for k, v in node_env.items() if not k.startswith("AWS_")}
-    gcs_port, dashboard_port = _free_port(), _free_port()
+    gcs_port, dashboard_port = free_port(), free_port()
     common = ["--node-ip-address=127.0.0.1", f"--num-cpus={NODE_CPUS}", "--num-gpus=0",
               f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats"]
     head_args = ["--head", f"--port={gcs_port}", "--include-dashboard=true",
                  "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-                 f"--ray-client-server-port={_free_port()}"]
+                 f"--ray-client-server-port={free_port()}"]
     worker_args = [f"--address=127.0.0.1:{gcs_port}"]
     procs, logs = [], []
     try:
         for name, args in (("head", head_args), ("worker", worker_args)):
             # Fixed default ports (dashboard agent 52365, ...) would clash between the two nodes
             # and with other clusters on this machine, so each node gets free ones.
-            ports = [f"--dashboard-agent-listen-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
+            ports = [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
             logs.append(root / f"{name}.log")
             procs.append(_start_node([*args, *common, *ports, f"--temp-dir={root / name}"], node_env, logs[-1]))
             if name == "head":

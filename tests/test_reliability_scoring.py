@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from sentiment.local_s3 import MotoServer, free_port
+from tests.local_s3 import MotoServer, free_port
 from sentiment.storage import arrow_filesystem, fsspec_filesystem, upload_dir
 from tests.conftest import SECRET_KEY
 

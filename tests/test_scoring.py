@@ -141,6 +141,12 @@ def test_s3_scoring_marker_and_summary_count_what_was_written(s3_scored):
     assert summary["rows_errored"] == blanks
     assert summary["rows_scored"] == expected.num_rows - blanks == sum(summary["labels"].values())
     assert summary["rows_per_s"] > 0
+    # The precision the actors ran (default --precision auto), not the word "auto".
+    import torch
+
+    from sentiment.predictor import resolve_precision
+
+    assert summary["precision"] == resolve_precision("auto", torch.device("cpu"))
 
 
 def test_s3_scoring_never_writes_credentials_into_its_artifacts(s3_scored):
@@ -215,37 +221,159 @@ def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray
 
 
 def test_cpu_actor_pool_is_capped_to_leave_a_cpu_for_reading_and_writing(ray_cluster):
-    from sentiment.errors import InputError
     from sentiment.scoring import ScoreConfig, _actor_pool_plan
 
     def plan(**kwargs):
         return _actor_pool_plan(ScoreConfig(model="m", inputs=["i"], output="o", **kwargs))
 
     # ray_cluster has 4 CPUs: three 1-CPU actors fit beside the read and write tasks.
-    assert plan(concurrency=(2, 8)) == (2, 3, 1)
-    assert plan(concurrency=(5, 5)) == (3, 3, 1)
-    assert plan(concurrency=(2, 8), cpus_per_actor=1.5) == (2, 2, 1)
-    assert plan(concurrency=(2, 8), gpu=True) == (2, 8, 1)
-    # A lone actor keeps one CPU free for Ray's scheduler but computes on all four.
-    assert plan(concurrency=(1, 1)) == (1, 1, 4)
-    assert plan(concurrency=(1, 1), threads_per_actor=2) == (1, 1, 2)
-    with pytest.raises(InputError, match="lower --cpus-per-actor"):
-        plan(cpus_per_actor=4)
+    assert plan(concurrency=(2, 8)) == (2, 3)
+    assert plan(concurrency=(5, 5)) == (3, 3)
+    assert plan(concurrency=(2, 8), cpus_per_actor=1.5) == (2, 2)
+    assert plan(concurrency=(2, 8), gpu=True) == (2, 8)
+    # Nodes too small for even one actor now: no error before an autoscaler can add nodes.
+    assert plan(concurrency=(1, 2), cpus_per_actor=4) == (1, 2)
 
 
-def test_bf16_probabilities_stay_close_to_fp32_and_auto_follows_the_hardware(shared_data, spread_classifier):
+def test_actor_threads_come_from_the_actors_own_resources_and_node(ray_cluster):
+    import ray
+
+    from sentiment.scoring import actor_threads
+
+    @ray.remote
+    class Probe:
+        def threads(self, whole_node):
+            return actor_threads(whole_node)
+
+    two_cpus = Probe.options(num_cpus=2).remote()
+    half_cpu = Probe.options(num_cpus=0.5).remote()
+    # ray_cluster is one node of 4 CPUs: a lone actor computes on all of them.
+    assert ray.get([two_cpus.threads.remote(False), half_cpu.threads.remote(False),
+                    half_cpu.threads.remote(True)]) == [2, 1, 4]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14 item 5 unfinished: on a 700-row run Ray Data's autoscaler kept one "
+                   "actor (tokenize fused into the actor stage); needs a longer queue or a slower UDF")
+def test_autoscaling_actor_pool_grows_from_one_to_two_actors(shared_data, ray_cluster, spread_classifier, tmp_path):
+    import ray
+    from ray._private.state import actors  # from the GCS: the test cluster runs no dashboard
+
+    def map_workers() -> set[str]:  # Ray Data names them MapWorker(MapBatches(ScoringActor))
+        return {actor_id for actor_id, info in actors().items() if "ScoringActor" in info["ActorClassName"]}
+
+    texts = [t for t in _real_reviews(shared_data, "copper.csv", 700)[TEXT].to_pylist() if t.strip()]
+    pq.write_table(pa.table({"content": texts}), tmp_path / "shard.parquet")
+    before = map_workers()
+    # --batch-size 2 makes windows of 128 rows: ~5 blocks queue up behind the first actor.
+    assert main(["score", "--model", spread_classifier, "--input", str(tmp_path / "shard.parquet"),
+                 "--output", str(tmp_path / "out"), "--concurrency", "1,2", "--batch-size", "2",
+                 "--precision", "fp32"]) == 0
+    assert ray.is_initialized()
+    assert len(map_workers() - before) == 2
+    assert pq.read_table(tmp_path / "out").num_rows == len(texts)
+
+
+@pytest.fixture(scope="module")
+def trained_classifier(shared_data, tmp_path_factory) -> str:
+    """The packaged MiniLM with its head trained on real labeled reviews (a linear probe: the
+    head is fit by logistic regression on the pooled outputs of 300 gplay-2024 reviews)."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from sentiment.labels import scores_to_label_ids
+    from sentiment.model import build_classifier, save_classifier
+
+    torch.manual_seed(0)
+    model, tokenizer = build_classifier("minilm")
+    table = pacsv.read_csv(shared_data / "labeled" / "gplay-2024.csv").select(["content", "score"]).to_pandas()
+    table = table[table["content"].fillna("").str.strip() != ""].drop_duplicates("content")
+    train = table.sample(300, random_state=0)
+    with torch.no_grad():
+        enc = tokenizer(train["content"].tolist(), truncation=True, max_length=128, padding=True, return_tensors="pt")
+        pooled = model.eval().bert(**enc).pooler_output.numpy()
+    probe = LogisticRegression(max_iter=2000, C=10.0).fit(pooled, scores_to_label_ids(train["score"]))
+    with torch.no_grad():
+        model.classifier.weight.copy_(torch.from_numpy(probe.coef_).float())
+        model.classifier.bias.copy_(torch.from_numpy(probe.intercept_).float())
+    path = tmp_path_factory.mktemp("trained-classifier")
+    save_classifier(model, tokenizer, str(path))
+    return str(path)
+
+
+def test_bf16_weights_keep_trained_labels_and_probabilities_close_to_fp32(shared_data, trained_classifier):
     import torch
 
-    from sentiment.predictor import Predictor, resolve_precision
+    from sentiment.predictor import Predictor
 
-    texts = [t for t in _real_reviews(shared_data, "webmd.csv", 300)[TEXT].to_pylist() if t.strip()]
-    fp32 = Predictor(spread_classifier, precision="fp32").predict_proba(texts)
-    bf16 = Predictor(spread_classifier, precision="bf16").predict_proba(texts)
-    assert 0 < np.abs(bf16 - fp32).max() < 0.02
-    assert (bf16.argmax(axis=1) == fp32.argmax(axis=1)).mean() >= 0.97
+    # 400 reviews: 99.5% allows 2 changed labels. max_length 64 keeps CPU bf16 (emulated
+    # without AMX) affordable.
+    texts = [t for t in _real_reviews(shared_data, "todoist.csv", 500)[TEXT].to_pylist() if t and t.strip()][:400]
+    fp32 = Predictor(trained_classifier, precision="fp32", max_length=64)
+    bf16 = Predictor(trained_classifier, precision="bf16", max_length=64)
+    assert bf16.model.dtype == torch.bfloat16 and fp32.model.dtype == torch.float32
+    want, got = fp32.predict_proba(texts), bf16.predict_proba(texts)
+    # A trained model gives confident, varied answers, so agreement is a real test.
+    assert want.max(axis=1).mean() > 0.6 and len(set(want.argmax(axis=1))) == 3
+    assert (got.argmax(axis=1) == want.argmax(axis=1)).mean() >= 0.995
+    assert 0 < np.abs(got - want).max() < 0.05  # the tolerance BENCHMARKS.md states
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_auto_precision_follows_the_hardware():
+    import torch
+
+    from sentiment.predictor import resolve_precision
+
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
     amx = torch.cpu._is_amx_tile_supported()
     assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if amx else "fp32")
     assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_tokenize_batch_emits_arrow_token_lists_with_nulls_for_unusable_rows(shared_data, tiny_classifier):
+    from transformers import AutoTokenizer
+
+    from sentiment.scoring import _IDS, tokenize_batch
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_classifier)
+    texts = _real_reviews(shared_data, "lego.csv", 50)[TEXT].to_pylist()
+    texts[3:6] = [None, " ", "word " * 400]
+    out = tokenize_batch(pa.table({"content": pa.array(texts, pa.string())}), tokenizer=tokenizer,
+                         text_column="content", max_length=40, drop_text=False)
+    assert out.schema.field(_IDS).type == pa.list_(pa.int32())
+    ids = out[_IDS].to_pylist()
+    usable = [i for i, t in enumerate(texts) if t and t.strip()]
+    assert [i for i, row in enumerate(ids) if row is not None] == usable
+    assert [ids[i] for i in usable] == tokenizer([texts[i] for i in usable], truncation=True, max_length=40)["input_ids"]
+    assert len(ids[5]) == 40 and out["error"].to_pylist()[3:5] == ["text is null", "text is empty or whitespace"]
+
+
+def test_token_budget_batches_real_reviews_with_little_padding(shared_data, tiny_classifier):
+    from transformers import AutoTokenizer
+
+    from sentiment.predictor import batch_bounds, tokenize_to_arrow
+
+    texts = [t for t in _real_reviews(shared_data, "webmd.csv", 5000)[TEXT].to_pylist() if t.strip()][:4096]
+    lengths = np.sort(pa.compute.list_value_length(tokenize_to_arrow(AutoTokenizer.from_pretrained(tiny_classifier),
+                                                                      texts)).to_numpy())
+    bounds = batch_bounds(lengths, 2048)
+    assert [b[0] for b in bounds[1:]] == [b[1] for b in bounds[:-1]] and bounds[-1][1] == len(texts)
+    padded = sum((end - start) * lengths[end - 1] for start, end in bounds)
+    for start, end in bounds:
+        assert (end - start) * lengths[end - 1] <= 2048 or end - start == 1
+    # Short reviews share big batches, long ones small ones, and padding stays near 1.06x.
+    sizes = [end - start for start, end in bounds]
+    assert sizes[0] > 100 and sizes[-1] < 30
+    assert padded / lengths.sum() < 1.15
+    assert batch_bounds(lengths, 2048, rows=64)[:2] == [(0, 64), (64, 128)]
+
+
+def test_token_budget_and_fixed_batches_give_the_same_probabilities(shared_data, spread_classifier):
+    from sentiment.predictor import Predictor
+
+    texts = [t for t in _real_reviews(shared_data, "webmd.csv", 300)[TEXT].to_pylist() if t.strip()]
+    by_tokens = Predictor(spread_classifier, precision="fp32", tokens_per_batch=512).predict_proba(texts)
+    by_rows = Predictor(spread_classifier, precision="fp32", batch_size=5).predict_proba(texts)
+    np.testing.assert_allclose(by_tokens, by_rows, atol=1e-5)

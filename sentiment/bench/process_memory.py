@@ -1,4 +1,4 @@
-"""Memory and CPU time of a whole process tree, read from /proc: `sentiment score` spreads its
+"""Memory and CPU time of a whole process tree, read with psutil: `sentiment score` spreads its
 work over a driver, Ray's raylet and GCS, and every worker, so the command's own process is
 only a small part of what it costs.
 
@@ -8,14 +8,12 @@ PSS splits each shared page between the processes that map it, so its sum is the
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
+import psutil
 
 @dataclass
 class SampledRun:
@@ -31,32 +29,21 @@ class SampledRun:
 
 def tree_usage(root: int) -> tuple[int, int, dict[int, float]]:
     """Sum of RSS and of PSS (bytes), and CPU seconds per pid, over `root` and its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
+    try:
+        parent = psutil.Process(root)
+        processes = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0, 0, {}
     rss = pss = 0
     cpu: dict[int, float] = {}
-    stack = [root]
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, ()))
+    for process in processes:
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            cpu[pid] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith(("Rss:", "Pss:")):
-                        kib = int(line.split()[1]) * 1024
-                        rss, pss = (rss + kib, pss) if line[0] == "R" else (rss, pss + kib)
-        except OSError:
+            with process.oneshot():
+                memory, times = process.memory_full_info(), process.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue  # exited between listing and reading
+        rss, pss = rss + memory.rss, pss + memory.pss
+        cpu[process.pid] = times.user + times.system
     return rss, pss, cpu
 
 

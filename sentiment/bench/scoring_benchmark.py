@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sentiment.hardware_limit import forward_flops, matmul_peak_gflops, token_counts
+from sentiment.bench.hardware_limit import forward_flops, matmul_peak_gflops, token_counts
 from sentiment.labels import LABELS, PROB_COLUMNS
 from sentiment.model import DEFAULT_MAX_LENGTH
-from sentiment.process_memory import run_sampled
-from sentiment.review_sample import load_corpus, sample_reviews, write_shards
-from sentiment.scoring_methods import Timing, time_hf_pipeline, time_predictor, time_reference_loop
+from sentiment.bench.process_memory import run_sampled
+from sentiment.bench.review_sample import load_corpus, sample_reviews, write_shards
+from sentiment.bench.scoring_methods import Timing, time_hf_pipeline, time_predictor, time_reference_loop
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def run_score_command(model_dir: str, inputs: list[str], output_dir: str,
     """(d) `sentiment score` end to end in a fresh process; wall time and peak tree memory.
 
     Memory is sampled every `poll_s` over the whole process tree (driver, Ray's raylet and
-    GCS, every worker); see sentiment.process_memory for why PSS is the honest total.
+    GCS, every worker); see sentiment.bench.process_memory for why PSS is the honest total.
 
     Raises:
         RuntimeError: if the command fails; the message holds the tail of its stderr.
@@ -122,7 +122,7 @@ def run_scoring_benchmark(cfg: ScoringBenchmark) -> dict:
     """Measure (a)-(d), the FLOP limits and, optionally, peak memory; returns a JSON-ready dict.
 
     Runs: a (reference loop), b (HF pipeline), c (Predictor, fp32), c16 (Predictor, bf16
-    autocast), d (`sentiment score`, default --precision auto) and d32 (`--precision fp32`).
+    weights), d (`sentiment score`, default --precision auto) and d32 (`--precision fp32`).
     """
     from sentiment.predictor import resolve_precision
 

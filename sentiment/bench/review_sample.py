@@ -15,8 +15,11 @@ from sentiment.errors import InputError
 TEXT_COLUMNS = ("Review Text", "Text")
 
 
-def load_corpus(data_dir: str) -> list[str]:
+def load_corpus(data_dir: str, keep_blank: bool = False) -> list[str]:
     """All non-empty review texts of every CSV file in `data_dir`, in file order.
+
+    With keep_blank, every row's text, blanks and nulls (None) included: the load test must
+    count them, not lose them.
 
     Raises:
         InputError: if the folder holds no CSV, or a file has no known text column.
@@ -28,11 +31,12 @@ def load_corpus(data_dir: str) -> list[str]:
         raise InputError(f"{data_dir}: no CSV files to sample reviews from")
     texts = []
     for path in paths:
-        table = pa_csv.read_csv(path)
+        table = pa_csv.read_csv(path, parse_options=pa_csv.ParseOptions(newlines_in_values=True))
         column = next((c for c in TEXT_COLUMNS if c in table.column_names), None)
         if column is None:
             raise InputError(f"{path}: no text column (looked for {', '.join(TEXT_COLUMNS)})")
-        texts.extend(t for t in table.column(column).to_pylist() if t and t.strip())
+        values = table.column(column).cast("string").to_pylist()
+        texts.extend(values if keep_blank else (t for t in values if t and t.strip()))
     return texts
 
 
