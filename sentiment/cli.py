@@ -13,6 +13,7 @@ import sys
 
 from sentiment.errors import SentimentError
 from sentiment.model import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS
+from sentiment.recipes import describe_recipes
 
 EXAMPLES = """\
 examples:
@@ -79,20 +80,36 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_BACKBONE,
                         help="backbone: 'minilm' (packaged, offline), a hub name such as bert-base-cased, or a local folder (default: %(default)s)")
     _add_column_arguments(parser)
-    parser.add_argument("--epochs", type=positive_int, default=3, help="default: %(default)s")
-    parser.add_argument("--batch-size", type=positive_int, default=16, help="per-worker batch size (default: %(default)s)")
-    parser.add_argument("--lr", type=positive_float, default=2e-5, help="AdamW learning rate, decayed linearly to 0 (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="default: the backbone's recipe (below)")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="per-worker batch size; the global batch is this times --num-workers "
+                             "(default: the backbone's recipe)")
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="AdamW learning rate, decayed linearly to 0 after the warmup (default: the backbone's recipe)")
+    parser.add_argument("--warmup-fraction", type=fraction, default=None,
+                        help="share of all steps spent warming the lr up linearly from 0 (default: the backbone's "
+                             "recipe). Recipes: " + describe_recipes().replace("%", "%%"))
+    parser.add_argument("--select-metric", choices=["accuracy", "macro_f1"], default="accuracy",
+                        help="validation metric that picks the best epoch; ties go to the lower validation loss "
+                             "(default: %(default)s)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (dynamic shapes); off by default: unmeasured on GPU, "
+                             "and compile time counts against short runs")
     parser.add_argument("--max-length", type=positive_int, default=DEFAULT_MAX_LENGTH, help="truncate texts to this many tokens (default: %(default)s)")
     parser.add_argument("--num-workers", type=positive_int, default=1, help="DDP workers (default: %(default)s)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16/fp16 autocast")
-    parser.add_argument("--cpus-per-worker", type=positive_int, default=1,
-                        help="CPUs (and torch threads) per worker; on CPU-only machines use all cores (default: %(default)s)")
+    parser.add_argument("--cpus-per-worker", type=positive_int, default=None,
+                        help="CPUs (and torch threads) per worker; on CPU-only machines use all cores "
+                             "(default: 1, or 4 with --gpu to tokenize and feed the GPU)")
     parser.add_argument("--seed", type=int, default=42, help="seed for the train/val/test split and initialisation (default: %(default)s)")
     parser.add_argument("--val-fraction", type=fraction, default=0.05, help="default: %(default)s")
     parser.add_argument("--test-fraction", type=fraction, default=0.05, help="default: %(default)s")
-    parser.add_argument("--limit", type=positive_int, default=None, help="read at most N rows, for quick runs")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="train on a random sample of N rows (seeded by --seed; files are often sorted "
+                             "by score, so the first N rows would be one class), for quick runs")
     parser.add_argument("--run-name", default="sentiment-train",
-                        help="Ray Train run name; re-running with the same name and storage resumes (default: %(default)s)")
+                        help="Ray Train run name; re-running with the same name, storage and settings resumes "
+                             "from the last checkpoint, and different settings fail (default: %(default)s)")
     parser.add_argument("--storage-path", default=None,
                         help="where Ray Train keeps checkpoints (local or s3://); default: OUTPUT/checkpoints. "
                              "Use shared storage (s3://) on a multi-node cluster")
@@ -142,7 +159,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default="sentiment-demo", help="where the demo writes its model and outputs (default: %(default)s)")
-    parser.add_argument("--epochs", type=positive_int, default=8, help="default: %(default)s")
+    parser.add_argument("--epochs", type=positive_int, default=6, help="default: %(default)s")
     parser.add_argument("--num-workers", type=positive_int, default=2, help="DDP workers on the local Ray cluster (default: %(default)s)")
 
 

@@ -29,7 +29,7 @@ EMPTY_TEXT, INVALID_SCORE = "empty_text", "invalid_score"
 
 
 def read_labeled(paths: list[str], text_column: str, score_column: str,
-                 fmt: str | None = None, limit: int | None = None) -> ray.data.Dataset:
+                 fmt: str | None = None, limit: int | None = None, seed: int = 0) -> ray.data.Dataset:
     """Read labeled reviews as one dataset with columns text (str), label (int) and problem (str).
 
     The same files as `sentiment score` reads (CSV, compressed CSV, Parquet, JSON lines; a file
@@ -37,6 +37,8 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
     columns, and the two columns may have different types in different files; only the text and
     score columns are read, as strings. Rows with empty text or a score outside 1-5 are kept,
     marked in `problem`, so they can be counted.
+    `limit` keeps a random sample of that many rows, seeded by `seed`: real files are often
+    sorted (ours by score), so the first N rows would be one class.
 
     Raises:
         InputError: a path matches no file, a file is unreadable, or lacks one of the two columns.
@@ -71,7 +73,7 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
                          .map_batches(as_plain_strings, fn_args=(columns,), batch_format="pyarrow", batch_size=None))
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if limit:
-        dataset = dataset.limit(limit)
+        dataset = dataset.random_shuffle(seed=seed).limit(limit)
     return dataset.map_batches(_normalize, fn_kwargs={"text_column": text_column, "score_column": score_column},
                                batch_format="pandas")
 
@@ -130,7 +132,7 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
     """
     if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
         raise InputError("--val-fraction and --test-fraction must be positive and sum to less than 1")
-    labeled = read_labeled(paths, text_column, score_column, fmt, limit).materialize()
+    labeled = read_labeled(paths, text_column, score_column, fmt, limit, seed).materialize()
     problems = count_problems(labeled)
     usable = labeled.filter(expr=col("problem") == "").drop_columns(["problem"])
     n_usable = problems.get("", 0)

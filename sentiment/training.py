@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -25,11 +25,16 @@ from sentiment.model import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
 from sentiment.placement import local_backbone_folder, require_shared_paths
 from sentiment.plots import plot_confusion_matrix, plot_training_history
 from sentiment.ray_resources import require
+from sentiment.recipes import recipe_for
+from sentiment.run_resume import prepare_run, run_settings
 from sentiment.storage import (arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir,
                                write_bytes)
 from sentiment.train_loop import HISTORY_FILE, MODEL_SUBDIR, train_loop_per_worker
+from sentiment.train_stats import SELECT_METRICS, selection_score
 
 log = logging.getLogger(__name__)
+# A GPU worker tokenizes and feeds its batches in Ray's prefetch threads: one CPU starves it.
+GPU_WORKER_CPUS = 4
 
 
 @dataclass
@@ -40,13 +45,17 @@ class TrainConfig:
     text_column: str = "content"
     score_column: str = "score"
     format: str | None = None
-    epochs: int = 3
-    batch_size: int = 16
-    lr: float = 2e-5
+    # None: from the backbone's recipe (sentiment.recipes), filled in by resolved().
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    warmup_fraction: float | None = None
     max_length: int = DEFAULT_MAX_LENGTH
     num_workers: int = 1
     use_gpu: bool = False
-    cpus_per_worker: int = 1
+    cpus_per_worker: int | None = None  # None: 1 on CPU, GPU_WORKER_CPUS with --gpu
+    select_metric: str = "accuracy"
+    compile: bool = False
     seed: int = 42
     val_fraction: float = 0.05
     test_fraction: float = 0.05
@@ -60,11 +69,20 @@ class TrainConfig:
     def from_namespace(cls, args) -> "TrainConfig":
         return cls(data=args.data, output=args.output, model=args.model, text_column=args.text_column,
                    score_column=args.score_column, format=args.format, epochs=args.epochs,
-                   batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
-                   num_workers=args.num_workers, use_gpu=args.gpu, cpus_per_worker=args.cpus_per_worker, seed=args.seed,
-                   val_fraction=args.val_fraction, test_fraction=args.test_fraction, limit=args.limit,
-                   run_name=args.run_name, storage_path=args.storage_path, max_failures=args.max_failures,
-                   shared_fs=args.shared_fs)
+                   batch_size=args.batch_size, lr=args.lr, warmup_fraction=args.warmup_fraction,
+                   max_length=args.max_length, num_workers=args.num_workers, use_gpu=args.gpu,
+                   cpus_per_worker=args.cpus_per_worker, select_metric=args.select_metric, compile=args.compile,
+                   seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                   limit=args.limit, run_name=args.run_name, storage_path=args.storage_path,
+                   max_failures=args.max_failures, shared_fs=args.shared_fs)
+
+    def resolved(self) -> "TrainConfig":
+        """This config with every unset hyperparameter taken from the backbone's recipe."""
+        _, recipe = recipe_for(self.model)
+        defaults = {name: getattr(recipe, name) for name in ("epochs", "batch_size", "lr", "warmup_fraction")}
+        chosen = {name: value if getattr(self, name) is None else getattr(self, name) for name, value in defaults.items()}
+        cpus = self.cpus_per_worker or (GPU_WORKER_CPUS if self.use_gpu else 1)
+        return replace(self, **chosen, cpus_per_worker=cpus)
 
     @property
     def resolved_output(self) -> str:
@@ -84,13 +102,18 @@ class TrainConfig:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1")
         if self.lr <= 0:
             raise InputError("--lr must be positive")
+        if not 0 <= self.warmup_fraction < 1:
+            raise InputError("--warmup-fraction must be at least 0 and below 1")
+        if self.select_metric not in SELECT_METRICS:
+            raise InputError(f"--select-metric must be one of {SELECT_METRICS}")
 
 
 def _run_config(config: TrainConfig) -> RunConfig:
     filesystem, path = arrow_filesystem(config.resolved_storage_path)
     return RunConfig(
         name=config.run_name, storage_path=path, storage_filesystem=filesystem,
-        checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_accuracy",
+        # selection_score: the --select-metric, ties broken by lower validation loss.
+        checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="selection_score",
                                            checkpoint_score_order="max"),
         failure_config=FailureConfig(max_failures=config.max_failures),
     )
@@ -100,18 +123,49 @@ def _checkpoint_uri(config: TrainConfig, checkpoint) -> str:
     return to_uri(config.resolved_storage_path, checkpoint.path)
 
 
+def build_trainer(config: TrainConfig, splits) -> TorchTrainer:
+    """The TorchTrainer for a resolved, validated config on prepared splits.
+
+    Args:
+        config: TrainConfig.resolved(), validated.
+        splits: prepare_splits() of the config's data.
+    """
+    worker_config = {"backbone": config.model, "epochs": config.epochs, "batch_size": config.batch_size,
+                     "lr": config.lr, "warmup_fraction": config.warmup_fraction, "max_length": config.max_length,
+                     "seed": config.seed, "train_rows": splits.counts["train"],
+                     "cpus_per_worker": config.cpus_per_worker, "select_metric": config.select_metric,
+                     "compile": config.compile}
+    # Our per-step and per-epoch lines are the progress display; Ray Data's per-shard bars from
+    # every worker would bury them. Each dataset carries its own copy of the context.
+    for dataset in (splits.train, splits.validation):
+        dataset.context.enable_progress_bars = False
+    return TorchTrainer(
+        train_loop_per_worker, train_loop_config=worker_config,
+        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
+                                     resources_per_worker={"CPU": config.cpus_per_worker,
+                                                           **({"GPU": 1} if config.use_gpu else {})}),
+        run_config=_run_config(config),
+        datasets={"train": splits.train, "validation": splits.validation},
+    )
+
+
 def train(config: TrainConfig) -> dict:
-    """Fine-tune, pick the best epoch by validation accuracy, test it, and write the artifact.
+    """Fine-tune, pick the best epoch by --select-metric on validation, test it, and write the artifact.
 
     Returns:
         The metrics written to OUTPUT/metrics.json.
     Raises:
         InputError / StorageError: bad data or unreachable storage, before any training starts.
     """
+    config = config.resolved()
     config.validate()
     started = time.time()
     check_reachable(config.resolved_output)
     check_reachable(config.resolved_storage_path)
+    resumed_epoch = prepare_run(f"{config.resolved_storage_path}/{config.run_name}", run_settings(_recorded(config)))
+    if resumed_epoch is not None:
+        print(f"resuming run {config.run_name!r} from its checkpoint of epoch {resumed_epoch} "
+              f"(in {config.resolved_storage_path}/{config.run_name})", flush=True)
     if not ray.is_initialized():
         ray.init()
     require_shared_paths({"--data": config.data, "--output": [config.output],
@@ -126,24 +180,10 @@ def train(config: TrainConfig) -> dict:
                             val_fraction=config.val_fraction, test_fraction=config.test_fraction,
                             fmt=config.format, limit=config.limit)
     prepared = time.time()
-    worker_config = {"backbone": config.model, "epochs": config.epochs, "batch_size": config.batch_size,
-                     "lr": config.lr, "max_length": config.max_length, "seed": config.seed,
-                     "train_rows": splits.counts["train"], "cpus_per_worker": config.cpus_per_worker}
-    # Our per-step and per-epoch lines are the progress display; Ray Data's per-shard bars from
-    # every worker would bury them. Each dataset carries its own copy of the context.
-    for dataset in (splits.train, splits.validation):
-        dataset.context.enable_progress_bars = False
-    trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config=worker_config,
-        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
-                                     resources_per_worker={"CPU": config.cpus_per_worker,
-                                                           **({"GPU": 1} if config.use_gpu else {})}),
-        run_config=_run_config(config),
-        datasets={"train": splits.train, "validation": splits.validation},
-    )
+    trainer = build_trainer(config, splits)
     result = trainer.fit()
     trained = time.time()
-    best = result.get_best_checkpoint(metric="val_accuracy", mode="max")
+    best = result.get_best_checkpoint(metric="selection_score", mode="max")
     if best is None:
         raise RuntimeError(f"training reported no checkpoint; see the run at {config.resolved_storage_path}")
 
@@ -155,14 +195,15 @@ def train(config: TrainConfig) -> dict:
                                         use_gpu=config.use_gpu)
         test = classification_metrics(y_true, y_pred)
         print(format_metrics(y_true, y_pred, test))
-        best_epoch = max(history, key=lambda h: h["val_accuracy"])["epoch"]
+        best_epoch = max(history, key=lambda h: selection_score(h, config.select_metric))["epoch"]
         metrics = {
             "history": history,
             "best_epoch": best_epoch,
             "test": test,
             "rows": splits.counts,
-            "config": {**asdict(config), "output": config.resolved_output,
-                       "storage_path": config.resolved_storage_path},
+            "config": _recorded(config),
+            "recipe": recipe_for(config.model)[0],
+            "global_batch_size": config.batch_size * config.num_workers,
             "wall_seconds": {"data_prep": prepared - started, "training": trained - prepared,
                              "test_evaluation": time.time() - trained, "total": time.time() - started},
             "ray_run": {"name": config.run_name, "best_checkpoint": best.path},
@@ -179,3 +220,11 @@ def train(config: TrainConfig) -> dict:
     print(f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}; "
           f"total {metrics['wall_seconds']['total']:.0f}s")
     return metrics
+
+
+def _recorded(config: TrainConfig) -> dict:
+    """The resolved config as metrics.json and the run's settings record it: absolute paths."""
+    data = [path if is_s3(path) else os.path.abspath(os.path.expanduser(path)) for path in config.data]
+    return {**asdict(config), "data": data, "output": config.resolved_output,
+            "storage_path": config.resolved_storage_path}
+

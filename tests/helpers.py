@@ -52,3 +52,29 @@ def start_and_wait_for_first_checkpoint(command: list[str], snapshot: Path, log_
             os.killpg(proc.pid, 9)
         raise AssertionError("training ended or stalled before its first checkpoint:\n" + log_path.read_text()[-3000:])
     return proc
+
+
+def assert_resumed_from_checkpoint(output: Path, epochs: int) -> dict:
+    """metrics.json shows a run that restored exactly its last checkpoint, then finished.
+
+    The resumed epoch records the fingerprint of the weights it loaded and the optimizer step it
+    restored; both must equal what the checkpointed epoch recorded when it saved them, and the
+    final optimizer step must count every epoch's steps (a fresh optimizer would count fewer).
+
+    Returns:
+        The `resumed_from` record.
+    """
+    import json
+
+    history = json.loads((output / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
+    resumed = [h["resumed_from"] for h in history if "resumed_from" in h]
+    assert len(resumed) >= 1, history
+    restored = resumed[-1]
+    assert 1 <= restored["epoch"] < epochs
+    saved = history[restored["epoch"] - 1]
+    assert restored["weights_fingerprint"] == saved["weights_fingerprint"]
+    steps_per_epoch = history[0]["optimizer_step"]
+    assert restored["optimizer_step"] == saved["optimizer_step"] == restored["epoch"] * steps_per_epoch
+    assert history[-1]["optimizer_step"] == epochs * steps_per_epoch
+    return restored

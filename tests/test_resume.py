@@ -1,13 +1,13 @@
 """A training run killed after a checkpoint continues from it when re-run with the same name."""
 
-import json
 import os
 import signal
 import subprocess
 
 import pytest
 
-from tests.helpers import labeled_sample, start_and_wait_for_first_checkpoint, tiny_train_command
+from tests.helpers import (assert_resumed_from_checkpoint, labeled_sample, start_and_wait_for_first_checkpoint,
+                           tiny_train_command)
 
 EPOCHS = 6
 
@@ -27,9 +27,15 @@ def test_killed_run_resumes_from_its_last_checkpoint_when_rerun(shared_data, tin
                             text=True, timeout=900)
     log = second.stdout + second.stderr
     assert second.returncode == 0, log[-3000:]
-    resumed = [line for line in log.splitlines() if "resuming from the checkpoint of epoch" in line]
-    assert resumed, log[-3000:]
-    resumed_epoch = int(resumed[0].rsplit(" ", 1)[-1])
-    assert 1 <= resumed_epoch < EPOCHS
-    history = json.loads((output / "metrics.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
+    restored = assert_resumed_from_checkpoint(output, EPOCHS)
+    # The driver says so first, before anything else it prints.
+    assert second.stdout.splitlines()[0] == (f"resuming run 'resume-me' from its checkpoint of epoch "
+                                             f"{restored['epoch']} (in {output}/checkpoints/resume-me)")
+
+    # The same run folder with another learning rate is another run: refused, saying how to go on.
+    changed = subprocess.run([*command, "--lr", "2e-3"], env={**os.environ, "RAY_ADDRESS": "local"},
+                             capture_output=True, text=True, timeout=300)
+    assert changed.returncode == 2, changed.stderr[-3000:]
+    error = changed.stderr.strip().splitlines()[-1]
+    assert error.startswith("sentiment train: error: ") and "lr 0.001 -> 0.002" in error, error
+    assert "new --run-name" in error and "repeat its settings" in error

@@ -92,7 +92,31 @@ def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
                                  + rows["dropped_invalid_score"] + rows["dropped_duplicate_text"])
     assert metrics["config"]["num_workers"] == 2 and metrics["config"]["lr"] == 1e-3
     assert metrics["wall_seconds"]["total"] >= metrics["wall_seconds"]["training"] > 0
-    assert metrics["best_epoch"] == max(metrics["history"], key=lambda h: h["val_accuracy"])["epoch"]
+    for epoch in metrics["history"]:
+        assert 0 <= epoch["val_macro_f1"] <= 1
+        assert sum(map(sum, epoch["val_confusion_matrix"])) == rows["validation"]
+        assert epoch["train_seconds"] > 0 and epoch["train_tokens_per_review"] > 2
+        # streaming_split(equal=True): each of the 2 workers sees the same train_rows // 2 rows.
+        assert epoch["train_reviews_per_second"] * epoch["train_seconds"] == pytest.approx(rows["train"] // 2 * 2)
+        assert epoch["train_reviews_per_second_per_worker"] == pytest.approx(epoch["train_reviews_per_second"] / 2)
+        assert "mfu" not in epoch  # MFU only where the device is a GPU
+    assert metrics["global_batch_size"] == 32 and metrics["recipe"] == "reference"
+    assert metrics["config"]["warmup_fraction"] == 0.0 and metrics["config"]["select_metric"] == "accuracy"
+
+
+def test_best_epoch_is_best_val_accuracy_ties_to_lower_loss_and_is_the_model_ray_kept(trained_on_s3):
+    from safetensors.torch import load_file
+
+    from sentiment.storage import fetch_dir_files
+    from sentiment.train_stats import weights_fingerprint
+
+    metrics = _metrics(trained_on_s3)
+    history = metrics["history"]
+    best = max(history, key=lambda h: (round(h["val_accuracy"], 6), -h["val_loss"]))
+    assert metrics["best_epoch"] == best["epoch"]
+    # The artifact is the checkpoint Ray's CheckpointConfig ranked first: the same epoch.
+    weights = load_file(f"{fetch_dir_files(trained_on_s3)}/model.safetensors")
+    assert weights_fingerprint(weights) == history[best["epoch"] - 1]["weights_fingerprint"]
 
 
 def test_training_loss_goes_down(trained_on_s3):

@@ -1,0 +1,92 @@
+"""Model quality: train `sentiment train` once per setting and tabulate what each one scores.
+
+Each setting is a string of extra train flags ("" is the default command). Every run is the
+real CLI in a subprocess, with its own output folder and run name; the table gives, per run,
+the exact command, the best epoch's validation accuracy and macro-F1 (what settings may be
+tuned on), test accuracy and macro-F1, per-class test F1, the test confusion matrix and the
+wall time. Never pick settings by the test columns.
+
+    # the default command on all labeled data (about an hour per 3 epochs on 2 cores)
+    python jobs/benchmark_quality.py --data ../shared/data/labeled --workdir /tmp/quality \\
+        --settings "" "--lr 5e-5 --warmup-fraction 0.1" --table quality.md
+    # a smoke run on a subset
+    python jobs/benchmark_quality.py --data ../shared/data/labeled --limit 300 --settings "--epochs 1"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from sentiment.labels import LABELS
+
+
+def run_setting(data: list[str], workdir: str, index: int, setting: str, limit: int | None) -> dict:
+    """Train one setting through the CLI; returns its row (command, metrics, wall time)."""
+    output = os.path.join(workdir, f"run-{index}")
+    command = [sys.executable, "-m", "sentiment", "train", "--data", *data, "--output", output,
+               "--run-name", f"quality-{index}-{time.strftime('%Y%m%d-%H%M%S')}", *shlex.split(setting)]
+    if limit:
+        command += ["--limit", str(limit)]
+    started = time.time()
+    finished = subprocess.run(command, capture_output=True, text=True)
+    wall = time.time() - started
+    if finished.returncode != 0:
+        raise RuntimeError(f"setting {setting!r} failed ({finished.returncode}):\n{finished.stderr[-3000:]}")
+    with open(os.path.join(output, "metrics.json")) as f:
+        metrics = json.load(f)
+    best = metrics["history"][metrics["best_epoch"] - 1]
+    shown = ["sentiment", *command[3:]]
+    return {"setting": setting or "(defaults)", "command": shlex.join(shown), "wall_seconds": wall,
+            "config": {k: metrics["config"][k] for k in ("model", "epochs", "batch_size", "lr", "warmup_fraction",
+                                                         "select_metric", "limit")},
+            "best_epoch": metrics["best_epoch"], "val_accuracy": best["val_accuracy"],
+            "val_macro_f1": best["val_macro_f1"], "test": metrics["test"], "rows": metrics["rows"]}
+
+
+def format_table(rows: list[dict]) -> str:
+    head = ("| setting | best epoch | val acc | val macro-F1 | test acc | test macro-F1 | "
+            + " | ".join(f"F1 {name}" for name in LABELS) + " | confusion (rows true) | wall s |")
+    lines = [head, "|" + "---|" * (8 + len(LABELS))]
+    for r in rows:
+        test = r["test"]
+        f1 = " | ".join(f"{test['per_class'][name]['f1']:.3f}" for name in LABELS)
+        lines.append(f"| {r['setting']} | {r['best_epoch']} | {r['val_accuracy']:.3f} | {r['val_macro_f1']:.3f} | "
+                     f"{test['accuracy']:.3f} | {test['macro_f1']:.3f} | {f1} | {test['confusion_matrix']} | "
+                     f"{r['wall_seconds']:.0f} |")
+    lines += ["", "commands:"] + [f"- `{r['command']}`" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jobs/benchmark_quality.py", description=__doc__.splitlines()[0],
+                                     epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", default=["../shared/data/labeled"], metavar="PATH")
+    parser.add_argument("--workdir", default="quality-runs", help="one output folder per setting (default: %(default)s)")
+    parser.add_argument("--settings", nargs="+", default=[""], metavar="FLAGS",
+                        help='extra `sentiment train` flags per run, e.g. "" "--lr 5e-5 --warmup-fraction 0.1"')
+    parser.add_argument("--limit", type=int, default=None, help="train each run on a seeded random sample of N rows")
+    parser.add_argument("--table", default=None, help="also write the markdown table here")
+    args = parser.parse_args(argv)
+    os.makedirs(args.workdir, exist_ok=True)
+    rows = []
+    for index, setting in enumerate(args.settings):
+        rows.append(run_setting(args.data, os.path.abspath(args.workdir), index, setting, args.limit))
+        print(f"setting {setting or '(defaults)'!r}: test macro-F1 {rows[-1]['test']['macro_f1']:.3f}", flush=True)
+    table = format_table(rows)
+    print(table)
+    with open(os.path.join(args.workdir, "quality.json"), "w") as f:
+        json.dump(rows, f, indent=2)
+    if args.table:
+        with open(args.table, "w") as f:
+            f.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""jobs/benchmark_training.py on CPU: a tiny model, a subset, two batch sizes (no timing asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_benchmark_training_reports_an_epoch_per_batch_size(shared_data, tmp_path):
+    out = tmp_path / "training.json"
+    run = subprocess.run([sys.executable, "jobs/benchmark_training.py", "--data", str(shared_data / "labeled"),
+                          "--size", "tiny", "--limit", "300", "--batch-sizes", "8", "16", "--json", str(out)],
+                         cwd=ROOT, env={**os.environ, "RAY_ADDRESS": "local"}, capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [r["batch_size"] for r in rows] == [8, 16]
+    for row in rows:
+        assert 200 < row["train_rows"] < 300
+        assert row["train_reviews_per_second"] * row["train_seconds"] == pytest.approx(row["train_rows"])
+        assert row["epoch_seconds"] >= row["train_seconds"] > 0 and row["mfu"] is None
+    assert "| 8 | 1 |" in run.stdout and "| 16 | 1 |" in run.stdout and "n/a (CPU)" in run.stdout
