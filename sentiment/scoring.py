@@ -233,7 +233,9 @@ def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
     window = batch_window_rows(config)
     ds = shards.read_shards(found).repartition(target_num_rows_per_block=window)
     drop_text = config.keep_columns is not None and config.text_column not in config.keep_columns
-    ds = ds.map_batches(_tokenize_for_model, batch_format="pyarrow", batch_size=_TOKENIZE_BATCH_ROWS,
+    # Never more rows per tokenize call than per actor call: on CPU Ray fuses tokenize into the
+    # actor stage, and a fused task as big as several windows would go to one actor alone.
+    ds = ds.map_batches(_tokenize_for_model, batch_format="pyarrow", batch_size=min(_TOKENIZE_BATCH_ROWS, window),
                         fn_kwargs={"model_dir": model_dir, "text_column": config.text_column,
                                    "max_length": config.max_length, "drop_text": drop_text})
     low, high = _actor_pool_plan(config)
