@@ -148,7 +148,7 @@ def test_predict_json_lines(trained_on_s3, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [line["text"] for line in lines] == ["great app", "it keeps crashing"]
     for line in lines:
-        assert set(line) == {"text", "sentiment", "prob_negative", "prob_neutral", "prob_positive"}
+        assert set(line) == {"text", "sentiment", "prob_negative", "prob_neutral", "prob_positive", "error"}
         assert line["sentiment"] in LABELS
         assert sum(line[f"prob_{name}"] for name in LABELS) == pytest.approx(1, abs=1e-5)
 
