@@ -182,8 +182,8 @@ class ScoredParquetSink(BlockBasedFileDatasink):
     """
 
     def __init__(self, path: str, *, filesystem, rows_per_file: int):
-        # OVERWRITE empties the output before the first file is written: a re-run of the same
-        # night replaces the earlier result instead of adding a second copy of every row.
+        # path is this attempt's staging folder (manifest.begin_attempt); OVERWRITE empties
+        # whatever a failed earlier attempt left there, so no row is written twice.
         super().__init__(path, filesystem=filesystem, file_format="parquet", mode=SaveMode.OVERWRITE,
                          min_rows_per_file=rows_per_file)
         self.written: list[dict] = []
