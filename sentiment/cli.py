@@ -99,8 +99,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=positive_int, default=1, help="DDP workers (default: %(default)s)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16/fp16 autocast")
     parser.add_argument("--cpus-per-worker", type=positive_int, default=None,
-                        help="CPUs (and torch threads) per worker; on CPU-only machines use all cores "
-                             "(default: 1, or 4 with --gpu to tokenize and feed the GPU)")
+                        help="CPUs (and torch threads) per worker (default: with --gpu 4, to tokenize and feed "
+                             "the GPU; on CPU the biggest node's CPUs divided by --num-workers)")
     parser.add_argument("--seed", type=int, default=42, help="seed for the train/val/test split and initialisation (default: %(default)s)")
     parser.add_argument("--val-fraction", type=fraction, default=0.05, help="default: %(default)s")
     parser.add_argument("--test-fraction", type=fraction, default=0.05, help="default: %(default)s")

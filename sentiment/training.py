@@ -24,7 +24,7 @@ from sentiment.metrics import classification_metrics, format_metrics
 from sentiment.model import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
 from sentiment.placement import local_backbone_folder, require_shared_paths
 from sentiment.plots import plot_confusion_matrix, plot_training_history
-from sentiment.ray_resources import require
+from sentiment.ray_resources import largest_node_cpus, require
 from sentiment.recipes import recipe_for
 from sentiment.run_resume import prepare_run, run_settings
 from sentiment.storage import (arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir,
@@ -53,7 +53,7 @@ class TrainConfig:
     max_length: int = DEFAULT_MAX_LENGTH
     num_workers: int = 1
     use_gpu: bool = False
-    cpus_per_worker: int | None = None  # None: 1 on CPU, GPU_WORKER_CPUS with --gpu
+    cpus_per_worker: int | None = None  # None: GPU_WORKER_CPUS with --gpu, else sized by cpu_worker_cpus()
     select_metric: str = "accuracy"
     compile: bool = False
     seed: int = 42
@@ -108,6 +108,13 @@ class TrainConfig:
             raise InputError(f"--select-metric must be one of {SELECT_METRICS}")
 
 
+def cpu_worker_cpus(node_cpus: int, num_workers: int) -> int:
+    """CPUs (and torch threads) per CPU worker when --cpus-per-worker is not given: the workers
+    share the biggest node's cores. A CPU worker's matmuls run on one thread per CPU it holds;
+    one worker on a 2-core machine trained 1.5x faster with 2 than with 1 (BENCHMARKS.md)."""
+    return max(1, node_cpus // num_workers)
+
+
 def _run_config(config: TrainConfig) -> RunConfig:
     filesystem, path = arrow_filesystem(config.resolved_storage_path)
     return RunConfig(
@@ -157,6 +164,7 @@ def train(config: TrainConfig) -> dict:
     Raises:
         InputError / StorageError: bad data or unreachable storage, before any training starts.
     """
+    cpus_given = config.cpus_per_worker is not None
     config = config.resolved()
     config.validate()
     started = time.time()
@@ -168,6 +176,8 @@ def train(config: TrainConfig) -> dict:
               f"(in {config.resolved_storage_path}/{config.run_name})", flush=True)
     if not ray.is_initialized():
         ray.init()
+    if not (cpus_given or config.use_gpu):
+        config = replace(config, cpus_per_worker=cpu_worker_cpus(largest_node_cpus(), config.num_workers))
     require_shared_paths({"--data": config.data, "--output": [config.output],
                           "--storage-path": [config.storage_path] if config.storage_path else [],
                           "--model": [config.model] if local_backbone_folder(config.model) else []},

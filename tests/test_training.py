@@ -91,6 +91,8 @@ def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
     assert rows["rows_read"] == (rows["train"] + rows["validation"] + rows["test"] + rows["dropped_empty_text"]
                                  + rows["dropped_invalid_score"] + rows["dropped_duplicate_text"])
     assert metrics["config"]["num_workers"] == 2 and metrics["config"]["lr"] == 1e-3
+    # No --cpus-per-worker: the 2 workers share the test cluster's 4 CPUs (conftest).
+    assert metrics["config"]["cpus_per_worker"] == 2
     assert metrics["wall_seconds"]["total"] >= metrics["wall_seconds"]["training"] > 0
     for epoch in metrics["history"]:
         assert 0 <= epoch["val_macro_f1"] <= 1
