@@ -274,10 +274,9 @@ def test_autoscaling_actor_pool_grows_from_one_to_two_actors(shared_data, ray_cl
 
 @pytest.fixture(scope="module")
 def trained_classifier(shared_data, tmp_path_factory) -> str:
-    """The packaged MiniLM with its head trained on real labeled reviews (a linear probe: the
-    head is fit by logistic regression on the pooled outputs of 300 gplay-2024 reviews)."""
+    """The packaged MiniLM fine-tuned end to end, briefly, on real labeled reviews: 60 AdamW
+    steps of 16 gplay-2024 reviews (a minute on 2 cores)."""
     import torch
-    from sklearn.linear_model import LogisticRegression
 
     from sentiment.labels import scores_to_label_ids
     from sentiment.model import build_classifier, save_classifier
@@ -285,17 +284,19 @@ def trained_classifier(shared_data, tmp_path_factory) -> str:
     torch.manual_seed(0)
     model, tokenizer = build_classifier("minilm")
     table = pacsv.read_csv(shared_data / "labeled" / "gplay-2024.csv").select(["content", "score"]).to_pandas()
-    table = table[table["content"].fillna("").str.strip() != ""].drop_duplicates("content")
-    train = table.sample(300, random_state=0)
-    with torch.no_grad():
-        enc = tokenizer(train["content"].tolist(), truncation=True, max_length=128, padding=True, return_tensors="pt")
-        pooled = model.eval().bert(**enc).pooler_output.numpy()
-    probe = LogisticRegression(max_iter=2000, C=10.0).fit(pooled, scores_to_label_ids(train["score"]))
-    with torch.no_grad():
-        model.classifier.weight.copy_(torch.from_numpy(probe.coef_).float())
-        model.classifier.bias.copy_(torch.from_numpy(probe.intercept_).float())
+    table = table[table["content"].fillna("").str.strip() != ""].drop_duplicates("content").sample(960, random_state=0)
+    labels = torch.tensor(scores_to_label_ids(table["score"]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+    for start in range(0, len(table), 16):
+        enc = tokenizer(table["content"].iloc[start:start + 16].tolist(), truncation=True, max_length=64,
+                        padding=True, return_tensors="pt")
+        loss = model(**enc, labels=labels[start:start + 16]).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
     path = tmp_path_factory.mktemp("trained-classifier")
-    save_classifier(model, tokenizer, str(path))
+    save_classifier(model.eval(), tokenizer, str(path))
     return str(path)
 
 
@@ -311,14 +312,14 @@ def test_bf16_weights_keep_trained_labels_and_probabilities_close_to_fp32(shared
     bf16 = Predictor(trained_classifier, precision="bf16", max_length=64)
     assert bf16.model.dtype == torch.bfloat16 and fp32.model.dtype == torch.float32
     want, got = fp32.predict_proba(texts), bf16.predict_proba(texts)
-    # A trained model gives varied answers well above the 1/3 of an untrained head (this probe:
-    # mean top probability 0.596 in fp32), so agreement is a real test.
+    # A trained model gives varied answers well above the 1/3 of an untrained head, so
+    # agreement is a real test.
     assert want.max(axis=1).mean() > 0.5 and len(set(want.argmax(axis=1))) == 3
-    # Issue 14 asks for >= 99.5% agreement; this weak probe measured 99.25% (3 of 400 flipped),
-    # every flip a near-tie (fp32 top-2 margin < 0.009). Assert what holds; the gap is open.
     flipped = got.argmax(axis=1) != want.argmax(axis=1)
-    top2 = np.sort(want, axis=1)[:, -2:]
-    assert flipped.mean() <= 0.01 and (top2[flipped, 1] - top2[flipped, 0] < 0.02).all()
+    # Issue 14: >= 99.5% of real reviews keep their label. Measured here: 1 of 400 flipped, max
+    # probability difference 0.004 (fp32 mean top probability 0.60). The linear probe this
+    # fixture replaced flipped 3: its C=10 head amplified bf16 rounding in the pooled output.
+    assert flipped.mean() <= 0.005, f"{flipped.sum()} of {len(texts)} labels changed"
     assert 0 < np.abs(got - want).max() < 0.05  # the tolerance BENCHMARKS.md states
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
 
