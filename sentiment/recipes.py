@@ -3,8 +3,10 @@
 
 The reference recipe (AdamW at 2e-5, no warmup, 3 epochs, batch 16 per worker) was written for
 bert-base-cased and stays the default for hub models and local folders. The offline MiniLM has
-its own entry so it can be tuned on the validation split without touching the reference; its
-values are still the reference's until a tuning run on validation beats them (issue 13).
+its own entry, tuned on the validation split (never on test; BENCHMARKS.md, "Model quality"):
+a small model fine-tunes best at a higher rate. On a seeded 5,000-row sample, one epoch, the
+same validation rows: lr 1e-4 with 10% warmup reached validation accuracy 0.657 and macro-F1
+0.659, the reference 0.552 and 0.492.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class Recipe:
 
 
 REFERENCE = Recipe(lr=2e-5, warmup_fraction=0.0, epochs=3, batch_size=16)
-RECIPES = {DEFAULT_BACKBONE: Recipe(lr=2e-5, warmup_fraction=0.0, epochs=3, batch_size=16)}
+RECIPES = {DEFAULT_BACKBONE: Recipe(lr=1e-4, warmup_fraction=0.1, epochs=3, batch_size=16)}
 
 
 def recipe_for(backbone: str) -> tuple[str, Recipe]:

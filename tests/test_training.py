@@ -167,3 +167,16 @@ def test_no_credential_reaches_any_artifact_or_checkpoint(trained_on_s3):
             content = f.read()
         assert SECRET_KEY.encode() not in content, key
         assert ACCESS_KEY.encode() not in content, key
+
+
+def test_each_backbone_gets_its_recipe_and_help_lists_them(capsys):
+    from sentiment.cli import main
+    from sentiment.recipes import REFERENCE, recipe_for
+
+    assert (recipe_for("minilm")[1].lr, recipe_for("minilm")[1].warmup_fraction) == (1e-4, 0.1)
+    assert recipe_for("bert-base-cased") == ("reference", REFERENCE)
+    assert (REFERENCE.lr, REFERENCE.warmup_fraction, REFERENCE.epochs) == (2e-5, 0.0, 3)
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--model minilm: lr 0.0001, warmup-fraction 0.1" in shown and "other backbones: lr 2e-05" in shown
