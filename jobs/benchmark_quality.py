@@ -11,6 +11,9 @@ wall time. Never pick settings by the test columns.
         --settings "" "--lr 5e-5 --warmup-fraction 0.1" --table quality.md
     # a smoke run on a subset
     python jobs/benchmark_quality.py --data ../shared/data/labeled --limit 300 --settings "--epochs 1"
+    # cross-domain: train on one scrape, also evaluate on the other (`sentiment evaluate`)
+    python jobs/benchmark_quality.py --data ../shared/data/labeled/gplay-2024.csv \
+        --evaluate-on ../shared/data/labeled/gplay-2020.csv --workdir /tmp/quality-2024
 """
 
 from __future__ import annotations
@@ -26,8 +29,12 @@ import time
 from sentiment.labels import LABELS
 
 
-def run_setting(data: list[str], workdir: str, index: int, setting: str, limit: int | None) -> dict:
-    """Train one setting through the CLI; returns its row (command, metrics, wall time)."""
+def run_setting(data: list[str], workdir: str, index: int, setting: str, limit: int | None,
+                evaluate_on: list[str] | None = None) -> dict:
+    """Train one setting through the CLI; returns its row (command, metrics, wall time).
+
+    With evaluate_on, the trained model is also scored on those labeled files by `sentiment
+    evaluate` (row key "other": its metrics and command)."""
     output = os.path.join(workdir, f"run-{index}")
     command = [sys.executable, "-m", "sentiment", "train", "--data", *data, "--output", output,
                "--run-name", f"quality-{index}-{time.strftime('%Y%m%d-%H%M%S')}", *shlex.split(setting)]
@@ -42,11 +49,24 @@ def run_setting(data: list[str], workdir: str, index: int, setting: str, limit: 
         metrics = json.load(f)
     best = metrics["history"][metrics["best_epoch"] - 1]
     shown = ["sentiment", *command[3:]]
-    return {"setting": setting or "(defaults)", "command": shlex.join(shown), "wall_seconds": wall,
+    other = evaluate_other(output, evaluate_on) if evaluate_on else None
+    return {"other": other, "setting": setting or "(defaults)", "command": shlex.join(shown), "wall_seconds": wall,
             "config": {k: metrics["config"][k] for k in ("model", "epochs", "batch_size", "lr", "warmup_fraction",
                                                          "select_metric", "limit")},
             "best_epoch": metrics["best_epoch"], "val_accuracy": best["val_accuracy"],
             "val_macro_f1": best["val_macro_f1"], "test": metrics["test"], "rows": metrics["rows"]}
+
+
+def evaluate_other(model: str, data: list[str]) -> dict:
+    """`sentiment evaluate` of a trained model on other labeled files: its report and command."""
+    report = os.path.join(model, "other-evaluation.json")
+    command = [sys.executable, "-m", "sentiment", "evaluate", "--model", model, "--data", *data, "--report", report]
+    finished = subprocess.run(command, capture_output=True, text=True)
+    if finished.returncode != 0:
+        raise RuntimeError(f"evaluating on {data} failed ({finished.returncode}):\n{finished.stderr[-3000:]}")
+    with open(report) as f:
+        metrics = json.load(f)
+    return {"metrics": metrics, "command": shlex.join(["sentiment", *command[3:]])}
 
 
 def format_table(rows: list[dict]) -> str:
@@ -60,6 +80,15 @@ def format_table(rows: list[dict]) -> str:
                      f"{test['accuracy']:.3f} | {test['macro_f1']:.3f} | {f1} | {test['confusion_matrix']} | "
                      f"{r['wall_seconds']:.0f} |")
     lines += ["", "commands:"] + [f"- `{r['command']}`" for r in rows]
+    others = [r for r in rows if r.get("other")]
+    if others:
+        lines += ["", "| setting | own test acc | own test macro-F1 | other set acc | other set macro-F1 | "
+                  "accuracy drop | other set rows |", "|---|---|---|---|---|---|---|"]
+        for r in others:
+            own, other = r["test"], r["other"]["metrics"]
+            lines.append(f"| {r['setting']} | {own['accuracy']:.3f} | {own['macro_f1']:.3f} | {other['accuracy']:.3f} | "
+                         f"{other['macro_f1']:.3f} | {own['accuracy'] - other['accuracy']:+.3f} | {other['n']} |")
+        lines += ["", "evaluated with:"] + [f"- `{r['other']['command']}`" for r in others]
     return "\n".join(lines)
 
 
@@ -72,11 +101,14 @@ def main(argv: list[str] | None = None) -> int:
                         help='extra `sentiment train` flags per run, e.g. "" "--lr 5e-5 --warmup-fraction 0.1"')
     parser.add_argument("--limit", type=int, default=None, help="train each run on a seeded random sample of N rows")
     parser.add_argument("--table", default=None, help="also write the markdown table here")
+    parser.add_argument("--evaluate-on", nargs="+", default=None, metavar="PATH",
+                        help="also evaluate each trained model on these labeled files (e.g. another scrape)")
     args = parser.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     rows = []
     for index, setting in enumerate(args.settings):
-        rows.append(run_setting(args.data, os.path.abspath(args.workdir), index, setting, args.limit))
+        rows.append(run_setting(args.data, os.path.abspath(args.workdir), index, setting, args.limit,
+                                args.evaluate_on))
         print(f"setting {setting or '(defaults)'!r}: test macro-F1 {rows[-1]['test']['macro_f1']:.3f}", flush=True)
     table = format_table(rows)
     print(table)
