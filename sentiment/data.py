@@ -19,9 +19,9 @@ import ray
 from ray.data.expressions import col
 
 from sentiment.errors import InputError
+from sentiment.file_checks import CSV_PARSE, file_columns
 from sentiment.labels import INVALID_LABEL, scores_to_label_ids
-from sentiment.shards import (CSV_PARSE, as_plain_strings, file_columns, format_of, group_by_column_types,
-                              list_shard_files, read_options)
+from sentiment.shards import as_plain_strings, format_of, group_by_column_types, list_shard_files, read_options
 
 log = logging.getLogger(__name__)
 
