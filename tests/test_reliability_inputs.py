@@ -117,7 +117,7 @@ def test_a_numeric_text_column_keeps_its_rows_with_an_error(ray_cluster, tmp_pat
     assert out["sentiment"].to_pylist() == [None, None, None]
 
 
-def test_an_empty_input_folder_says_no_files_were_found(tmp_path, capsys, tiny_classifier):
+def test_an_empty_input_folder_says_no_files_were_found(ray_cluster, tmp_path, capsys, tiny_classifier):
     (tmp_path / "in").mkdir()
     code, err = _score(capsys, tmp_path, tiny_classifier, tmp_path / "in")
     assert code == 2

@@ -82,7 +82,7 @@ def test_every_data_file_in_a_folder_is_scored_and_listed_with_its_rows(shared_d
     assert marker["skipped_inputs"] == summary["skipped_files"]
 
 
-def test_a_file_of_no_known_kind_in_the_input_folder_is_named(tmp_path, capsys, tiny_classifier):
+def test_a_file_of_no_known_kind_in_the_input_folder_is_named(ray_cluster, tmp_path, capsys, tiny_classifier):
     (tmp_path / "in").mkdir()
     pq.write_table(pa.table({TEXT: ["fine"]}), tmp_path / "in" / "a.parquet")
     (tmp_path / "in" / "reviews.xlsx").write_bytes(b"PK\x03\x04")
