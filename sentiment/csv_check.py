@@ -1,4 +1,5 @@
-"""The strict CSV check: every CSV is read once in full before scoring or training starts.
+"""The strict CSV check: every CSV is read once in full before scoring or training starts, by the
+check tasks on the workers (see file_checks), not on the driver.
 
 Arrow's CSV parser accepts a quote left open to the end of the file and silently merges every
 later row into one text, and its UTF-8 errors reach us as an opaque Ray task failure. Python's

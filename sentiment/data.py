@@ -19,9 +19,9 @@ import ray
 from ray.data.expressions import col
 
 from sentiment.errors import InputError
+from sentiment.file_checks import CSV_PARSE, check_files
 from sentiment.labels import INVALID_LABEL, scores_to_label_ids
-from sentiment.shards import (CSV_PARSE, as_plain_strings, file_columns, format_of, group_by_column_types,
-                              list_shard_files, read_options)
+from sentiment.shards import as_plain_strings, format_of, group_by_column_types, list_shard_files, read_options
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,10 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
     files = list_shard_files(paths, fmt)
     if files.skipped:
         log.warning("not reading %d file(s) that are not data: %s", len(files.skipped), ", ".join(files.skipped[:5]))
+    kinds = [format_of(path, fmt) for path in files.paths]
+    schemas = {path: schema for path, (schema, _) in zip(files.paths, check_files(files, kinds))}
     by_format: dict[str, list[str]] = {}
-    schemas = {}
-    for path, uri in zip(files.paths, files.uris):
-        kind = format_of(path, fmt)
-        schemas[path] = file_columns(files.filesystem, path, uri, kind)[0]
+    for path, uri, kind in zip(files.paths, files.uris, kinds):
         have = schemas[path].names
         missing = [c for c in (text_column, score_column) if c not in have]
         if missing:

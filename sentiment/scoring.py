@@ -314,14 +314,16 @@ def score(config: ScoreConfig) -> dict:
         if is_s3(uri):
             check_reachable(uri)
     check_reachable(config.output)
+    # Before the input check, whose tasks read the inputs on the workers: a local input that only
+    # the driver's disk holds is named as such, not as a file a worker cannot find.
+    require_shared_paths({"--input": config.inputs, "--output": [config.output], "--model": [config.model]},
+                         shared_fs=config.shared_fs)
     found = shards.find_shards(config.inputs, text_column=config.text_column, fmt=config.format,
                                keep_columns=config.keep_columns, reserved=OUTPUT_COLUMNS)
     manifest.check_output_folder(config.output, found.uris, tuple(config.inputs))
     # A wrong model folder fails here in a fraction of a second; the model itself is loaded
     # only by the actors (importing torch and transformers alone takes ~7 s on 2 cores).
     check_classifier_folder(config.model)
-    require_shared_paths({"--input": config.inputs, "--output": [config.output], "--model": [config.model]},
-                         shared_fs=config.shared_fs)
     if config.gpu:  # CPU pools are fitted to the cluster by _actor_pool_plan
         require({"CPU": config.cpus_per_actor, "GPU": 1}, config.concurrency[0], "score --gpu")
     staging = manifest.begin_attempt(config.output)

@@ -2,41 +2,29 @@
 
 Every file under an input folder is read or named: CSV (plain or .gz/.zst/.bz2), Parquet and
 JSON lines; markers and notes are skipped and listed. Every file is checked before the pipeline
-starts, so a wrong text column or a corrupt file fails in seconds with the file's name, not an
-hour into the night with a Ray traceback, and every file's row count is known up front:
-- a Parquet file's footer is read (one small read);
-- a JSON file is parsed in full (JSON lines, or one JSON array of objects);
-- a CSV file is read once in full by Python's strict CSV reader. Arrow's CSV parser accepts a
-  quote left open to the end of the file and silently merges every later row into one text, and
-  its UTF-8 errors reach us as an opaque Ray task failure. The extra pass runs at about 100 MB/s
-  per core, far faster than scoring the same rows.
+starts, by Ray tasks on the workers (see file_checks), so a wrong text column or a corrupt file
+fails the run before anything is scored, naming the file, and every file's row count is known up
+front. The strict CSV pass runs at about 100 MB/s per core, far faster than scoring the same rows.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import logging
-from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
 
-from sentiment.csv_check import check_csv_body
-from sentiment.errors import InputError, StorageError
-from sentiment.storage import STORAGE_ERRORS, InputFiles, describe_failure, list_input_files
+from sentiment.errors import InputError
+from sentiment.file_checks import CSV_PARSE, check_files
+from sentiment.storage import InputFiles, list_input_files
 
 log = logging.getLogger(__name__)
 
 # Compressed CSV is read through Arrow's codec detection (by extension), by Ray and by the check.
 SUFFIXES = {"csv": (".csv", ".csv.gz", ".csv.zst", ".csv.bz2"), "parquet": (".parquet", ".pq"),
             "json": (".jsonl", ".json")}
-# Reviews contain line breaks inside quoted fields; pyarrow splits rows on them unless told not to.
-CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
 # Shown at most this many problems in one error, so 5,000 bad shards still give a readable line.
 _MAX_LISTED = 5
 
@@ -116,58 +104,6 @@ def format_of(path: str, forced: str | None) -> str:
     raise InputError(f"cannot tell the format of {path}: name it .csv/.parquet/.jsonl or pass --format")
 
 
-def file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[pa.Schema, int]:
-    """The schema of one file (CSV: as inferred from its first block) and its row count.
-
-    Raises:
-        InputError: the file is corrupt, malformed or repeats a column name (naming file and problem).
-        StorageError: the storage failed while reading it.
-    """
-    try:
-        if fmt == "parquet":
-            meta = pq.read_metadata(path, filesystem=filesystem)
-            schema, rows = meta.schema.to_arrow_schema(), meta.num_rows
-        elif fmt == "json":
-            table = _read_json(filesystem, path)
-            schema, rows = table.schema, table.num_rows
-        else:
-            with filesystem.open_input_stream(path) as stream:  # decompresses .gz/.zst/.bz2
-                schema = pacsv.open_csv(stream, parse_options=CSV_PARSE,
-                                        read_options=pacsv.ReadOptions(block_size=1 << 20)).schema
-            rows = check_csv_body(filesystem, path, uri)
-    except InputError:
-        raise
-    except STORAGE_ERRORS as error:
-        # Arrow's own I/O and format failures are OSErrors without an errno; the OS's and
-        # s3fs's carry one (ENOENT, EACCES, EIO, timeouts).
-        if isinstance(error, OSError) and error.errno is None and not isinstance(error, (ConnectionError, TimeoutError)):
-            raise InputError(f"{uri} is not a readable {fmt.upper()} file: {error}") from None
-        raise StorageError(describe_failure(uri, error)) from None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as error:
-        raise InputError(f"{uri} is not a readable {fmt.upper()} file: {error}") from None
-    repeated = [name for name, n in Counter(schema.names).items() if n > 1]
-    if repeated:
-        raise InputError(f"{uri} has the column name(s) {', '.join(repeated)} more than once; "
-                         "give every column a distinct name")
-    return schema, rows
-
-
-def _read_json(filesystem, path: str) -> pa.Table:
-    """A JSON-lines file, or a file holding one JSON array of objects (Ray reads both)."""
-    with filesystem.open_input_stream(path) as stream:
-        data = stream.read()
-    try:
-        return pajson.read_json(io.BytesIO(data))
-    except pa.ArrowInvalid as lines_error:
-        try:
-            rows = json.loads(data)
-        except ValueError:
-            raise lines_error from None
-        if not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
-            raise ValueError("expected JSON lines or a JSON array of objects") from None
-        return pa.Table.from_pylist(rows)
-
-
 def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
                 keep_columns: list[str] | None = None, reserved: tuple[str, ...] = ()) -> Shards:
     """Resolve input paths to data files and check that every file can be scored.
@@ -190,9 +126,7 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
     """
     files = list_shard_files(uris, fmt)
     formats = [format_of(p, fmt) for p in files.paths]
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        found = list(pool.map(lambda a: file_columns(files.filesystem, *a),
-                              zip(files.paths, files.uris, formats)))
+    found = check_files(files, formats)
     wanted = list(keep_columns) if keep_columns is not None else None
     problems: list[str] = []
     for uri, (schema, _) in zip(files.uris, found):

@@ -69,7 +69,7 @@ def test_a_bad_row_far_past_the_header_is_caught_before_scoring(ray_cluster, tmp
     assert not (tmp_path / "out" / "_SUCCESS").exists()
 
 
-def test_a_stray_quote_that_breaks_the_columns_names_the_file_and_line(tmp_path, capsys, tiny_classifier):
+def test_a_stray_quote_that_breaks_the_columns_names_the_file_and_line(ray_cluster, tmp_path, capsys, tiny_classifier):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "broken.csv").write_bytes(b'row_id,content\n1,good app\n3,"bad"x,\n4,ok\n')
     code, err = _score(capsys, tmp_path, tiny_classifier, tmp_path / "in")
@@ -117,7 +117,7 @@ def test_a_numeric_text_column_keeps_its_rows_with_an_error(ray_cluster, tmp_pat
     assert out["sentiment"].to_pylist() == [None, None, None]
 
 
-def test_an_empty_input_folder_says_no_files_were_found(tmp_path, capsys, tiny_classifier):
+def test_an_empty_input_folder_says_no_files_were_found(ray_cluster, tmp_path, capsys, tiny_classifier):
     (tmp_path / "in").mkdir()
     code, err = _score(capsys, tmp_path, tiny_classifier, tmp_path / "in")
     assert code == 2
@@ -125,7 +125,7 @@ def test_an_empty_input_folder_says_no_files_were_found(tmp_path, capsys, tiny_c
     assert not (tmp_path / "out").exists()
 
 
-def test_a_truncated_parquet_file_is_named(tmp_path, capsys, tiny_classifier):
+def test_a_truncated_parquet_file_is_named(ray_cluster, tmp_path, capsys, tiny_classifier):
     (tmp_path / "in").mkdir()
     pq.write_table(pa.table({"content": ["fine"] * 1000, "row_id": range(1000)}), tmp_path / "whole.parquet")
     data = (tmp_path / "whole.parquet").read_bytes()
@@ -149,7 +149,7 @@ def test_shards_with_different_column_sets_keep_every_row(ray_cluster, tmp_path,
     assert out[ERROR_COLUMN].to_pylist() == [None] * 4
 
 
-def test_a_model_folder_missing_its_weights_says_so(tmp_path, capsys, tiny_classifier):
+def test_a_model_folder_missing_its_weights_says_so(ray_cluster, tmp_path, capsys, tiny_classifier):
     shutil.copytree(tiny_classifier, tmp_path / "model")
     (tmp_path / "model" / "model.safetensors").unlink()
     pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "a.parquet")
@@ -158,7 +158,7 @@ def test_a_model_folder_missing_its_weights_says_so(tmp_path, capsys, tiny_class
     assert f"{tmp_path / 'model'} is not a usable model: model.safetensors (the weights) is missing" in err
 
 
-def test_pickled_weights_are_never_loaded(tmp_path, capsys, tiny_classifier):
+def test_pickled_weights_are_never_loaded(ray_cluster, tmp_path, capsys, tiny_classifier):
     import torch
 
     from sentiment.model import load_classifier

@@ -82,7 +82,7 @@ def test_every_data_file_in_a_folder_is_scored_and_listed_with_its_rows(shared_d
     assert marker["skipped_inputs"] == summary["skipped_files"]
 
 
-def test_a_file_of_no_known_kind_in_the_input_folder_is_named(tmp_path, capsys, tiny_classifier):
+def test_a_file_of_no_known_kind_in_the_input_folder_is_named(ray_cluster, tmp_path, capsys, tiny_classifier):
     (tmp_path / "in").mkdir()
     pq.write_table(pa.table({TEXT: ["fine"]}), tmp_path / "in" / "a.parquet")
     (tmp_path / "in" / "reviews.xlsx").write_bytes(b"PK\x03\x04")
@@ -92,7 +92,7 @@ def test_a_file_of_no_known_kind_in_the_input_folder_is_named(tmp_path, capsys, 
     assert not (tmp_path / "out").exists()
 
 
-def test_a_compressed_csv_gets_the_strict_check_too(tmp_path, capsys, tiny_classifier):
+def test_a_compressed_csv_gets_the_strict_check_too(ray_cluster, tmp_path, capsys, tiny_classifier):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "quote.csv.gz").write_bytes(
         gzip.compress(b'row_id,content\n1,good app\n2,"unbalanced quote here\n3,fine\n4,ok\n'))
@@ -201,7 +201,7 @@ def test_a_failed_rerun_leaves_the_previous_complete_output_untouched(shared_dat
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
 
 
-def test_an_output_folder_inside_the_input_folder_is_refused_up_front(tmp_path, capsys, tiny_classifier):
+def test_an_output_folder_inside_the_input_folder_is_refused_up_front(ray_cluster, tmp_path, capsys, tiny_classifier):
     (tmp_path / "in").mkdir()
     pq.write_table(pa.table({TEXT: ["fine"]}), tmp_path / "in" / "a.parquet")
     for output, given in ((tmp_path / "in" / "scored", str(tmp_path / "in")),
@@ -211,7 +211,7 @@ def test_an_output_folder_inside_the_input_folder_is_refused_up_front(tmp_path, 
         assert not output.exists()
 
 
-def test_a_csv_with_a_repeated_column_name_is_named(tmp_path, capsys, tiny_classifier):
+def test_a_csv_with_a_repeated_column_name_is_named(ray_cluster, tmp_path, capsys, tiny_classifier):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "dup.csv").write_text("content,stars,stars\ngood,5,4\n")
     code, err = _score(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "in"),

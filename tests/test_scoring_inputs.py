@@ -21,8 +21,8 @@ def _score_error(capsys, *args: str) -> str:
     return err
 
 
-def test_a_shard_whose_text_column_is_named_differently_is_named_with_its_columns(shared_data, tmp_path, capsys,
-                                                                                  tiny_classifier):
+def test_a_shard_whose_text_column_is_named_differently_is_named_with_its_columns(ray_cluster, shared_data, tmp_path,
+                                                                                  capsys, tiny_classifier):
     # The corpus as it is: 18 files call the column "Review Text", unicorn_calculator_reviews.csv "Text".
     for name in ("copper.csv", "unicorn_calculator_reviews.csv"):
         table = pacsv.read_csv(shared_data / "unlabeled" / name,
@@ -36,21 +36,21 @@ def test_a_shard_whose_text_column_is_named_differently_is_named_with_its_column
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_default_text_column_lists_the_columns_the_file_has(tmp_path, capsys, tiny_classifier):
+def test_missing_default_text_column_lists_the_columns_the_file_has(ray_cluster, tmp_path, capsys, tiny_classifier):
     pq.write_table(pa.table({"body": ["fine"], "stars": [4]}), tmp_path / "a.parquet")
     err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "a.parquet"),
                        "--output", str(tmp_path / "out"))
     assert "a.parquet has no text column 'content'; its columns are: body, stars" in err
 
 
-def test_a_corrupt_parquet_file_is_named(tmp_path, capsys, tiny_classifier):
+def test_a_corrupt_parquet_file_is_named(ray_cluster, tmp_path, capsys, tiny_classifier):
     pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "good.parquet")
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
     err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path), "--output", str(tmp_path / "out"))
     assert "bad.parquet is not a readable PARQUET file" in err
 
 
-def test_a_folder_that_is_not_a_model_says_so(tmp_path, capsys):
+def test_a_folder_that_is_not_a_model_says_so(ray_cluster, tmp_path, capsys):
     pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "a.parquet")
     (tmp_path / "model").mkdir()
     err = _score_error(capsys, "--model", str(tmp_path / "model"), "--input", str(tmp_path / "a.parquet"),
@@ -72,7 +72,7 @@ def test_unreachable_object_storage_names_endpoint_and_bucket(tmp_path, capsys, 
     assert f"http://127.0.0.1:{port}" in err and "bucket 'nightly-reviews'" in err
 
 
-def test_output_folder_with_files_score_did_not_write_is_refused(tmp_path, capsys, tiny_classifier):
+def test_output_folder_with_files_score_did_not_write_is_refused(ray_cluster, tmp_path, capsys, tiny_classifier):
     pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "a.parquet")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("keep me")
@@ -81,7 +81,7 @@ def test_output_folder_with_files_score_did_not_write_is_refused(tmp_path, capsy
     assert "notes.txt" in err and (tmp_path / "out" / "notes.txt").exists()
 
 
-def test_output_inside_the_input_folder_is_refused(tmp_path, capsys, tiny_classifier):
+def test_output_inside_the_input_folder_is_refused(ray_cluster, tmp_path, capsys, tiny_classifier):
     (tmp_path / "in" / "scored").mkdir(parents=True)
     pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "in" / "scored" / "a.parquet")
     err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "in"),
@@ -89,7 +89,7 @@ def test_output_inside_the_input_folder_is_refused(tmp_path, capsys, tiny_classi
     assert "contains input file" in err
 
 
-def test_an_input_column_named_like_an_output_column_is_refused(tmp_path, capsys, tiny_classifier):
+def test_an_input_column_named_like_an_output_column_is_refused(ray_cluster, tmp_path, capsys, tiny_classifier):
     pq.write_table(pa.table({"content": ["fine"], "sentiment": ["positive"]}), tmp_path / "a.parquet")
     err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "a.parquet"),
                        "--output", str(tmp_path / "out"))
