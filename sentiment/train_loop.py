@@ -7,9 +7,9 @@ folder, optimizer and scheduler state, and the metric history so far.
 
 A step costs what its padded tokens cost, so training batches are formed by length within
 shuffled windows (_LengthBucketCollate). A GPU step never waits for the host: batches are
-tokenized in Ray's prefetch threads, pinned and copied to the device ahead of time; loss and per-class counts are summed on the device and
-read every LOG_EVERY_STEPS steps and at the end of the epoch; on GPU the padded length is a
-multiple of 8, so kernels see few distinct shapes.
+tokenized in Ray's prefetch threads, pinned and copied to the device ahead of time; loss and
+per-class counts are summed on the device and read every LOG_EVERY_STEPS steps and at the end
+of the epoch; on GPU the padded length is a multiple of 8, so kernels see few distinct shapes.
 """
 
 from __future__ import annotations
