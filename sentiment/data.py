@@ -77,9 +77,15 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
                                batch_format="pandas")
 
 
+def clean_text(raw: pd.Series) -> pd.Series:
+    """Review texts as training sees them: null -> "", surrounding whitespace stripped.
+
+    Deduplication compares these, so anything else that asks "is this the same review?" should too."""
+    return raw.where(raw.notna(), "").astype(str).str.strip()
+
+
 def _normalize(batch: pd.DataFrame, text_column: str, score_column: str) -> pd.DataFrame:
-    raw = batch[text_column]
-    text = raw.where(raw.notna(), "").astype(str).str.strip()
+    text = clean_text(batch[text_column])
     label = scores_to_label_ids(batch[score_column].astype(object))
     problem = np.where(text == "", EMPTY_TEXT, np.where(label == INVALID_LABEL, INVALID_SCORE, ""))
     return pd.DataFrame({"text": text.to_numpy(dtype=object), "label": label, "problem": problem})

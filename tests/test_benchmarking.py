@@ -175,3 +175,22 @@ def test_gpu_benchmark_job_runs_the_whole_table_on_cpu(shared_data, tmp_path):
     assert end["reviews"] == 1500 and end["summary"]["rows_scored"] + end["summary"]["rows_errored"] == 1500
     assert end["gpu_utilisation"]["source"] is None  # no GPU here: skipped, not faked
     assert result["limit"]["max_reviews_per_s"] > 0 and "forward only, bf16 weights, eager" in done.stdout
+
+
+def test_cross_domain_set_drops_texts_the_model_was_trained_on(tmp_path):
+    import pandas as pd
+
+    from sentiment.bench.cross_domain import unseen_rows
+
+    trained_on = tmp_path / "train.csv"
+    pd.DataFrame({"content": ["good", "crashes daily", None], "score": [5, 1, 3]}).to_csv(trained_on, index=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    pd.DataFrame({"content": ["  good ", "love the widgets", "crashes daily"], "score": [4, 5, 2]}).to_csv(
+        other / "a.csv", index=False)
+    pd.DataFrame({"content": ["meh, it is ok"], "score": [3]}).to_csv(other / "b.csv", index=False)
+
+    kept = unseen_rows([str(other)], [str(trained_on)], str(tmp_path))
+
+    assert (kept["rows"], kept["dropped"]) == (2, 2)
+    assert list(pd.read_csv(kept["path"])["content"]) == ["love the widgets", "meh, it is ok"]
