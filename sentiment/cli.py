@@ -89,6 +89,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-fraction", type=fraction, default=None,
                         help="share of all steps spent warming the lr up linearly from 0 (default: the backbone's "
                              "recipe). Recipes: " + describe_recipes().replace("%", "%%"))
+    parser.add_argument("--label-smoothing", type=fraction, default=None,
+                        help="share of each training target spread evenly over the three classes "
+                             "(cross-entropy's label_smoothing; validation loss is always plain) "
+                             "(default: the backbone's recipe)")
     parser.add_argument("--select-metric", choices=["accuracy", "macro_f1"], default="accuracy",
                         help="validation metric that picks the best epoch; ties go to the lower validation loss "
                              "(default: %(default)s)")

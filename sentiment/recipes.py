@@ -1,5 +1,5 @@
-"""Default training recipes per backbone: what --lr, --warmup-fraction, --epochs and
---batch-size mean when they are not given.
+"""Default training recipes per backbone: what --lr, --warmup-fraction, --epochs, --batch-size
+and --label-smoothing mean when they are not given.
 
 The reference recipe (AdamW at 2e-5, no warmup, 3 epochs, batch 16 per worker) was written for
 bert-base-cased and stays the default for hub models and local folders. The offline MiniLM has
@@ -22,10 +22,12 @@ class Recipe:
     warmup_fraction: float
     epochs: int
     batch_size: int
+    label_smoothing: float = 0.0
 
 
 REFERENCE = Recipe(lr=2e-5, warmup_fraction=0.0, epochs=3, batch_size=16)
 RECIPES = {DEFAULT_BACKBONE: Recipe(lr=1e-4, warmup_fraction=0.1, epochs=3, batch_size=16)}
+HYPERPARAMETERS = tuple(Recipe.__dataclass_fields__)
 
 
 def recipe_for(backbone: str) -> tuple[str, Recipe]:

@@ -18,7 +18,8 @@ SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's record of regi
 # What makes two runs the same run. Resources (GPU, CPUs, torch.compile) and the selection
 # metric may change between attempts without changing what is being trained.
 RUN_KEYS = ("data", "model", "text_column", "score_column", "format", "limit", "seed", "val_fraction",
-            "test_fraction", "max_length", "epochs", "batch_size", "lr", "warmup_fraction", "num_workers")
+            "test_fraction", "max_length", "epochs", "batch_size", "lr", "warmup_fraction", "label_smoothing",
+            "num_workers")
 
 
 def run_settings(config: dict) -> dict:

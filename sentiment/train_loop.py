@@ -105,9 +105,20 @@ def _all_reduce(totals: torch.Tensor) -> torch.Tensor:
     return totals
 
 
+def training_loss(out, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """The loss to step on: the model's own cross-entropy, or with label smoothing when asked
+    (computed in float32, as autocast does for the model's own loss)."""
+    if not label_smoothing:
+        return out.loss
+    return torch.nn.functional.cross_entropy(out.logits.float(), labels, label_smoothing=label_smoothing)
+
+
 def _run_epoch(model, batches, device, *, optimizer=None, scheduler=None, scaler=None,
-               amp_dtype=None, epoch_label="", steps_total=None) -> dict:
-    """One pass; trains when an optimizer is given. Returns summarize() of the totals over ranks."""
+               amp_dtype=None, epoch_label="", steps_total=None, label_smoothing=0.0) -> dict:
+    """One pass; trains when an optimizer is given. Returns summarize() of the totals over ranks.
+
+    label_smoothing applies to the training loss only, so validation loss (the tie-breaker of
+    model selection) stays comparable across recipes."""
     training = optimizer is not None
     model.train(training)
     totals = new_totals(device)
@@ -118,15 +129,16 @@ def _run_epoch(model, batches, device, *, optimizer=None, scheduler=None, scaler
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}  # no-op when prefetched
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 out = model(**batch)
+            loss = training_loss(out, batch["labels"], label_smoothing) if training else out.loss
             if training:
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(out.loss).backward()
+                scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
-            add_batch(totals, out.loss, out.logits, batch["labels"], batch["attention_mask"])
+            add_batch(totals, loss, out.logits, batch["labels"], batch["attention_mask"])
             if log_progress and step % LOG_EVERY_STEPS == 0:
                 so_far = summarize(totals.tolist())  # the one host sync per LOG_EVERY_STEPS steps
                 log.info(f"[train] {epoch_label} step {step}/{steps_total} loss {so_far['loss']:.4f} "
@@ -240,7 +252,8 @@ def train_loop_per_worker(config: dict) -> None:
             collate_fn=bucketed, device=device, prefetch_batches=prefetch)
         train_batches = (batch for batches in windows for batch in batches)
         train = _run_epoch(model, train_batches, device, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                           amp_dtype=amp_dtype, epoch_label=label, steps_total=steps_per_epoch)
+                           amp_dtype=amp_dtype, epoch_label=label, steps_total=steps_per_epoch,
+                           label_smoothing=config["label_smoothing"])
         train_seconds = time.time() - started
         val = _run_epoch(model, val_shard.iter_torch_batches(batch_size=config["batch_size"] * 2, **feed),
                          device, amp_dtype=amp_dtype)

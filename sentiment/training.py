@@ -25,7 +25,7 @@ from sentiment.model import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
 from sentiment.placement import local_backbone_folder, require_shared_paths
 from sentiment.plots import plot_confusion_matrix, plot_training_history
 from sentiment.ray_resources import largest_node_cpus, require
-from sentiment.recipes import recipe_for
+from sentiment.recipes import HYPERPARAMETERS, recipe_for
 from sentiment.run_resume import prepare_run, run_settings
 from sentiment.storage import (arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir,
                                write_bytes)
@@ -50,6 +50,7 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     warmup_fraction: float | None = None
+    label_smoothing: float | None = None
     max_length: int = DEFAULT_MAX_LENGTH
     num_workers: int = 1
     use_gpu: bool = False
@@ -70,6 +71,7 @@ class TrainConfig:
         return cls(data=args.data, output=args.output, model=args.model, text_column=args.text_column,
                    score_column=args.score_column, format=args.format, epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, warmup_fraction=args.warmup_fraction,
+                   label_smoothing=args.label_smoothing,
                    max_length=args.max_length, num_workers=args.num_workers, use_gpu=args.gpu,
                    cpus_per_worker=args.cpus_per_worker, select_metric=args.select_metric, compile=args.compile,
                    seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
@@ -79,7 +81,7 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         """This config with every unset hyperparameter taken from the backbone's recipe."""
         _, recipe = recipe_for(self.model)
-        defaults = {name: getattr(recipe, name) for name in ("epochs", "batch_size", "lr", "warmup_fraction")}
+        defaults = {name: getattr(recipe, name) for name in HYPERPARAMETERS}
         chosen = {name: value if getattr(self, name) is None else getattr(self, name) for name, value in defaults.items()}
         cpus = self.cpus_per_worker or (GPU_WORKER_CPUS if self.use_gpu else 1)
         return replace(self, **chosen, cpus_per_worker=cpus)
@@ -104,6 +106,8 @@ class TrainConfig:
             raise InputError("--lr must be positive")
         if not 0 <= self.warmup_fraction < 1:
             raise InputError("--warmup-fraction must be at least 0 and below 1")
+        if not 0 <= self.label_smoothing < 1:
+            raise InputError("--label-smoothing must be at least 0 and below 1")
         if self.select_metric not in SELECT_METRICS:
             raise InputError(f"--select-metric must be one of {SELECT_METRICS}")
 
@@ -138,7 +142,8 @@ def build_trainer(config: TrainConfig, splits) -> TorchTrainer:
         splits: prepare_splits() of the config's data.
     """
     worker_config = {"backbone": config.model, "epochs": config.epochs, "batch_size": config.batch_size,
-                     "lr": config.lr, "warmup_fraction": config.warmup_fraction, "max_length": config.max_length,
+                     "lr": config.lr, "warmup_fraction": config.warmup_fraction,
+                     "label_smoothing": config.label_smoothing, "max_length": config.max_length,
                      "seed": config.seed, "train_rows": splits.counts["train"],
                      "cpus_per_worker": config.cpus_per_worker, "select_metric": config.select_metric,
                      "compile": config.compile}

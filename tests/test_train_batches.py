@@ -43,3 +43,21 @@ def test_length_buckets_keep_every_row_once_and_pad_far_less_than_random_batches
     assert lengths != sorted(lengths)  # batch order is shuffled, not short to long
     again = _LengthBucketCollate(tokenizer, 160, None, batch_size=16, seed=1, pin=False)(window)
     assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(bucketed, again))
+
+
+def test_label_smoothing_moves_the_training_target_and_zero_keeps_the_models_loss():
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    from sentiment.train_loop import training_loss
+
+    logits = torch.tensor([[4.0, 0.0, -4.0], [0.0, 3.0, 0.0]])
+    labels = torch.tensor([0, 1])
+    plain = torch.nn.functional.cross_entropy(logits, labels)
+    out = SequenceClassifierOutput(loss=plain, logits=logits)
+    assert training_loss(out, labels, 0.0) is out.loss
+    # Smoothing 0.3 over 3 classes: target 0.8 on the true class, 0.1 on each other one.
+    target = torch.full((2, 3), 0.1)
+    target[0, 0] = target[1, 1] = 0.8
+    by_hand = -(target * torch.log_softmax(logits, -1)).sum(-1).mean()
+    smoothed = training_loss(out, labels, 0.3)
+    assert torch.allclose(smoothed, by_hand) and smoothed > plain

@@ -180,3 +180,24 @@ def test_each_backbone_gets_its_recipe_and_help_lists_them(capsys):
         main(["train", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert "--model minilm: lr 0.0001, warmup-fraction 0.1" in shown and "other backbones: lr 2e-05" in shown
+    assert "label-smoothing" in shown
+
+
+def test_label_smoothing_flag_parses_defaults_to_the_recipe_and_is_checked():
+    import argparse
+
+    from sentiment.cli import add_train_arguments
+    from sentiment.errors import InputError
+    from sentiment.recipes import recipe_for
+    from sentiment.training import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    given = TrainConfig.from_namespace(parser.parse_args(["--data", "d", "--output", "o", "--label-smoothing", "0.1"]))
+    assert given.resolved().label_smoothing == 0.1
+    unset = TrainConfig.from_namespace(parser.parse_args(["--data", "d", "--output", "o"])).resolved()
+    assert unset.label_smoothing == recipe_for(unset.model)[1].label_smoothing
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data", "d", "--output", "o", "--label-smoothing", "1.5"])
+    with pytest.raises(InputError, match="--label-smoothing"):
+        TrainConfig(data=["d"], output="o", label_smoothing=1.0).resolved().validate()
