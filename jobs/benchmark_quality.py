@@ -55,8 +55,8 @@ def run_setting(data: list[str], workdir: str, index: int, setting: str, limit: 
     shown = ["sentiment", *command[3:]]
     other = evaluate_other(output, unseen_rows(evaluate_on, data, output)) if evaluate_on else None
     return {"other": other, "setting": setting or "(defaults)", "command": shlex.join(shown), "wall_seconds": wall,
-            "config": {k: metrics["config"].get(k) for k in ("model", "epochs", "batch_size", "lr", "warmup_fraction", "label_smoothing",
-                                                         "select_metric", "limit")},
+            "config": {k: metrics["config"].get(k) for k in ("model", "epochs", "batch_size", "lr", "warmup_fraction",
+                                                             "label_smoothing", "select_metric", "limit")},
             "best_epoch": metrics["best_epoch"], "val_accuracy": best["val_accuracy"],
             "val_macro_f1": best["val_macro_f1"], "test": metrics["test"], "rows": metrics["rows"]}
 
