@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from sentiment.ray_connection import ensure_connected
+
 SIZES = ("tiny", "minilm", "bert-base")
 
 
@@ -46,15 +48,12 @@ def save_backbone(directory: str, size: str, tokenizer: str) -> str:
 
 def run(args) -> list[dict]:
     """Prepare the splits once, then train one run per batch size; returns one row per run."""
-    import ray
-
     from sentiment.data import prepare_splits
     from sentiment.training import TrainConfig, build_trainer
 
     workdir = tempfile.mkdtemp(prefix="benchmark-training-")
     backbone = save_backbone(os.path.join(workdir, "backbone"), args.size, args.tokenizer)
-    if not ray.is_initialized():
-        ray.init()
+    ensure_connected()
     started = time.time()
     base = TrainConfig(data=args.data, output=os.path.join(workdir, "out"), model=backbone, epochs=args.epochs,
                        lr=2e-5, warmup_fraction=0.0, num_workers=args.num_workers, use_gpu=args.gpu,

@@ -13,6 +13,7 @@ import sys
 
 from sentiment.cli import run_command
 from sentiment.errors import SentimentError
+from sentiment.ray_connection import ensure_connected
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,7 @@ def connect() -> str:
     """
     import ray
 
-    if not ray.is_initialized():
-        try:
-            ray.init()
-        except ConnectionError as error:
-            where = os.environ.get("RAY_ADDRESS") or "the address recorded by `ray start`"
-            raise SentimentError(f"cannot connect to the Ray cluster at {where}: {error}") from None
+    ensure_connected()
     nodes = [node for node in ray.nodes() if node["Alive"]]
     resources = ray.cluster_resources()
     return (f"Ray cluster {ray.get_runtime_context().gcs_address}: {len(nodes)} node(s), "

@@ -15,6 +15,8 @@ from importlib import resources
 
 import pandas as pd
 
+from sentiment.ray_connection import ensure_connected
+
 SAMPLE = "reviews.csv"
 NEW_REVIEWS = [
     "The app crashes every time I open it",
@@ -70,8 +72,6 @@ def run_demo(config: DemoConfig) -> dict:
         {"metrics": the training metrics.json, "predictions": predict records, "summary": the
         scoring summary}.
     """
-    import ray
-
     from sentiment.evaluation import EvaluateConfig, evaluate
     from sentiment.predict import predict_records
     from sentiment.predictor import Predictor
@@ -82,8 +82,7 @@ def run_demo(config: DemoConfig) -> dict:
     workdir = os.path.abspath(config.workdir)
     sample_path, shards_dir = _write_inputs(workdir)
     model_dir, scored_dir = os.path.join(workdir, "model"), os.path.join(workdir, "scored")
-    if not ray.is_initialized():
-        ray.init()
+    ensure_connected()
 
     _banner(f"1/4 train: MiniLM on {sample_path} with {config.num_workers} DDP workers")
     # 132 reviews give ~80 training rows: small batches and a high lr so the model takes enough

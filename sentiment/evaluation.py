@@ -14,6 +14,7 @@ from sentiment.data import EMPTY_TEXT, INVALID_SCORE, count_problems, read_label
 from sentiment.errors import InputError
 from sentiment.metrics import classification_metrics, format_metrics
 from sentiment.model import DEFAULT_MAX_LENGTH
+from sentiment.ray_connection import ensure_connected
 from sentiment.ray_resources import largest_node_cpus, require
 from sentiment.storage import write_bytes
 
@@ -93,8 +94,7 @@ def evaluate(config: EvaluateConfig) -> dict:
 
     # Fail fast, before Ray starts, if it is not a model: config and weights header only, as score.
     check_classifier_folder(config.model)
-    if not ray.is_initialized():
-        ray.init()
+    ensure_connected()
     labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit).materialize()
     problems = count_problems(labeled)
     usable = labeled.filter(expr=col("problem") == "").drop_columns(["problem"])

@@ -31,6 +31,7 @@ import ray
 
 from sentiment.csv_check import check_csv_body
 from sentiment.errors import InputError, SentimentError, StorageError
+from sentiment.ray_connection import ensure_connected
 from sentiment.storage import STORAGE_ERRORS, InputFiles, arrow_filesystem, describe_failure
 
 # Reviews contain line breaks inside quoted fields; pyarrow splits rows on them unless told not to.
@@ -111,8 +112,7 @@ def check_files(files: InputFiles, formats: list[str]) -> list[tuple[pa.Schema, 
     """
     if not files.uris:
         return []
-    if not ray.is_initialized():
-        ray.init()  # what Ray Data would do on first use; connects to RAY_ADDRESS if set
+    ensure_connected()
     total = len(files.uris)
     refs = [_check_group.options(name=f"check input files {start + 1}-{stop} of {total}")
             .remote(files.uris[start:stop], formats[start:stop]) for start, stop in file_groups(total)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from sentiment.errors import InputError
+from sentiment.ray_connection import ensure_connected
 from sentiment.storage import is_s3
 
 SHARED_FS_FLAG = "--shared-fs"
@@ -34,8 +35,7 @@ def cluster_can_span_nodes() -> str | None:
     from ray.data._internal.cluster_autoscaler.util import is_autoscaling_enabled
     from ray.experimental.internal_kv import _internal_kv_get
 
-    if not ray.is_initialized():
-        ray.init()
+    ensure_connected()
     alive = [node for node in ray.nodes() if node["Alive"]]
     if len(alive) > 1:
         return f"the Ray cluster has {len(alive)} nodes"

@@ -8,6 +8,7 @@ import logging
 
 from sentiment.errors import ResourceError
 from sentiment.placement import v1_autoscaler_has_node_types
+from sentiment.ray_connection import ensure_connected
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,7 @@ def require(per_unit: dict[str, float], units: int, asked: str) -> None:
     """
     import ray
 
-    if not ray.is_initialized():
-        ray.init()  # what Ray Data / Ray Train would do on first use; honours RAY_ADDRESS
+    ensure_connected()
     wanted = {k: v for k, v in per_unit.items() if v > 0}
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
     fit = sum(min(int(node.get(k, 0) // v) for k, v in wanted.items()) for node in nodes) if wanted else units

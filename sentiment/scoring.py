@@ -29,6 +29,7 @@ from sentiment.failures import pipeline_failure
 from sentiment.labels import LABELS, PROB_COLUMNS
 from sentiment.model import DEFAULT_MAX_LENGTH, check_classifier_folder
 from sentiment.placement import require_shared_paths
+from sentiment.ray_connection import ensure_connected
 from sentiment.ray_resources import require
 from sentiment.storage import arrow_filesystem, check_reachable, fetch_dir_files, is_s3
 
@@ -273,8 +274,7 @@ def _actor_pool_plan(config: ScoreConfig) -> tuple[int, int]:
     low, high = config.concurrency
     if config.gpu:
         return low, high
-    if not ray.is_initialized():
-        ray.init()  # what Ray Data would do on first use; connects to RAY_ADDRESS if set
+    ensure_connected()
     cpus = ray.cluster_resources().get("CPU", 0)
     fits = int((cpus - 1) // config.cpus_per_actor)
     if fits < 1:

@@ -14,7 +14,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 
-import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
@@ -24,6 +23,7 @@ from sentiment.metrics import classification_metrics, format_metrics
 from sentiment.model import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
 from sentiment.placement import local_backbone_folder, require_shared_paths
 from sentiment.plots import plot_confusion_matrix, plot_training_history
+from sentiment.ray_connection import ensure_connected
 from sentiment.ray_resources import largest_node_cpus, require
 from sentiment.recipes import HYPERPARAMETERS, recipe_for
 from sentiment.run_resume import prepare_run, run_settings
@@ -179,8 +179,7 @@ def train(config: TrainConfig) -> dict:
     if resumed_epoch is not None:
         print(f"resuming run {config.run_name!r} from its checkpoint of epoch {resumed_epoch} "
               f"(in {config.resolved_storage_path}/{config.run_name})", flush=True)
-    if not ray.is_initialized():
-        ray.init()
+    ensure_connected()
     if not (cpus_given or config.use_gpu):
         config = replace(config, cpus_per_worker=cpu_worker_cpus(largest_node_cpus(), config.num_workers))
     require_shared_paths({"--data": config.data, "--output": [config.output],
