@@ -194,3 +194,24 @@ def test_cross_domain_set_drops_texts_the_model_was_trained_on(tmp_path):
 
     assert (kept["rows"], kept["dropped"]) == (2, 2)
     assert list(pd.read_csv(kept["path"])["content"]) == ["love the widgets", "meh, it is ok"]
+
+
+def test_quality_benchmark_bag_of_words_row_scores_the_training_split(shared_data, tmp_path):
+    import json
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    table = tmp_path / "quality.md"
+    done = subprocess.run(
+        [sys.executable, "jobs/benchmark_quality.py", "--data", str(shared_data / "labeled"), "--limit", "3000",
+         "--bow-baseline", "--settings", "--workdir", str(tmp_path / "work"), "--table", str(table)],
+        cwd=repo, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.loads((tmp_path / "work" / "quality.json").read_text())
+    rows, test = row["rows"], row["test"]
+    # Scored on exactly the test split `sentiment train --limit 3000` makes, every row once.
+    assert test["n"] == rows["test"] == sum(map(sum, test["confusion_matrix"])) > 100
+    assert rows["train"] > 2000
+    # Words alone carry sentiment: well above the ~0.36 of always saying the largest class.
+    assert test["accuracy"] > 0.5 and row["val_accuracy"] > 0.5
+    assert "TF-IDF" in table.read_text() and "--bow-baseline --settings --limit 3000" in table.read_text()
