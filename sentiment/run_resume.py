@@ -20,6 +20,9 @@ SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's record of regi
 RUN_KEYS = ("data", "model", "text_column", "score_column", "format", "limit", "seed", "val_fraction",
             "test_fraction", "max_length", "epochs", "batch_size", "lr", "warmup_fraction", "label_smoothing",
             "num_workers")
+# Keys added to RUN_KEYS after runs were already being recorded, with the value those older runs
+# trained with, so that upgrading mid-run still resumes instead of reporting a change.
+OLDER_RUNS_USED = {"label_smoothing": 0.0}
 
 
 def run_settings(config: dict) -> dict:
@@ -44,6 +47,7 @@ def prepare_run(run_dir: str, settings: dict) -> int | None:
         write_bytes(settings_uri, json.dumps(settings, indent=2).encode())
         return None
     stored = json.loads(read_bytes(settings_uri)) if exists(settings_uri) else {}
+    stored = {**OLDER_RUNS_USED, **stored}
     changed = [f"{key} {stored.get(key, '(not recorded)')!r} -> {settings[key]!r}"
                for key in RUN_KEYS if stored.get(key) != settings[key]]
     if changed:

@@ -39,3 +39,19 @@ def test_killed_run_resumes_from_its_last_checkpoint_when_rerun(shared_data, tin
     error = changed.stderr.strip().splitlines()[-1]
     assert error.startswith("sentiment train: error: ") and "lr 0.001 -> 0.002" in error, error
     assert "new --run-name" in error and "repeat its settings" in error
+
+
+def test_a_run_recorded_before_label_smoothing_existed_still_resumes(tmp_path):
+    import json
+
+    from sentiment.errors import InputError
+    from sentiment.run_resume import RUN_KEYS, SETTINGS_FILE, SNAPSHOT_FILE, prepare_run
+
+    settings = {key: None for key in RUN_KEYS} | {"lr": 1e-4, "epochs": 3, "label_smoothing": 0.0}
+    older = {key: value for key, value in settings.items() if key != "label_smoothing"}
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(older))
+    (tmp_path / SNAPSHOT_FILE).write_text(json.dumps({"latest_checkpoint_result": {"metrics": {"epoch": 2}}}))
+
+    assert prepare_run(str(tmp_path), settings) == 2
+    with pytest.raises(InputError, match=r"label_smoothing 0\.0 -> 0\.1"):
+        prepare_run(str(tmp_path), settings | {"label_smoothing": 0.1})
