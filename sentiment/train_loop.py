@@ -8,8 +8,8 @@ folder, optimizer and scheduler state, and the metric history so far.
 A step costs what its padded tokens cost, so training batches are formed by length within
 shuffled windows (_LengthBucketCollate). A GPU step never waits for the host: batches are
 tokenized in Ray's prefetch threads, pinned and copied to the device ahead of time; loss and
-per-class counts are summed on the device and read every LOG_EVERY_STEPS steps and at the end
-of the epoch; on GPU the padded length is a multiple of 8, so kernels see few distinct shapes.
+per-class counts are summed on the device and read every few steps and at the end of the
+epoch (train_steps, the Ray-free step shared with the recipe sweep); on GPU the padded length is a multiple of 8, so kernels see few distinct shapes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import os
 import tempfile
 import time
 
-import numpy as np
 import ray.train
 import ray.train.torch
 import torch
@@ -29,13 +28,12 @@ import torch.distributed as dist
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from sentiment.model import build_classifier, save_classifier
-from sentiment.train_stats import (add_batch, measured_peak_flops, new_totals, selection_score, summarize,
-                                   training_flops, weights_fingerprint)
+from sentiment.train_stats import measured_peak_flops, selection_score, training_flops, weights_fingerprint
+from sentiment.train_steps import autocast_dtype, length_bucketed_batches, optimizer_and_schedule, run_epoch
 
 MODEL_SUBDIR = "model"
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
-LOG_EVERY_STEPS = 50
 GPU_PAD_MULTIPLE = 8
 PREFETCH_BATCHES = 4
 # Training batches are formed by length within windows of this many batches (see _LengthBucketCollate).
@@ -76,75 +74,15 @@ class _LengthBucketCollate(_TokenizeCollate):
         self.batch_size, self.seed, self.pin = batch_size, seed, pin
 
     def __call__(self, window: dict) -> list[dict]:
-        ids = self.tokenizer(list(window["text"]), truncation=True, max_length=self.max_length,
-                             return_attention_mask=False)["input_ids"]
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        order = np.argsort(lengths, kind="stable")
-        groups = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        # Seeded by the window's content: the same rows give the same batches, whichever thread runs it.
-        np.random.default_rng([self.seed, len(ids), int(lengths.sum())]).shuffle(groups)
-        labels = np.asarray(window["label"], dtype=np.int64)
-        batches = []
-        for rows in groups:
-            batch = dict(self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, padding=True,
-                                            pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"))
-            batch["labels"] = torch.from_numpy(labels[rows])
-            batches.append({k: v.pin_memory() for k, v in batch.items()} if self.pin else batch)
-        return batches
-
-
-def _autocast_dtype(device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return length_bucketed_batches(self.tokenizer, window["text"], window["label"], max_length=self.max_length,
+                                       batch_size=self.batch_size, pad_to_multiple_of=self.pad_to_multiple_of,
+                                       seed=self.seed, pin=self.pin)
 
 
 def _all_reduce(totals: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(totals)
     return totals
-
-
-def training_loss(out, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """The loss to step on: the model's own cross-entropy, or with label smoothing when asked
-    (computed in float32, as autocast does for the model's own loss)."""
-    if not label_smoothing:
-        return out.loss
-    return torch.nn.functional.cross_entropy(out.logits.float(), labels, label_smoothing=label_smoothing)
-
-
-def _run_epoch(model, batches, device, *, optimizer=None, scheduler=None, scaler=None,
-               amp_dtype=None, epoch_label="", steps_total=None, label_smoothing=0.0) -> dict:
-    """One pass; trains when an optimizer is given. Returns summarize() of the totals over ranks.
-
-    label_smoothing applies to the training loss only, so validation loss (the tie-breaker of
-    model selection) stays comparable across recipes."""
-    training = optimizer is not None
-    model.train(training)
-    totals = new_totals(device)
-    started = time.time()
-    log_progress = training and ray.train.get_context().get_world_rank() == 0
-    with torch.set_grad_enabled(training):
-        for step, batch in enumerate(batches, start=1):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}  # no-op when prefetched
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                out = model(**batch)
-            loss = training_loss(out, batch["labels"], label_smoothing) if training else out.loss
-            if training:
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-            add_batch(totals, loss, out.logits, batch["labels"], batch["attention_mask"])
-            if log_progress and step % LOG_EVERY_STEPS == 0:
-                so_far = summarize(totals.tolist())  # the one host sync per LOG_EVERY_STEPS steps
-                log.info(f"[train] {epoch_label} step {step}/{steps_total} loss {so_far['loss']:.4f} "
-                         f"acc {so_far['accuracy']:.3f} ({so_far['n'] / (time.time() - started):.1f} "
-                         "reviews/s per worker)")
-    return summarize(_all_reduce(totals).tolist())
 
 
 def _optimizer_step(optimizer) -> int:
@@ -213,15 +151,12 @@ def train_loop_per_worker(config: dict) -> None:
     model = ray.train.torch.prepare_model(model)
     if config["compile"]:
         model = torch.compile(model, dynamic=True)
-    amp_dtype = _autocast_dtype(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], fused=device.type == "cuda")
+    amp_dtype = autocast_dtype(device)
     # streaming_split(equal=True) gives every worker the same row count, hence the same steps.
     steps_per_epoch = max(1, math.ceil((config["train_rows"] // world_size) / config["batch_size"]))
-    total_steps = steps_per_epoch * config["epochs"]
-    from transformers import get_linear_schedule_with_warmup
-
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, num_warmup_steps=round(config["warmup_fraction"] * total_steps), num_training_steps=total_steps)
+    optimizer, scheduler = optimizer_and_schedule(
+        base_model, lr=config["lr"], layer_decay=1.0, warmup_fraction=config["warmup_fraction"],
+        total_steps=steps_per_epoch * config["epochs"], device=device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     if state:
         optimizer.load_state_dict(state["optimizer"])
@@ -251,12 +186,12 @@ def train_loop_per_worker(config: dict) -> None:
             batch_size=window, local_shuffle_buffer_size=window * 2, local_shuffle_seed=config["seed"] + epoch,
             collate_fn=bucketed, device=device, prefetch_batches=prefetch)
         train_batches = (batch for batches in windows for batch in batches)
-        train = _run_epoch(model, train_batches, device, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                           amp_dtype=amp_dtype, epoch_label=label, steps_total=steps_per_epoch,
-                           label_smoothing=config["label_smoothing"])
+        train = run_epoch(model, train_batches, device, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                          amp_dtype=amp_dtype, label_smoothing=config["label_smoothing"], reduce=_all_reduce,
+                          log_progress=rank == 0, epoch_label=label, steps_total=steps_per_epoch)
         train_seconds = time.time() - started
-        val = _run_epoch(model, val_shard.iter_torch_batches(batch_size=config["batch_size"] * 2, **feed),
-                         device, amp_dtype=amp_dtype)
+        val = run_epoch(model, val_shard.iter_torch_batches(batch_size=config["batch_size"] * 2, **feed),
+                        device, amp_dtype=amp_dtype, reduce=_all_reduce)
         metrics = {"epoch": epoch + 1, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
                    "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
                    "val_confusion_matrix": val["confusion_matrix"], "global_batch_size": config["batch_size"] * world_size,
