@@ -1,0 +1,57 @@
+"""The recipe sweep (jobs/benchmark_recipes.py): per-layer learning rates, and seeded trials on
+`sentiment train`'s own splits, run in parallel processes, scored on every held-out row."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.helpers import labeled_sample
+
+
+def test_layer_decay_gives_each_layer_its_rate_and_every_parameter_one(tiny_backbone):
+    from sentiment.model import build_classifier
+    from sentiment.train_steps import layer_rate_groups
+
+    model, _ = build_classifier(tiny_backbone)  # 2 encoder layers
+    groups = layer_rate_groups(model, lr=1.0, layer_decay=0.5)
+    rate_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(rate_of) == len(list(model.parameters()))
+    named = dict(model.named_parameters())
+    assert rate_of[id(named["classifier.weight"])] == 1.0
+    assert rate_of[id(named["bert.pooler.dense.weight"])] == 1.0
+    assert rate_of[id(named["bert.encoder.layer.1.attention.self.query.weight"])] == 0.5
+    assert rate_of[id(named["bert.encoder.layer.0.output.dense.bias"])] == 0.25
+    assert rate_of[id(named["bert.embeddings.word_embeddings.weight"])] == 0.125
+    assert len(layer_rate_groups(model, lr=3e-4, layer_decay=1.0)) == 1
+
+
+def test_sweep_trials_are_seeded_and_score_every_held_out_row(ray_cluster, shared_data, tmp_path, tiny_backbone):
+    from sentiment.bench.recipe_sweep import Trial, best_epoch, run_sweep, summarize_sweep, sweep_table, write_splits
+
+    counts = write_splits([str(labeled_sample(shared_data, tmp_path, 400))], str(tmp_path / "splits"),
+                          val_fraction=0.15, test_fraction=0.15)
+    sizes = {name: len(pd.read_parquet(tmp_path / "splits" / f"{name}.parquet")) for name in ("train", "validation", "test")}
+    assert sizes == {name: counts[name] for name in sizes} and min(sizes.values()) > 30
+
+    trials = [Trial(lr=1e-3, epochs=2, seed=0), Trial(lr=1e-3, epochs=2, seed=0), Trial(lr=1e-3, epochs=2, seed=1)]
+    results_path = tmp_path / "sweep.jsonl"
+    results = run_sweep(trials, str(tmp_path / "splits"), tiny_backbone, processes=2, results_path=str(results_path))
+
+    assert len(results) == 3 and len(results_path.read_text().splitlines()) == 3
+    for result in results:
+        assert [m["epoch"] for m in result["history"]] == [1, 2]
+        for m in result["history"]:
+            assert sum(map(sum, m["val_confusion_matrix"])) == sizes["validation"]
+            assert sum(map(sum, m["test_confusion_matrix"])) == sizes["test"]
+    by_seed = sorted(results, key=lambda r: r["trial"]["seed"])
+    assert by_seed[0]["history"] == by_seed[1]["history"]  # same seed, same run
+    assert by_seed[0]["history"][0]["train_loss"] != by_seed[2]["history"][0]["train_loss"]
+
+    (row,) = summarize_sweep(results)
+    assert row["setting"] == "--lr 0.001 --epochs 2" and row["seeds"] == 3
+    chosen = [best_epoch(r["history"], "accuracy") for r in results]
+    assert row["test_accuracy"][0] == pytest.approx(sum(m["test_accuracy"] for m in chosen) / 3)
+    assert all(m["val_accuracy"] == max(h["val_accuracy"] for h in r["history"]) for m, r in zip(chosen, results))
+    assert "`--lr 0.001 --epochs 2` | 3 |" in sweep_table([row])
+    assert json.loads(results_path.read_text().splitlines()[0])["trial"]["lr"] == 1e-3
