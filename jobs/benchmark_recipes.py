@@ -1,6 +1,7 @@
 """Recipe sweep for the default backbone: many seeded trainings on `sentiment train`'s own splits,
-in parallel processes on one device (a GPU makes a 3-epoch trial take seconds), and a table of
-mean ± sd over seeds per setting. Recipes are chosen on the validation columns only.
+in parallel processes on one device (on an H200, 12 at once, a 3-epoch MiniLM trial takes 1-2
+minutes), and a table of mean ± sd over seeds per setting. Recipes are chosen on the validation
+columns only; each trial's test numbers are read at the epoch validation chose.
 
     # here, once: the splits `sentiment train` makes of all labeled data
     python jobs/benchmark_recipes.py --write-splits /tmp/splits --data ../shared/data/labeled
@@ -8,6 +9,10 @@ mean ± sd over seeds per setting. Recipes are chosen on the validation columns 
     python jobs/benchmark_recipes.py --splits /tmp/splits --seeds 3 --processes 8 --results sweep.jsonl
     # the table of a results file
     python jobs/benchmark_recipes.py --summarize sweep.jsonl
+
+For a GPU machine without the MiniLM package, carry the splits and an fp16 copy of the backbone
+(`--export-backbone DIR`, half the bytes; trials train it in fp32 again) and pass `--backbone DIR`.
+BENCHMARKS.md ("Recipe sweep on a GPU") has the exact device call.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", help="labeled files or folders (with --write-splits)")
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help="backbone name or folder (default: %(default)s)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per setting (default: %(default)s)")
-    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), help="only these settings (default: all)")
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), metavar="NAME",
+                        help=f"only these settings, of: {', '.join(map(repr, SETTINGS))} (default: all)")
     parser.add_argument("--processes", type=int, default=4, help="trials run at once (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (default: %(default)s)")
     parser.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
