@@ -101,11 +101,11 @@ def format_table(rows: list[dict]) -> str:
     others = [r for r in rows if r.get("other")]
     if others:
         lines += ["", "| setting | own test acc | own test macro-F1 | other set acc | other set macro-F1 | "
-                  "accuracy drop | other set rows (texts also in training, dropped) |", "|---|---|---|---|---|---|---|"]
+                  "accuracy change on the other set | other set rows (texts also in training, dropped) |", "|---|---|---|---|---|---|---|"]
         for r in others:
             own, other = r["test"], r["other"]["metrics"]
             lines.append(f"| {r['setting']} | {own['accuracy']:.3f} | {own['macro_f1']:.3f} | {other['accuracy']:.3f} | "
-                         f"{other['macro_f1']:.3f} | {own['accuracy'] - other['accuracy']:+.3f} | {other['n']} ({r['other']['dropped']}) |")
+                         f"{other['macro_f1']:.3f} | {other['accuracy'] - own['accuracy']:+.3f} | {other['n']} ({r['other']['dropped']}) |")
         lines += ["", "evaluated with:"] + [f"- `{r['other']['command']}`" for r in others]
     return "\n".join(lines)
 
