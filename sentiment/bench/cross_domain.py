@@ -11,12 +11,16 @@ import os
 import pandas as pd
 
 from sentiment.data import clean_text
+from sentiment.shards import format_of, list_shard_files
 
 
-def _read_csvs(paths: list[str]) -> pd.DataFrame:
-    files = [os.path.join(p, name) for p in paths if os.path.isdir(p) for name in sorted(os.listdir(p))
-             if name.endswith(".csv")] + [p for p in paths if not os.path.isdir(p)]
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+def _read_labeled_files(paths: list[str]) -> pd.DataFrame:
+    """Every data file under paths, found as `sentiment train` finds them (folders, compressed
+    CSV, Parquet, JSON lines; notes and markers skipped), in one frame. pandas reads each by
+    its URI (compression from the name, s3:// through s3fs)."""
+    readers = {"csv": pd.read_csv, "parquet": pd.read_parquet, "json": lambda uri: pd.read_json(uri, lines=True)}
+    uris = list_shard_files(paths, None).uris
+    return pd.concat([readers[format_of(uri, None)](uri) for uri in uris], ignore_index=True)
 
 
 def unseen_rows(other: list[str], trained_on: list[str], workdir: str, text_column: str = "content") -> dict:
@@ -25,8 +29,8 @@ def unseen_rows(other: list[str], trained_on: list[str], workdir: str, text_colu
 
     Returns {"path", "rows", "dropped"}: the file to evaluate on, how many rows it keeps and how
     many shared a text with the training files."""
-    frame = _read_csvs(other)
-    seen = set(clean_text(_read_csvs(trained_on)[text_column]))
+    frame = _read_labeled_files(other)
+    seen = set(clean_text(_read_labeled_files(trained_on)[text_column]))
     overlap = clean_text(frame[text_column]).isin(seen)
     path = os.path.join(workdir, "other-unseen.csv")
     frame[~overlap].to_csv(path, index=False)
