@@ -154,6 +154,8 @@ def train_loop_per_worker(config: dict) -> None:
     amp_dtype = autocast_dtype(device)
     # streaming_split(equal=True) gives every worker the same row count, hence the same steps.
     steps_per_epoch = max(1, math.ceil((config["train_rows"] // world_size) / config["batch_size"]))
+    # One learning rate for all layers: per-layer decay (0.8, 0.9) scored no better in the recipe
+    # sweep (BENCHMARKS.md, "Recipe sweep on a GPU"), so it is not a training option.
     optimizer, scheduler = optimizer_and_schedule(
         base_model, lr=config["lr"], layer_decay=1.0, warmup_fraction=config["warmup_fraction"],
         total_steps=steps_per_epoch * config["epochs"], device=device)
