@@ -6,7 +6,9 @@ bert-base-cased and stays the default for hub models and local folders. The offl
 its own entry, tuned on the validation split (never on test; BENCHMARKS.md, "Model quality"):
 a small model fine-tunes best at a higher rate. On a seeded 5,000-row sample, one epoch, the
 same validation rows: lr 1e-4 with 10% warmup reached validation accuracy 0.657 and macro-F1
-0.659, the reference 0.552 and 0.492.
+0.659, the reference 0.552 and 0.492. Batch 32: in a sweep of 11 settings with 3-4 seeds each
+on all labeled data it had the best mean validation accuracy (0.693 against 0.681 at batch 16),
+and it steps half as often, which is 10% faster on 2 CPUs and 1.5x on a GPU.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class Recipe:
 
 
 REFERENCE = Recipe(lr=2e-5, warmup_fraction=0.0, epochs=3, batch_size=16)
-RECIPES = {DEFAULT_BACKBONE: Recipe(lr=1e-4, warmup_fraction=0.1, epochs=3, batch_size=16)}
+RECIPES = {DEFAULT_BACKBONE: Recipe(lr=1e-4, warmup_fraction=0.1, epochs=3, batch_size=32)}
 HYPERPARAMETERS = tuple(Recipe.__dataclass_fields__)
 
 

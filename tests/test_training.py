@@ -173,7 +173,8 @@ def test_each_backbone_gets_its_recipe_and_help_lists_them(capsys):
     from sentiment.cli import main
     from sentiment.recipes import REFERENCE, recipe_for
 
-    assert (recipe_for("minilm")[1].lr, recipe_for("minilm")[1].warmup_fraction) == (1e-4, 0.1)
+    minilm = recipe_for("minilm")[1]
+    assert (minilm.lr, minilm.warmup_fraction, minilm.epochs, minilm.batch_size) == (1e-4, 0.1, 3, 32)
     assert recipe_for("bert-base-cased") == ("reference", REFERENCE)
     assert (REFERENCE.lr, REFERENCE.warmup_fraction, REFERENCE.epochs) == (2e-5, 0.0, 3)
     with pytest.raises(SystemExit):

@@ -22,6 +22,8 @@ from multiprocessing import get_context
 import numpy as np
 
 from sentiment.labels import LABELS
+from sentiment.model import DEFAULT_BACKBONE, HEAD_DROPOUT
+from sentiment.recipes import RECIPES
 from sentiment.train_stats import selection_score
 
 SPLITS = ("train", "validation", "test")
@@ -29,17 +31,20 @@ WINDOW_BATCHES = 32
 EVAL_BATCH_SIZE = 64
 
 
+_RECIPE = RECIPES[DEFAULT_BACKBONE]
+
+
 @dataclass(frozen=True)
 class Trial:
-    """One training run: a recipe and a seed."""
+    """One training run: a recipe (by default the default backbone's own) and a seed."""
 
-    lr: float = 1e-4
-    warmup_fraction: float = 0.1
-    epochs: int = 3
-    batch_size: int = 16
-    label_smoothing: float = 0.0
+    lr: float = _RECIPE.lr
+    warmup_fraction: float = _RECIPE.warmup_fraction
+    epochs: int = _RECIPE.epochs
+    batch_size: int = _RECIPE.batch_size
+    label_smoothing: float = _RECIPE.label_smoothing
     layer_decay: float = 1.0
-    dropout: float = 0.3
+    dropout: float = HEAD_DROPOUT
     seed: int = 0
 
     @property
@@ -51,13 +56,14 @@ class Trial:
 
 
 # The settings compared for the default backbone (issue 13), each a change from its recipe.
+# BENCHMARKS.md's table ran this grid at commit c56da6a, when the recipe's batch was 16.
 SETTINGS = {
     "recipe": {},
-    "reference": {"lr": 2e-5, "warmup_fraction": 0.0},
+    "reference": {"lr": 2e-5, "warmup_fraction": 0.0, "batch_size": 16},
     "lr 5e-5": {"lr": 5e-5},
     "lr 2e-4": {"lr": 2e-4},
-    "batch 32": {"batch_size": 32},
-    "batch 32, lr 2e-4": {"batch_size": 32, "lr": 2e-4},
+    "batch 16": {"batch_size": 16},
+    "batch 16, lr 5e-5": {"batch_size": 16, "lr": 5e-5},
     "label smoothing 0.1": {"label_smoothing": 0.1},
     "layer decay 0.8, lr 2e-4": {"layer_decay": 0.8, "lr": 2e-4},
     "layer decay 0.9": {"layer_decay": 0.9},
