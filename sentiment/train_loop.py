@@ -29,15 +29,13 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 
 from sentiment.model import build_classifier, save_classifier
 from sentiment.train_stats import measured_peak_flops, selection_score, training_flops, weights_fingerprint
-from sentiment.train_steps import autocast_dtype, length_bucketed_batches, optimizer_and_schedule, run_epoch
+from sentiment.train_steps import (BUCKET_WINDOW_BATCHES, GPU_PAD_MULTIPLE, autocast_dtype, length_bucketed_batches,
+                                   optimizer_and_schedule, run_epoch)
 
 MODEL_SUBDIR = "model"
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
-GPU_PAD_MULTIPLE = 8
 PREFETCH_BATCHES = 4
-# Training batches are formed by length within windows of this many batches (see _LengthBucketCollate).
-BUCKET_WINDOW_BATCHES = 32
 # A logger, not print: Ray Train patches print on workers to both tee and log, doubling each line.
 log = logging.getLogger("sentiment.train")
 
@@ -59,13 +57,10 @@ class _TokenizeCollate(NumpyBatchCollateFn):
 
 class _LengthBucketCollate(_TokenizeCollate):
     """A window of BUCKET_WINDOW_BATCHES shuffled batches in, the same rows out as batches of
-    similar length, in random order.
+    similar length, in random order (train_steps.length_bucketed_batches says why).
 
-    Random batches of 16 real reviews pad to 2.5x their tokens (one long review sets the
-    length of all 16); sorting a window by length first cuts that to about 1.03x, and a CPU step
-    costs what its padded tokens cost. The rows a worker sees and the number of steps are
-    unchanged; only which rows share a batch is. The list of batches passes through Ray's
-    prefetch thread as is (Ray moves tensor batches only), pinned here on GPU.
+    The list of batches passes through Ray's prefetch thread as is (Ray moves tensor batches
+    only), pinned here on GPU.
     """
 
     def __init__(self, tokenizer, max_length: int, pad_to_multiple_of: int | None, batch_size: int, seed: int,

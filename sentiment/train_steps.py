@@ -18,6 +18,10 @@ import torch
 from sentiment.train_stats import add_batch, new_totals, summarize
 
 LOG_EVERY_STEPS = 50
+# On GPU, padded lengths are a multiple of this, so kernels see few distinct shapes.
+GPU_PAD_MULTIPLE = 8
+# Training batches are formed by length within windows of this many batches (length_bucketed_batches).
+BUCKET_WINDOW_BATCHES = 32
 log = logging.getLogger("sentiment.train")
 
 

@@ -27,7 +27,6 @@ from sentiment.recipes import RECIPES
 from sentiment.train_stats import selection_score
 
 SPLITS = ("train", "validation", "test")
-WINDOW_BATCHES = 32
 EVAL_BATCH_SIZE = 64
 
 
@@ -115,14 +114,15 @@ def write_splits(paths: list[str], directory: str, *, seed: int = 42, val_fracti
 
 
 def _batches(tokenizer, frame, batch_size: int, seed: int, pad_multiple: int | None, pin: bool) -> list[dict]:
-    from sentiment.train_steps import length_bucketed_batches
+    from sentiment.model import DEFAULT_MAX_LENGTH
+    from sentiment.train_steps import BUCKET_WINDOW_BATCHES, length_bucketed_batches
 
-    window = batch_size * WINDOW_BATCHES
+    window = batch_size * BUCKET_WINDOW_BATCHES
     batches = []
     for start in range(0, len(frame), window):
         part = frame.iloc[start:start + window]
         batches += length_bucketed_batches(tokenizer, part["text"].tolist(), part["label"].to_numpy(),
-                                           max_length=160, batch_size=batch_size, pad_to_multiple_of=pad_multiple,
+                                           max_length=DEFAULT_MAX_LENGTH, batch_size=batch_size, pad_to_multiple_of=pad_multiple,
                                            seed=seed, pin=pin)
     return batches
 
@@ -133,7 +133,7 @@ def run_trial(trial: Trial, splits_dir: str, backbone: str, threads: int = 1) ->
     import torch
 
     from sentiment.model import build_classifier
-    from sentiment.train_steps import autocast_dtype, optimizer_and_schedule, run_epoch
+    from sentiment.train_steps import GPU_PAD_MULTIPLE, autocast_dtype, optimizer_and_schedule, run_epoch
 
     torch.set_num_threads(threads)
     started = time.time()
@@ -144,7 +144,7 @@ def run_trial(trial: Trial, splits_dir: str, backbone: str, threads: int = 1) ->
     model = model.float().to(device)  # weights may travel as fp16; train as `sentiment train` does, in fp32
     amp_dtype = autocast_dtype(device)
     on_gpu = device.type == "cuda"
-    pad_multiple = 8 if on_gpu else None
+    pad_multiple = GPU_PAD_MULTIPLE if on_gpu else None
     steps_per_epoch = math.ceil(len(frames["train"]) / trial.batch_size)
     optimizer, scheduler = optimizer_and_schedule(
         model, lr=trial.lr, layer_decay=trial.layer_decay, warmup_fraction=trial.warmup_fraction,
