@@ -9,7 +9,8 @@ A step costs what its padded tokens cost, so training batches are formed by leng
 shuffled windows (_LengthBucketCollate). A GPU step never waits for the host: batches are
 tokenized in Ray's prefetch threads, pinned and copied to the device ahead of time; loss and
 per-class counts are summed on the device and read every few steps and at the end of the
-epoch (train_steps, the Ray-free step shared with the recipe sweep); on GPU the padded length is a multiple of 8, so kernels see few distinct shapes.
+epoch (train_steps, the Ray-free step shared with the recipe sweep); on GPU the padded length
+is a multiple of 8, so kernels see few distinct shapes.
 """
 
 from __future__ import annotations

@@ -48,11 +48,19 @@ def summarize(totals) -> dict:
     confusion = totals[:N_CLASSES ** 2].reshape(N_CLASSES, N_CLASSES)
     n = confusion.sum()
     true_positive = np.diag(confusion)
-    denominator = confusion.sum(0) + confusion.sum(1)
-    f1 = np.divide(2 * true_positive, denominator, out=np.zeros(N_CLASSES), where=denominator > 0)
+    f1 = per_class_f1(confusion)
     return {"loss": float(totals[LOSS_SUM] / max(n, 1)), "accuracy": float(true_positive.sum() / max(n, 1)),
             "macro_f1": float(f1.mean()), "n": int(n), "tokens": float(totals[TOKENS]),
             "tokens_squared": float(totals[TOKENS_SQUARED]), "confusion_matrix": confusion.astype(int).tolist()}
+
+
+def per_class_f1(confusion) -> np.ndarray:
+    """F1 of each class from a confusion matrix (rows true, columns predicted); a class never
+    seen nor predicted scores 0."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    true_positive = np.diag(confusion)
+    denominator = confusion.sum(0) + confusion.sum(1)
+    return np.divide(2 * true_positive, denominator, out=np.zeros(len(true_positive)), where=denominator > 0)
 
 
 def training_flops(model_config, tokens: float, tokens_squared: float) -> float:

@@ -24,7 +24,7 @@ import numpy as np
 from sentiment.labels import LABELS
 from sentiment.model import DEFAULT_BACKBONE, HEAD_DROPOUT
 from sentiment.recipes import RECIPES
-from sentiment.train_stats import selection_score
+from sentiment.train_stats import per_class_f1, selection_score
 
 SPLITS = ("train", "validation", "test")
 EVAL_BATCH_SIZE = 64
@@ -122,8 +122,8 @@ def _batches(tokenizer, frame, batch_size: int, seed: int, pad_multiple: int | N
     for start in range(0, len(frame), window):
         part = frame.iloc[start:start + window]
         batches += length_bucketed_batches(tokenizer, part["text"].tolist(), part["label"].to_numpy(),
-                                           max_length=DEFAULT_MAX_LENGTH, batch_size=batch_size, pad_to_multiple_of=pad_multiple,
-                                           seed=seed, pin=pin)
+                                           max_length=DEFAULT_MAX_LENGTH, batch_size=batch_size,
+                                           pad_to_multiple_of=pad_multiple, seed=seed, pin=pin)
     return batches
 
 
@@ -208,13 +208,6 @@ def best_epoch(history: list[dict], select_metric: str) -> dict:
     return max(history, key=lambda m: selection_score(m, select_metric))
 
 
-def per_class_f1(confusion) -> list[float]:
-    confusion = np.asarray(confusion, dtype=float)
-    true_positive = np.diag(confusion)
-    denominator = confusion.sum(0) + confusion.sum(1)
-    return list(np.divide(2 * true_positive, denominator, out=np.zeros(len(true_positive)), where=denominator > 0))
-
-
 def summarize_sweep(results: list[dict], select_metric: str = "accuracy") -> list[dict]:
     """One row per setting: seeds, and the mean and standard deviation over seeds of the best
     epoch's validation and test numbers (best chosen on validation only)."""
@@ -224,10 +217,10 @@ def summarize_sweep(results: list[dict], select_metric: str = "accuracy") -> lis
     rows = []
     for setting, runs in by_setting.items():
         chosen = [best_epoch(run["history"], select_metric) for run in runs]
-        columns = {"val_accuracy": [m["val_accuracy"] for m in chosen], "val_macro_f1": [m["val_macro_f1"] for m in chosen],
-                   "test_accuracy": [m["test_accuracy"] for m in chosen], "test_macro_f1": [m["test_macro_f1"] for m in chosen],
-                   **{f"test_f1_{label}": [per_class_f1(m["test_confusion_matrix"])[i] for m in chosen]
-                      for i, label in enumerate(LABELS)},
+        test_f1 = [per_class_f1(m["test_confusion_matrix"]) for m in chosen]
+        columns = {**{key: [m[key] for m in chosen] for key in ("val_accuracy", "val_macro_f1", "test_accuracy",
+                                                                "test_macro_f1")},
+                   **{f"test_f1_{label}": [f1[i] for f1 in test_f1] for i, label in enumerate(LABELS)},
                    "best_epoch": [m["epoch"] for m in chosen], "seconds": [run["seconds"] for run in runs]}
         rows.append({"setting": setting, "seeds": len(runs),
                      **{k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0) for k, v in columns.items()}})
