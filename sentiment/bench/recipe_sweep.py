@@ -113,7 +113,8 @@ def write_splits(paths: list[str], directory: str, *, seed: int = 42, val_fracti
     return splits.counts
 
 
-def _batches(tokenizer, frame, batch_size: int, seed: int, pad_multiple: int | None, pin: bool) -> list[dict]:
+def split_batches(tokenizer, frame, batch_size: int, seed: int, pad_multiple: int | None, pin: bool) -> list[dict]:
+    """Length-bucketed batches of a split (columns text, label), made as `sentiment train` makes them."""
     from sentiment.model import DEFAULT_MAX_LENGTH
     from sentiment.train_steps import BUCKET_WINDOW_BATCHES, length_bucketed_batches
 
@@ -150,12 +151,12 @@ def run_trial(trial: Trial, splits_dir: str, backbone: str, threads: int = 1) ->
         model, lr=trial.lr, layer_decay=trial.layer_decay, warmup_fraction=trial.warmup_fraction,
         total_steps=steps_per_epoch * trial.epochs, device=device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    held_out = {name: _batches(tokenizer, frames[name], EVAL_BATCH_SIZE, 0, pad_multiple, on_gpu)
+    held_out = {name: split_batches(tokenizer, frames[name], EVAL_BATCH_SIZE, 0, pad_multiple, on_gpu)
                 for name in ("validation", "test")}
     history = []
     for epoch in range(trial.epochs):
         order = np.random.default_rng([trial.seed, epoch]).permutation(len(frames["train"]))
-        batches = _batches(tokenizer, frames["train"].iloc[order], trial.batch_size, trial.seed + epoch,
+        batches = split_batches(tokenizer, frames["train"].iloc[order], trial.batch_size, trial.seed + epoch,
                            pad_multiple, on_gpu)
         train = run_epoch(model, batches, device, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                           amp_dtype=amp_dtype, label_smoothing=trial.label_smoothing)
