@@ -31,8 +31,10 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.models) < 2:
         parser.error("--models needs at least two folders to average")
-    rows = [(directory, score_held_out(*load_classifier(directory), args.splits)) for directory in args.models]
-    soup, tokenizer = average_weights(args.models)
+    loaded = [(directory, *load_classifier(directory)) for directory in args.models]  # each read once
+    rows = [(directory, score_held_out(model, tokenizer, args.splits)) for directory, model, tokenizer in loaded]
+    soup = average_weights([(directory, model) for directory, model, _ in loaded])
+    tokenizer = loaded[0][2]  # members share the backbone's tokenizer
     rows.append((f"average of all {len(args.models)}", score_held_out(soup, tokenizer, args.splits)))
     if args.output:
         save_classifier(soup, tokenizer, args.output)

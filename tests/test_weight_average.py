@@ -26,14 +26,17 @@ def test_average_is_the_parameter_mean_and_loads_as_a_plain_pipeline(tiny_backbo
     from sentiment.bench.weight_average import average_weights
 
     folders = [_saved_classifier(tiny_backbone, seed, tmp_path / f"m{seed}") for seed in range(3)]
-    soup, tokenizer = average_weights(folders)
+    loaded = [(folder, load_classifier(folder)[0]) for folder in folders]
+    soup = average_weights(loaded)
     members = [load_classifier(folder)[0].state_dict() for folder in folders]
+    for (_, model), saved in zip(loaded, members):  # the members are left as they were
+        assert all(torch.equal(value, saved[name]) for name, value in model.state_dict().items())
     for name, value in soup.state_dict().items():
         if value.is_floating_point():
             torch.testing.assert_close(value, sum(m[name] for m in members) / 3)
     assert not torch.equal(soup.classifier.weight, members[0]["classifier.weight"])
 
-    save_classifier(soup, tokenizer, str(tmp_path / "soup"))
+    save_classifier(soup, load_classifier(folders[0])[1], str(tmp_path / "soup"))
     classify = pipeline("text-classification", model=str(tmp_path / "soup"))
     assert classify("the app crashes every time")[0]["label"] in LABELS
 
@@ -45,13 +48,13 @@ def test_average_refuses_one_model_and_other_architectures(tiny_backbone, tmp_pa
 
     first = _saved_classifier(tiny_backbone, 0, tmp_path / "m0")
     with pytest.raises(ValueError, match="at least two"):
-        average_weights([first])
+        average_weights([(first, load_classifier(first)[0])])
     one_layer = tmp_path / "one-layer-backbone"
     BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(one_layer)
     AutoTokenizer.from_pretrained(tiny_backbone).save_pretrained(one_layer)
     other = _saved_classifier(str(one_layer), 1, tmp_path / "other")
     with pytest.raises(ValueError, match="other.*not the same architecture"):
-        average_weights([first, other])
+        average_weights([(folder, load_classifier(folder)[0]) for folder in (first, other)])
 
 
 def test_held_out_scores_match_the_pipelines_labels_on_real_reviews(tiny_backbone, shared_data, tmp_path):

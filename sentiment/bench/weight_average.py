@@ -17,32 +17,35 @@ from sentiment.train_stats import per_class_f1
 HELD_OUT = ("validation", "test")
 
 
-def average_weights(model_dirs: list[str]):
-    """The uniform average of the classifiers in model_dirs, and the first one's tokenizer.
+def average_weights(models: list[tuple[str, object]]):
+    """A new model whose every floating-point parameter and buffer is the uniform mean of the
+    given (name, classifier) pairs' (the names are for errors). The members stay as they were.
 
     Raises:
         ValueError: fewer than two models, or models whose parameters differ in name or shape
             (not copies of one architecture).
     """
+    import copy
+
     import torch
 
-    from sentiment.model import load_classifier
-
-    if len(model_dirs) < 2:
+    if len(models) < 2:
         raise ValueError("averaging needs at least two models")
-    soup, tokenizer = load_classifier(model_dirs[0])
-    total = {name: value.double() for name, value in soup.state_dict().items() if value.is_floating_point()}
-    for directory in model_dirs[1:]:
-        weights = load_classifier(directory)[0].state_dict()
-        if {name: tuple(w.shape) for name, w in weights.items()} != {name: tuple(w.shape) for name, w in soup.state_dict().items()}:
-            raise ValueError(f"{directory} is not the same architecture as {model_dirs[0]}: its parameters differ")
-        for name in total:
-            total[name] += weights[name].double()
+    (first_name, first), others = models[0], models[1:]
+    shapes = {name: tuple(w.shape) for name, w in first.state_dict().items()}
+    total = {name: w.double() for name, w in first.state_dict().items() if w.is_floating_point()}
+    for name, model in others:
+        weights = model.state_dict()
+        if {key: tuple(w.shape) for key, w in weights.items()} != shapes:
+            raise ValueError(f"{name} is not the same architecture as {first_name}: its parameters differ")
+        for key in total:
+            total[key] += weights[key].double()
+    soup = copy.deepcopy(first)
     with torch.no_grad():
         state = soup.state_dict()
-        for name, summed in total.items():
-            state[name].copy_((summed / len(model_dirs)).to(state[name].dtype))
-    return soup, tokenizer
+        for key, summed in total.items():
+            state[key].copy_((summed / len(models)).to(state[key].dtype))
+    return soup
 
 
 def score_held_out(model, tokenizer, splits_dir: str) -> dict:
@@ -54,11 +57,12 @@ def score_held_out(model, tokenizer, splits_dir: str) -> dict:
     from sentiment.bench.recipe_sweep import EVAL_BATCH_SIZE, split_batches
     from sentiment.train_steps import run_epoch
 
+    model = model.float()
     scores = {}
     for split in HELD_OUT:
         frame = pd.read_parquet(os.path.join(splits_dir, f"{split}.parquet"))
         batches = split_batches(tokenizer, frame, EVAL_BATCH_SIZE, 0, None, False)
-        metrics = run_epoch(model.float(), batches, torch.device("cpu"))
+        metrics = run_epoch(model, batches, torch.device("cpu"))
         metrics["f1"] = dict(zip(LABELS, per_class_f1(metrics["confusion_matrix"]).tolist()))
         scores[split] = metrics
     return scores
