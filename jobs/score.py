@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from sentiment.cli import add_score_arguments
-from sentiment.cluster import add_job_arguments, run_job
+from sentiment.cluster.jobs import add_job_arguments, run_job
 
 
 def main(argv: list[str] | None = None) -> int:

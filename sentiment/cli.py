@@ -12,8 +12,8 @@ import logging
 import sys
 
 from sentiment.errors import SentimentError
-from sentiment.model import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS
-from sentiment.recipes import describe_recipes
+from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS
+from sentiment.model.recipes import describe_recipes
 
 EXAMPLES = """\
 examples:
@@ -220,14 +220,14 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args) -> int:
-    from sentiment.training import TrainConfig, train
+    from sentiment.train.driver import TrainConfig, train
 
     train(TrainConfig.from_namespace(args))
     return 0
 
 
 def _run_evaluate(args) -> int:
-    from sentiment.evaluation import EvaluateConfig, evaluate
+    from sentiment.evaluate import EvaluateConfig, evaluate
 
     evaluate(EvaluateConfig.from_namespace(args))
     return 0
@@ -242,7 +242,7 @@ def _run_predict(args) -> int:
 
 
 def _run_score(args) -> int:
-    from sentiment.scoring import ScoreConfig, score
+    from sentiment.score.pipeline import ScoreConfig, score
 
     print_json(score(ScoreConfig.from_namespace(args)))
     return 0

@@ -15,7 +15,7 @@ from importlib import resources
 
 import pandas as pd
 
-from sentiment.ray_connection import ensure_connected
+from sentiment.cluster.connect import ensure_connected
 
 SAMPLE = "reviews.csv"
 NEW_REVIEWS = [
@@ -72,11 +72,11 @@ def run_demo(config: DemoConfig) -> dict:
         {"metrics": the training metrics.json, "predictions": predict records, "summary": the
         scoring summary}.
     """
-    from sentiment.evaluation import EvaluateConfig, evaluate
+    from sentiment.evaluate import EvaluateConfig, evaluate
     from sentiment.predict import predict_records
-    from sentiment.predictor import Predictor
-    from sentiment.scoring import ScoreConfig, score
-    from sentiment.training import TrainConfig, train
+    from sentiment.model.predictor import Predictor
+    from sentiment.score.pipeline import ScoreConfig, score
+    from sentiment.train.driver import TrainConfig, train
 
     started = time.time()
     workdir = os.path.abspath(config.workdir)

@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass
 
 from sentiment.errors import InputError
-from sentiment.labels import LABELS, PROB_COLUMNS
-from sentiment.model import DEFAULT_MAX_LENGTH
-from sentiment.predictor import Predictor, pick_device
+from sentiment.data.labels import LABELS, PROB_COLUMNS
+from sentiment.model.classifier import DEFAULT_MAX_LENGTH
+from sentiment.model.predictor import Predictor, pick_device
 
 EMPTY_TEXT_ERROR = "text is empty or whitespace"  # the words `sentiment score` uses
 

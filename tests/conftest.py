@@ -27,7 +27,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def model_cache(tmp_path_factory) -> Path:
     """Every process of the session, Ray workers included, caches s3:// models here, not in /tmp."""
-    from sentiment.storage import MODEL_CACHE_ENV
+    from sentiment.io.storage import MODEL_CACHE_ENV
 
     path = tmp_path_factory.mktemp("model-cache")
     saved = os.environ.get(MODEL_CACHE_ENV)
@@ -97,7 +97,7 @@ def tiny_backbone(tmp_path_factory) -> str:
     import torch
     from transformers import AutoTokenizer, BertModel
 
-    from sentiment.model import resolve_backbone
+    from sentiment.model.classifier import resolve_backbone
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-backbone")
@@ -111,7 +111,7 @@ def tiny_classifier(tmp_path_factory, tiny_backbone) -> str:
     """A tiny, untrained 3-class sentiment model folder, for scoring and prediction tests."""
     import torch
 
-    from sentiment.model import build_classifier, save_classifier
+    from sentiment.model.classifier import build_classifier, save_classifier
 
     torch.manual_seed(0)
     model, tokenizer = build_classifier(tiny_backbone)

@@ -1,4 +1,4 @@
-"""jobs/benchmark_training.py on CPU: a tiny model, a subset, two batch sizes (no timing asserted)."""
+"""benchmarks/training.py on CPU: a tiny model, a subset, two batch sizes (no timing asserted)."""
 
 import json
 import os
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_benchmark_training_reports_an_epoch_per_batch_size(shared_data, tmp_path):
     out = tmp_path / "training.json"
-    run = subprocess.run([sys.executable, "jobs/benchmark_training.py", "--data", str(shared_data / "labeled"),
+    run = subprocess.run([sys.executable, "-m", "benchmarks.training", "--data", str(shared_data / "labeled"),
                           "--size", "tiny", "--limit", "300", "--batch-sizes", "8", "16", "--json", str(out)],
                          cwd=ROOT, env={**os.environ, "RAY_ADDRESS": "local"}, capture_output=True, text=True,
                          timeout=900)

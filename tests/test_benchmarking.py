@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from sentiment.errors import InputError
-from sentiment.bench.hardware_limit import forward_flops, matmul_peak_gflops
-from sentiment.bench.process_memory import tree_usage
-from sentiment.bench.review_sample import sample_reviews, write_shards
-from sentiment.bench.scoring_methods import time_hf_pipeline, time_predictor, time_reference_loop
+from benchmarks.lib.hardware_limit import forward_flops, matmul_peak_gflops
+from benchmarks.lib.process_memory import tree_usage
+from benchmarks.lib.review_sample import sample_reviews, write_shards
+from benchmarks.lib.scoring_methods import time_hf_pipeline, time_predictor, time_reference_loop
 
 
 def _bert_config(**overrides):
@@ -135,7 +135,7 @@ def test_benchmark_job_prints_a_table_and_writes_json(shared_data, tmp_path):
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "json"
     done = subprocess.run(
-        [sys.executable, "jobs/benchmark_scoring.py", "--data", str(shared_data / "unlabeled"), "--n", "48",
+        [sys.executable, "-m", "benchmarks.scoring", "--data", str(shared_data / "unlabeled"), "--n", "48",
          "--baseline-n", "24", "--tune-n", "16", "--pipeline-batch-sizes", "8", "16", "--predictor-batch-sizes", "16",
          "--model-size", "tiny", "--no-score", "--peak-size", "256", "--json", str(out), "--workdir", str(tmp_path / "work")],
         cwd=repo, capture_output=True, text=True, timeout=900)
@@ -159,7 +159,7 @@ def test_gpu_benchmark_job_runs_the_whole_table_on_cpu(shared_data, tmp_path):
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "gpu.json"
     done = subprocess.run(
-        [sys.executable, "jobs/benchmark_gpu.py", "--device", "cpu", "--model-size", "tiny", "--data",
+        [sys.executable, "-m", "benchmarks.gpu", "--device", "cpu", "--model-size", "tiny", "--data",
          str(shared_data / "unlabeled"), "--sample", "48", "--baseline-n", "16", "--batch-sizes", "8", "32",
          "--pipeline-batch-sizes", "8", "--rows", "1500", "--shards", "3", "--peak-size", "128", "--score-timeout", "800",
          "--workdir", str(tmp_path / "work"), "--json", str(out)],
@@ -180,7 +180,7 @@ def test_gpu_benchmark_job_runs_the_whole_table_on_cpu(shared_data, tmp_path):
 def test_cross_domain_set_drops_texts_the_model_was_trained_on(tmp_path):
     import pandas as pd
 
-    from sentiment.bench.cross_domain import unseen_rows
+    from benchmarks.lib.cross_domain import unseen_rows
 
     trained_on = tmp_path / "train.csv"
     pd.DataFrame({"content": ["good", "crashes daily", None], "score": [5, 1, 3]}).to_csv(trained_on, index=False)
@@ -203,7 +203,7 @@ def test_quality_benchmark_bag_of_words_row_scores_the_training_split(shared_dat
     repo = Path(__file__).resolve().parents[1]
     table = tmp_path / "quality.md"
     done = subprocess.run(
-        [sys.executable, "jobs/benchmark_quality.py", "--data", str(shared_data / "labeled"), "--limit", "3000",
+        [sys.executable, "-m", "benchmarks.quality", "--data", str(shared_data / "labeled"), "--limit", "3000",
          "--bow-baseline", "--settings", "--workdir", str(tmp_path / "work"), "--table", str(table)],
         cwd=repo, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]

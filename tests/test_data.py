@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from sentiment.data import prepare_splits, read_labeled, split_of
+from sentiment.data.labeled import prepare_splits, read_labeled, split_of
 from sentiment.errors import InputError
 
 
@@ -67,7 +67,7 @@ def test_missing_column_names_the_file_and_its_columns(ray_cluster, tmp_path):
 
 
 def test_reads_labeled_reviews_from_s3(ray_cluster, s3_bucket, shared_data):
-    from sentiment import storage
+    from sentiment.io import storage
 
     storage.write_bytes(f"{s3_bucket}/labeled/gplay-2024.csv", (shared_data / "labeled" / "gplay-2024.csv").read_bytes())
     dataset = read_labeled([f"{s3_bucket}/labeled/"], "content", "score")

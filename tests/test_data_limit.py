@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from sentiment.data import read_labeled
+from sentiment.data.labeled import read_labeled
 
 
 def test_limit_takes_a_seeded_random_sample_of_a_file_sorted_by_score(ray_cluster, shared_data, tmp_path):

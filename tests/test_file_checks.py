@@ -15,9 +15,9 @@ import pytest
 import ray
 
 from sentiment.errors import InputError, StorageError
-from sentiment.file_checks import CSV_PARSE, check_files, file_columns, file_groups
-from sentiment.shards import find_shards
-from sentiment.storage import InputFiles
+from sentiment.io.file_checks import CSV_PARSE, check_files, file_columns, file_groups
+from sentiment.io.shards import find_shards
+from sentiment.io.storage import InputFiles
 
 _QUOTE_NEVER_CLOSED = b'row_id,content\n1,good app\n2,"this quote\n3,is never closed\n'
 
@@ -48,7 +48,7 @@ def test_every_file_is_checked_by_a_worker_task_in_groups(ray_cluster, shared_da
     for i in range(5):
         pacsv.write_csv(reviews.select(["content", "score"]).slice(100 * i, 100), tmp_path / f"part-{i}.csv")
     # Two groups of at most three files, as 20,000 files make 313 groups of 64.
-    monkeypatch.setattr("sentiment.file_checks._TASKS", 2)
+    monkeypatch.setattr("sentiment.io.file_checks._TASKS", 2)
     earlier = set(_checks_in_timeline())
 
     found = find_shards([str(tmp_path)], text_column="content")
@@ -104,7 +104,7 @@ def test_a_file_gone_since_listing_is_a_storage_error_naming_it(ray_cluster, tmp
 
 
 def test_tasks_reach_s3_with_the_nodes_own_environment(ray_cluster, s3_bucket, shared_data):
-    from sentiment import storage
+    from sentiment.io import storage
 
     storage.write_bytes(f"{s3_bucket}/in/good.csv", (shared_data / "labeled" / "gplay-2024.csv").read_bytes())
     assert find_shards([f"{s3_bucket}/in/"], text_column="content").input_rows == 5901

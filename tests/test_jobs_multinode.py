@@ -207,7 +207,7 @@ def _job_record(cluster: Cluster, job_id: str) -> tuple[str, str]:
 
 def _upload_shards(shared_data: Path, prefix: str) -> int:
     """A night's shards: slices of real unlabeled reviews with a row id, as CSV and Parquet."""
-    from sentiment.storage import write_bytes
+    from sentiment.io.storage import write_bytes
 
     total = 0
     for i, (name, rows) in enumerate(SHARDS.items()):
@@ -244,7 +244,7 @@ def test_a_job_run_by_hand_starts_a_local_cluster(tmp_path, shared_data, tiny_cl
 
 
 def test_train_then_score_jobs_on_a_two_node_cluster(two_node_cluster, s3_bucket, shared_data, tiny_backbone):
-    from sentiment.storage import fsspec_filesystem
+    from sentiment.io.storage import fsspec_filesystem
 
     cluster = two_node_cluster
     fs, _ = fsspec_filesystem(s3_bucket)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentiment.labels import INVALID_LABEL, LABELS, score_to_label_id, scores_to_label_ids
+from sentiment.data.labels import INVALID_LABEL, LABELS, score_to_label_id, scores_to_label_ids
 
 
 def test_label_order_is_negative_neutral_positive():

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sentiment.errors import ModelError
-from sentiment.model import check_classifier_folder
-from sentiment.storage import upload_dir, write_bytes
+from sentiment.model.classifier import check_classifier_folder
+from sentiment.io.storage import upload_dir, write_bytes
 from tests.s3_recording import recording_s3_reads
 
 

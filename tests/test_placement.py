@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sentiment.placement import (cluster_can_span_nodes, local_backbone_folder, require_shared_paths,
+from sentiment.cluster.placement import (cluster_can_span_nodes, local_backbone_folder, require_shared_paths,
                                  v1_autoscaler_has_node_types)
 
 

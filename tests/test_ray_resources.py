@@ -11,7 +11,7 @@ import pytest
 
 from sentiment.cli import main
 from sentiment.errors import ResourceError
-from sentiment.ray_resources import require
+from sentiment.cluster.resources import require
 
 
 def test_require_accepts_what_fits_and_names_what_does_not(ray_cluster):

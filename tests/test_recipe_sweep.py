@@ -1,4 +1,4 @@
-"""The recipe sweep (jobs/benchmark_recipes.py): per-layer learning rates, and seeded trials on
+"""The recipe sweep (benchmarks/recipes.py): per-layer learning rates, and seeded trials on
 `sentiment train`'s own splits, run in parallel processes, scored on every held-out row."""
 
 import json
@@ -10,8 +10,8 @@ from tests.helpers import labeled_sample
 
 
 def test_layer_decay_gives_each_layer_its_rate_and_every_parameter_one(tiny_backbone):
-    from sentiment.model import build_classifier
-    from sentiment.train_steps import layer_rate_groups
+    from sentiment.model.classifier import build_classifier
+    from sentiment.train.step import layer_rate_groups
 
     model, _ = build_classifier(tiny_backbone)  # 2 encoder layers
     groups = layer_rate_groups(model, lr=1.0, layer_decay=0.5)
@@ -27,7 +27,7 @@ def test_layer_decay_gives_each_layer_its_rate_and_every_parameter_one(tiny_back
 
 
 def test_sweep_trials_are_seeded_and_score_every_held_out_row(ray_cluster, shared_data, tmp_path, tiny_backbone):
-    from sentiment.bench.recipe_sweep import Trial, best_epoch, run_sweep, summarize_sweep, sweep_table, write_splits
+    from benchmarks.lib.recipe_sweep import Trial, best_epoch, run_sweep, summarize_sweep, sweep_table, write_splits
 
     counts = write_splits([str(labeled_sample(shared_data, tmp_path, 400))], str(tmp_path / "splits"),
                           val_fraction=0.15, test_fraction=0.15)

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sentiment.cli import main
-from sentiment.model import DEFAULT_MAX_LENGTH, resolve_backbone
-from sentiment.scoring import ERROR_COLUMN, tokenize_batch
+from sentiment.model.classifier import DEFAULT_MAX_LENGTH, resolve_backbone
+from sentiment.score.pipeline import ERROR_COLUMN, tokenize_batch
 
 
 def _score(capsys, tmp_path, model: str, inputs, *extra: str) -> tuple[int, str]:
@@ -161,7 +161,7 @@ def test_a_model_folder_missing_its_weights_says_so(ray_cluster, tmp_path, capsy
 def test_pickled_weights_are_never_loaded(ray_cluster, tmp_path, capsys, tiny_classifier):
     import torch
 
-    from sentiment.model import load_classifier
+    from sentiment.model.classifier import load_classifier
 
     shutil.copytree(tiny_classifier, tmp_path / "model")
     model, _ = load_classifier(tiny_classifier)

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sentiment.cli import build_parser, main
-from sentiment.scoring import ERROR_COLUMN
+from sentiment.score.pipeline import ERROR_COLUMN
 
 TEXT = "content"
 
@@ -125,8 +125,8 @@ def test_dictionary_and_large_string_text_columns_are_scored(shared_data, ray_cl
 def test_tokenize_reads_string_view_and_dictionary_text_as_text():
     from transformers import AutoTokenizer
 
-    from sentiment.model import resolve_backbone
-    from sentiment.scoring import tokenize_batch
+    from sentiment.model.classifier import resolve_backbone
+    from sentiment.score.pipeline import tokenize_batch
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("minilm"))
     for text in (pa.array(["great app", None]).cast(pa.string_view()),
@@ -288,7 +288,7 @@ def test_pipeline_failures_are_told_apart_by_type_not_by_text(tmp_path):
     from ray.exceptions import RayTaskError
 
     from sentiment.errors import InputError, StorageError
-    from sentiment.failures import pipeline_failure
+    from sentiment.score.failures import pipeline_failure
 
     files = [str(tmp_path / "a.parquet")]
 

@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from tests.local_s3 import MotoServer, free_port
-from sentiment.storage import arrow_filesystem, fsspec_filesystem, upload_dir
+from sentiment.io.storage import arrow_filesystem, fsspec_filesystem, upload_dir
 from tests.conftest import SECRET_KEY
 
 TEXT = "Review Text"

@@ -45,7 +45,7 @@ def test_a_run_recorded_before_label_smoothing_existed_still_resumes(tmp_path):
     import json
 
     from sentiment.errors import InputError
-    from sentiment.run_resume import RUN_KEYS, SETTINGS_FILE, SNAPSHOT_FILE, prepare_run
+    from sentiment.train.resume import RUN_KEYS, SETTINGS_FILE, SNAPSHOT_FILE, prepare_run
 
     settings = {key: None for key in RUN_KEYS} | {"lr": 1e-4, "epochs": 3, "label_smoothing": 0.0}
     older = {key: value for key, value in settings.items() if key != "label_smoothing"}

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sentiment.cli import main
-from sentiment.labels import LABELS, PROB_COLUMNS
-from sentiment.storage import arrow_filesystem, fsspec_filesystem, upload_dir
+from sentiment.data.labels import LABELS, PROB_COLUMNS
+from sentiment.io.storage import arrow_filesystem, fsspec_filesystem, upload_dir
 
 TEXT = "Review Text"
 SOURCES = ("copper.csv", "webmd.csv", "lego.csv", "newsmatic.csv")
@@ -144,7 +144,7 @@ def test_s3_scoring_marker_and_summary_count_what_was_written(s3_scored):
     # The precision the actors ran (default --precision auto), not the word "auto".
     import torch
 
-    from sentiment.predictor import resolve_precision
+    from sentiment.model.predictor import resolve_precision
 
     assert summary["precision"] == resolve_precision("auto", torch.device("cpu"))
 
@@ -181,7 +181,7 @@ def spread_classifier(shared_data, tmp_path_factory) -> str:
     """
     import torch
 
-    from sentiment.model import build_classifier, save_classifier
+    from sentiment.model.classifier import build_classifier, save_classifier
 
     torch.manual_seed(0)
     model, tokenizer = build_classifier("minilm")
@@ -199,7 +199,7 @@ def spread_classifier(shared_data, tmp_path_factory) -> str:
 
 
 def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray_cluster, spread_classifier, tmp_path):
-    from sentiment.predictor import Predictor
+    from sentiment.model.predictor import Predictor
 
     texts = _real_reviews(shared_data, "webmd.csv", 160)[TEXT].to_pylist()
     texts = [t for t in texts if t.strip()]
@@ -221,7 +221,7 @@ def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray
 
 
 def test_cpu_actor_pool_is_capped_to_leave_a_cpu_for_reading_and_writing(ray_cluster):
-    from sentiment.scoring import ScoreConfig, _actor_pool_plan
+    from sentiment.score.pipeline import ScoreConfig, _actor_pool_plan
 
     def plan(**kwargs):
         return _actor_pool_plan(ScoreConfig(model="m", inputs=["i"], output="o", **kwargs))
@@ -238,7 +238,7 @@ def test_cpu_actor_pool_is_capped_to_leave_a_cpu_for_reading_and_writing(ray_clu
 def test_actor_threads_come_from_the_actors_own_resources_and_node(ray_cluster):
     import ray
 
-    from sentiment.scoring import actor_threads
+    from sentiment.score.pipeline import actor_threads
 
     @ray.remote
     class Probe:
@@ -278,8 +278,8 @@ def trained_classifier(shared_data, tmp_path_factory) -> str:
     steps of 16 gplay-2024 reviews (a minute on 2 cores)."""
     import torch
 
-    from sentiment.labels import scores_to_label_ids
-    from sentiment.model import build_classifier, save_classifier
+    from sentiment.data.labels import scores_to_label_ids
+    from sentiment.model.classifier import build_classifier, save_classifier
 
     torch.manual_seed(0)
     model, tokenizer = build_classifier("minilm")
@@ -303,7 +303,7 @@ def trained_classifier(shared_data, tmp_path_factory) -> str:
 def test_bf16_weights_keep_trained_labels_and_probabilities_close_to_fp32(shared_data, trained_classifier):
     import torch
 
-    from sentiment.predictor import Predictor
+    from sentiment.model.predictor import Predictor
 
     # 400 reviews: 99.5% allows 2 changed labels. max_length 64 keeps CPU bf16 (emulated
     # without AMX) affordable.
@@ -327,7 +327,7 @@ def test_bf16_weights_keep_trained_labels_and_probabilities_close_to_fp32(shared
 def test_auto_precision_follows_the_hardware():
     import torch
 
-    from sentiment.predictor import resolve_precision
+    from sentiment.model.predictor import resolve_precision
 
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
     amx = torch.cpu._is_amx_tile_supported()
@@ -340,7 +340,7 @@ def test_auto_precision_follows_the_hardware():
 def test_tokenize_batch_emits_arrow_token_lists_with_nulls_for_unusable_rows(shared_data, tiny_classifier):
     from transformers import AutoTokenizer
 
-    from sentiment.scoring import _IDS, tokenize_batch
+    from sentiment.score.pipeline import _IDS, tokenize_batch
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_classifier)
     texts = _real_reviews(shared_data, "lego.csv", 50)[TEXT].to_pylist()
@@ -358,7 +358,7 @@ def test_tokenize_batch_emits_arrow_token_lists_with_nulls_for_unusable_rows(sha
 def test_token_budget_batches_real_reviews_with_little_padding(shared_data, tiny_classifier):
     from transformers import AutoTokenizer
 
-    from sentiment.predictor import batch_bounds, tokenize_to_arrow
+    from sentiment.model.predictor import batch_bounds, tokenize_to_arrow
 
     texts = [t for t in _real_reviews(shared_data, "webmd.csv", 5000)[TEXT].to_pylist() if t.strip()][:4096]
     lengths = np.sort(pa.compute.list_value_length(tokenize_to_arrow(AutoTokenizer.from_pretrained(tiny_classifier),
@@ -376,7 +376,7 @@ def test_token_budget_batches_real_reviews_with_little_padding(shared_data, tiny
 
 
 def test_token_budget_and_fixed_batches_give_the_same_probabilities(shared_data, spread_classifier):
-    from sentiment.predictor import Predictor
+    from sentiment.model.predictor import Predictor
 
     texts = [t for t in _real_reviews(shared_data, "webmd.csv", 300)[TEXT].to_pylist() if t.strip()]
     by_tokens = Predictor(spread_classifier, precision="fp32", tokens_per_batch=512).predict_proba(texts)

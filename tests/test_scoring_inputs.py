@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sentiment.cli import main
-from sentiment.model import resolve_backbone
-from sentiment.scoring import ERROR_COLUMN, tokenize_batch
+from sentiment.model.classifier import resolve_backbone
+from sentiment.score.pipeline import ERROR_COLUMN, tokenize_batch
 
 
 def _score_error(capsys, *args: str) -> str:

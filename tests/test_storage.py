@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiment import storage
+from sentiment.io import storage
 from sentiment.errors import InputError, StorageError
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from sentiment.train_loop import BUCKET_WINDOW_BATCHES, _LengthBucketCollate, _TokenizeCollate
+from sentiment.train.worker_loop import BUCKET_WINDOW_BATCHES, _LengthBucketCollate, _TokenizeCollate
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_length_buckets_keep_every_row_once_and_pad_far_less_than_random_batches
 def test_label_smoothing_moves_the_training_target_and_zero_keeps_the_models_loss():
     from transformers.modeling_outputs import SequenceClassifierOutput
 
-    from sentiment.train_steps import training_loss
+    from sentiment.train.step import training_loss
 
     logits = torch.tensor([[4.0, 0.0, -4.0], [0.0, 3.0, 0.0]])
     labels = torch.tensor([0, 1])

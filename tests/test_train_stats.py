@@ -4,7 +4,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from sentiment.train_stats import add_batch, new_totals, selection_score, summarize, training_flops
+from sentiment.train.stats import add_batch, new_totals, selection_score, summarize, training_flops
 
 
 def test_device_totals_give_sklearns_accuracy_and_macro_f1():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from sentiment.cli import main
-from sentiment.labels import LABELS
+from sentiment.data.labels import LABELS
 from tests.helpers import labeled_sample
 from tests.s3_recording import recording_s3_reads
 
@@ -35,7 +35,7 @@ def trained_on_s3(ray_cluster, s3_server, shared_data, tiny_backbone, tmp_path_f
 
 
 def _metrics(output):
-    from sentiment.storage import read_bytes
+    from sentiment.io.storage import read_bytes
 
     return json.loads(read_bytes(f"{output}/metrics.json"))
 
@@ -43,7 +43,7 @@ def _metrics(output):
 def test_artifact_is_a_standard_hf_model_the_pipeline_loads(trained_on_s3):
     from transformers import pipeline
 
-    from sentiment.storage import fetch_dir_files
+    from sentiment.io.storage import fetch_dir_files
 
     local = fetch_dir_files(trained_on_s3)
     names = set(__import__("os").listdir(local))
@@ -58,7 +58,7 @@ def test_artifact_is_a_standard_hf_model_the_pipeline_loads(trained_on_s3):
 
 
 def test_the_driver_copies_the_best_model_without_downloading_the_checkpoint(trained_on_s3):
-    from sentiment.train_loop import HISTORY_FILE, STATE_FILE
+    from sentiment.train.worker_loop import HISTORY_FILE, STATE_FILE
 
     checkpoint_reads = [key for key, _ in DRIVER_READS[trained_on_s3].calls if "/checkpoints/" in key]
     # Only the small history file; the model is copied server-side, the optimizer state stays put.
@@ -109,8 +109,8 @@ def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
 def test_best_epoch_is_best_val_accuracy_ties_to_lower_loss_and_is_the_model_ray_kept(trained_on_s3):
     from safetensors.torch import load_file
 
-    from sentiment.storage import fetch_dir_files
-    from sentiment.train_stats import weights_fingerprint
+    from sentiment.io.storage import fetch_dir_files
+    from sentiment.train.stats import weights_fingerprint
 
     metrics = _metrics(trained_on_s3)
     history = metrics["history"]
@@ -127,7 +127,7 @@ def test_training_loss_goes_down(trained_on_s3):
 
 
 def test_plots_are_real_pngs(trained_on_s3):
-    from sentiment.storage import read_bytes
+    from sentiment.io.storage import read_bytes
 
     for name in ("training_history.png", "confusion_matrix.png"):
         data = read_bytes(f"{trained_on_s3}/{name}")
@@ -156,7 +156,7 @@ def test_predict_json_lines(trained_on_s3, capsys):
 
 
 def test_no_credential_reaches_any_artifact_or_checkpoint(trained_on_s3):
-    from sentiment.storage import fsspec_filesystem
+    from sentiment.io.storage import fsspec_filesystem
     from tests.conftest import ACCESS_KEY, SECRET_KEY
 
     fs, root = fsspec_filesystem(trained_on_s3)
@@ -171,7 +171,7 @@ def test_no_credential_reaches_any_artifact_or_checkpoint(trained_on_s3):
 
 def test_each_backbone_gets_its_recipe_and_help_lists_them(capsys):
     from sentiment.cli import main
-    from sentiment.recipes import REFERENCE, recipe_for
+    from sentiment.model.recipes import REFERENCE, recipe_for
 
     minilm = recipe_for("minilm")[1]
     assert (minilm.lr, minilm.warmup_fraction, minilm.epochs, minilm.batch_size) == (1e-4, 0.1, 3, 32)
@@ -189,8 +189,8 @@ def test_label_smoothing_flag_parses_defaults_to_the_recipe_and_is_checked():
 
     from sentiment.cli import add_train_arguments
     from sentiment.errors import InputError
-    from sentiment.recipes import recipe_for
-    from sentiment.training import TrainConfig
+    from sentiment.model.recipes import recipe_for
+    from sentiment.train.driver import TrainConfig
 
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)

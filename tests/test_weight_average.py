@@ -1,4 +1,4 @@
-"""Weight averaging (jobs/benchmark_soup.py): the average is the parameter-wise mean, it stays a
+"""Weight averaging (benchmarks/soup.py): the average is the parameter-wise mean, it stays a
 plain classifier that transformers.pipeline loads, and its held-out scores are those of its labels."""
 
 import numpy as np
@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from sentiment.labels import LABELS, scores_to_label_ids
-from sentiment.model import build_classifier, load_classifier, save_classifier
+from sentiment.data.labels import LABELS, scores_to_label_ids
+from sentiment.model.classifier import build_classifier, load_classifier, save_classifier
 
 
 def _saved_classifier(backbone: str, seed: int, directory) -> str:
@@ -23,7 +23,7 @@ def _saved_classifier(backbone: str, seed: int, directory) -> str:
 def test_average_is_the_parameter_mean_and_loads_as_a_plain_pipeline(tiny_backbone, tmp_path):
     from transformers import pipeline
 
-    from sentiment.bench.weight_average import average_weights
+    from benchmarks.lib.weight_average import average_weights
 
     folders = [_saved_classifier(tiny_backbone, seed, tmp_path / f"m{seed}") for seed in range(3)]
     loaded = [(folder, load_classifier(folder)[0]) for folder in folders]
@@ -44,7 +44,7 @@ def test_average_is_the_parameter_mean_and_loads_as_a_plain_pipeline(tiny_backbo
 def test_average_refuses_one_model_and_other_architectures(tiny_backbone, tmp_path):
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from sentiment.bench.weight_average import average_weights
+    from benchmarks.lib.weight_average import average_weights
 
     first = _saved_classifier(tiny_backbone, 0, tmp_path / "m0")
     with pytest.raises(ValueError, match="at least two"):
@@ -60,7 +60,7 @@ def test_average_refuses_one_model_and_other_architectures(tiny_backbone, tmp_pa
 def test_held_out_scores_match_the_pipelines_labels_on_real_reviews(tiny_backbone, shared_data, tmp_path):
     from transformers import pipeline
 
-    from sentiment.bench.weight_average import score_held_out, soup_table
+    from benchmarks.lib.weight_average import score_held_out, soup_table
 
     reviews = pd.read_csv(shared_data / "labeled" / "gplay-2024.csv", usecols=["content", "score"]).dropna()
     reviews = reviews.sample(n=160, random_state=0)

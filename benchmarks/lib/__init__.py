@@ -1,0 +1,1 @@
+"""What the benchmark scripts share: timing methods, hardware limits, samples, memory sampling."""

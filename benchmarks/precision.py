@@ -1,0 +1,59 @@
+"""Label agreement of a trained classifier with its own fp32 self when its weights are bf16 or fp16.
+
+Runs on CPU or GPU, on real unlabeled reviews, and prints, per precision, the share of labels
+kept, each flipped review's fp32 top-2 margin, and the max and mean probability difference.
+
+    python -m benchmarks.precision --model MODEL_DIR --reviews 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import pyarrow.csv as pacsv
+import torch
+
+from sentiment.model.predictor import Predictor, pick_device
+from sentiment.io.shards import CSV_PARSE
+
+APPS = ("todoist.csv", "khan.csv", "webmd.csv", "NYT.csv")
+
+
+def real_reviews(data: str, count: int) -> list[str]:
+    """`count` non-blank reviews, an equal share from each of APPS."""
+    texts: list[str] = []
+    for name in APPS:
+        table = pacsv.read_csv(f"{data}/{name}", parse_options=CSV_PARSE)
+        texts += [t for t in table["Review Text"].to_pylist() if t and t.strip()][: count // len(APPS)]
+    return texts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.precision", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="trained model folder")
+    parser.add_argument("--data", default="../shared/data/unlabeled", help="folder of the unlabeled app CSVs")
+    parser.add_argument("--reviews", type=int, default=2000)
+    parser.add_argument("--gpu", action="store_true")
+    args = parser.parse_args(argv)
+    texts = real_reviews(args.data, args.reviews)
+    device = pick_device(args.gpu)
+    fp32 = Predictor(args.model, precision="fp32", device=device)
+    want = fp32.predict_proba(texts)
+    top2 = np.sort(want, axis=1)[:, -2:]
+    print(f"{len(texts)} reviews; fp32 mean top probability {want.max(1).mean():.3f}; "
+          f"labels per class {np.bincount(want.argmax(1), minlength=want.shape[1]).tolist()}")
+    for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        cast = Predictor(args.model, precision="fp32", device=device)
+        cast.model = cast.model.to(dtype)
+        got = cast.predict_proba(texts)
+        flipped = got.argmax(1) != want.argmax(1)
+        margins = np.round(top2[flipped, 1] - top2[flipped, 0], 4).tolist()
+        print(f"{name}: labels kept {1 - flipped.mean():.2%} ({flipped.sum()} flipped, fp32 margins {margins}), "
+              f"max prob diff {np.abs(got - want).max():.4f}, mean {np.abs(got - want).mean():.5f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""`sentiment evaluate`: score labeled data with a trained model and report how good it is."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import ray
+from ray.data.expressions import col
+
+from sentiment.data.labeled import EMPTY_TEXT, INVALID_SCORE, count_problems, read_labeled
+from sentiment.errors import InputError
+from sentiment.train.metrics import classification_metrics, format_metrics
+from sentiment.model.classifier import DEFAULT_MAX_LENGTH
+from sentiment.cluster.connect import ensure_connected
+from sentiment.cluster.resources import largest_node_cpus, require
+from sentiment.io.storage import write_bytes
+
+log = logging.getLogger(__name__)
+
+
+class _LabelPredictor:
+    """Ray Data actor: loads the model once, maps {text, label} batches to {label, pred}."""
+
+    def __init__(self, model_uri: str, batch_size: int | None, max_length: int, use_gpu: bool, threads: int,
+                 precision: str, tokens_per_batch: int | None = None):
+        import torch
+
+        from sentiment.model.predictor import Predictor, pick_device
+
+        torch.set_num_threads(threads)
+        self.predictor = Predictor(model_uri, device=pick_device(use_gpu), batch_size=batch_size, max_length=max_length,
+                                   precision=precision, tokens_per_batch=tokens_per_batch)
+
+    def __call__(self, batch: dict) -> dict:
+        probs = self.predictor.predict_proba(batch["text"].tolist())
+        return {"label": batch["label"], "pred": probs.argmax(axis=1)}
+
+
+def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int | None = None,
+                   max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False,
+                   precision: str = "auto", tokens_per_batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """True and predicted class ids for a dataset with columns text and label.
+
+    One actor, with torch threads for every core of the largest node; it reserves one CPU fewer
+    so Ray Data's read and filter tasks can still run beside it. Only the two small integer
+    columns come back to the driver.
+    """
+    require({"CPU": 1, "GPU": 1 if use_gpu else 0}, 1, "evaluate --gpu" if use_gpu else "evaluate")
+    cpus = largest_node_cpus()
+    predicted = dataset.map_batches(
+        _LabelPredictor, fn_constructor_kwargs={"model_uri": model_uri, "batch_size": batch_size,
+                                                "max_length": max_length, "use_gpu": use_gpu, "threads": cpus,
+                                                "precision": precision, "tokens_per_batch": tokens_per_batch},
+        # 4096 rows per call: the predictor sorts them by length, so its batches pad little.
+        batch_size=4096, compute=ray.data.ActorPoolStrategy(size=1),
+        num_gpus=1 if use_gpu else 0, num_cpus=max(1, cpus - 1) if not use_gpu else 1)
+    frame = predicted.to_pandas()
+    return frame["label"].to_numpy(), frame["pred"].to_numpy()
+
+
+@dataclass
+class EvaluateConfig:
+    model: str
+    data: list[str]
+    text_column: str = "content"
+    score_column: str = "score"
+    format: str | None = None
+    report: str | None = None
+    batch_size: int | None = None
+    max_length: int = DEFAULT_MAX_LENGTH
+    limit: int | None = None
+    use_gpu: bool = False
+    precision: str = "auto"
+    tokens_per_batch: int | None = None
+
+    @classmethod
+    def from_namespace(cls, args) -> "EvaluateConfig":
+        return cls(model=args.model, data=args.data, text_column=args.text_column, score_column=args.score_column,
+                   format=args.format, report=args.report, batch_size=args.batch_size,
+                   max_length=args.max_length, limit=args.limit, use_gpu=args.gpu,
+                   precision=args.precision, tokens_per_batch=args.tokens_per_batch)
+
+
+def evaluate(config: EvaluateConfig) -> dict:
+    """Print accuracy, macro-F1, sklearn's report and the confusion matrix; optionally write JSON.
+
+    Rows with empty text or a score outside 1-5 cannot be judged: they are counted and reported
+    under "skipped", never silently ignored.
+    """
+    from sentiment.model.classifier import check_classifier_folder
+
+    # Fail fast, before Ray starts, if it is not a model: config and weights header only, as score.
+    check_classifier_folder(config.model)
+    ensure_connected()
+    labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit).materialize()
+    problems = count_problems(labeled)
+    usable = labeled.filter(expr=col("problem") == "").drop_columns(["problem"])
+    if not problems.get("", 0):
+        raise InputError(f"no rows of {', '.join(config.data)} can be judged: {problems.get(EMPTY_TEXT, 0)} with "
+                         f"empty text, {problems.get(INVALID_SCORE, 0)} with a score that is not a whole number 1-5 "
+                         f"(column '{config.score_column}')")
+    y_true, y_pred = predict_labels(usable, config.model, batch_size=config.batch_size,
+                                    max_length=config.max_length, use_gpu=config.use_gpu, precision=config.precision,
+                                    tokens_per_batch=config.tokens_per_batch)
+    metrics = classification_metrics(y_true, y_pred)
+    metrics["skipped"] = {EMPTY_TEXT: problems.get(EMPTY_TEXT, 0), INVALID_SCORE: problems.get(INVALID_SCORE, 0)}
+    metrics["model"] = config.model
+    metrics["precision"] = config.precision
+    print(format_metrics(y_true, y_pred, metrics))
+    skipped = sum(metrics["skipped"].values())
+    if skipped:
+        print(f"skipped {skipped} rows that cannot be judged: {metrics['skipped']}")
+    if config.report:
+        write_bytes(config.report, json.dumps(metrics, indent=2).encode())
+        print(f"report written to {config.report}")
+    return metrics

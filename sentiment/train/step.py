@@ -1,0 +1,140 @@
+"""The training step itself, free of Ray: batches formed by length, the optimizer with its
+per-layer rates, the loss, and one pass over the batches with device-side totals.
+
+Ray Train's worker loop (train_loop) and the single-process recipe sweep
+(benchmarks/lib/recipe_sweep) both train through these, so a recipe measured by the sweep is the
+recipe `sentiment train` runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import numpy as np
+import torch
+
+from sentiment.train.stats import add_batch, new_totals, summarize
+
+LOG_EVERY_STEPS = 50
+# On GPU, padded lengths are a multiple of this, so kernels see few distinct shapes.
+GPU_PAD_MULTIPLE = 8
+# Training batches are formed by length within windows of this many batches (length_bucketed_batches).
+BUCKET_WINDOW_BATCHES = 32
+log = logging.getLogger("sentiment.train")
+
+
+def length_bucketed_batches(tokenizer, texts: list[str], labels, *, max_length: int, batch_size: int,
+                            pad_to_multiple_of: int | None, seed: int, pin: bool) -> list[dict]:
+    """The rows of one window as batches of similar length, in random order.
+
+    Random batches of 16 real reviews pad to 2.5x their tokens (one long review sets the
+    length of all 16); sorting a window by length first cuts that to about 1.03x, and a CPU step
+    costs what its padded tokens cost. The rows and the number of batches are unchanged; only
+    which rows share a batch is.
+    """
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length, return_attention_mask=False)["input_ids"]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    order = np.argsort(lengths, kind="stable")
+    groups = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    # Seeded by the window's content: the same rows give the same batches, whichever thread runs it.
+    np.random.default_rng([seed, len(ids), int(lengths.sum())]).shuffle(groups)
+    labels = np.asarray(labels, dtype=np.int64)
+    batches = []
+    for rows in groups:
+        batch = dict(tokenizer.pad({"input_ids": [ids[i] for i in rows]}, padding=True,
+                                   pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt"))
+        batch["labels"] = torch.from_numpy(labels[rows])
+        batches.append({k: v.pin_memory() for k, v in batch.items()} if pin else batch)
+    return batches
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 on GPU (fp16 where bf16 is missing), None (plain fp32) on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+_LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
+
+
+def layer_rate_groups(model, lr: float, layer_decay: float) -> list[dict]:
+    """Parameter groups for layer-wise learning-rate decay.
+
+    The head and pooler learn at `lr`, encoder layer k of L at lr * layer_decay**(L - k), and the
+    embeddings at lr * layer_decay**(L + 1): the lower a layer, the more general what it learned
+    in pre-training, and the less it should move. layer_decay 1.0 is one group at `lr`.
+    """
+    if layer_decay == 1.0:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+    n_layers = model.config.num_hidden_layers
+    rates: dict[float, list] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        layer = _LAYER.search(name)
+        if layer:
+            depth = n_layers - int(layer.group(1))
+        elif ".embeddings." in f".{name}":
+            depth = n_layers + 1
+        else:
+            depth = 0
+        rates.setdefault(lr * layer_decay ** depth, []).append(parameter)
+    return [{"params": params, "lr": rate} for rate, params in rates.items()]
+
+
+def training_loss(out, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """The loss to step on: the model's own cross-entropy, or with label smoothing when asked
+    (computed in float32, as autocast does for the model's own loss)."""
+    if not label_smoothing:
+        return out.loss
+    return torch.nn.functional.cross_entropy(out.logits.float(), labels, label_smoothing=label_smoothing)
+
+
+def run_epoch(model, batches, device, *, optimizer=None, scheduler=None, scaler=None, amp_dtype=None,
+              label_smoothing=0.0, reduce=None, log_progress=False, epoch_label="", steps_total=None) -> dict:
+    """One pass; trains when an optimizer is given. Returns summarize() of the totals.
+
+    label_smoothing applies to the training loss only, so validation loss (the tie-breaker of
+    model selection) stays comparable across recipes. `reduce` sums the totals over workers
+    (DDP) before they are read.
+    """
+    training = optimizer is not None
+    model.train(training)
+    totals = new_totals(device)
+    started = time.time()
+    with torch.set_grad_enabled(training):
+        for step, batch in enumerate(batches, start=1):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}  # no-op when prefetched
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                out = model(**batch)
+            loss = training_loss(out, batch["labels"], label_smoothing) if training else out.loss
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+            add_batch(totals, loss, out.logits, batch["labels"], batch["attention_mask"])
+            if log_progress and step % LOG_EVERY_STEPS == 0:
+                so_far = summarize(totals.tolist())  # the one host sync per LOG_EVERY_STEPS steps
+                log.info(f"[train] {epoch_label} step {step}/{steps_total} loss {so_far['loss']:.4f} "
+                         f"acc {so_far['accuracy']:.3f} ({so_far['n'] / (time.time() - started):.1f} "
+                         "reviews/s per worker)")
+    return summarize((reduce(totals) if reduce else totals).tolist())
+
+
+def optimizer_and_schedule(model, *, lr: float, layer_decay: float, warmup_fraction: float, total_steps: int,
+                           device: torch.device):
+    """AdamW (fused on CUDA) over layer_rate_groups, and linear decay to zero after a linear
+    warmup over warmup_fraction of total_steps."""
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(layer_rate_groups(model, lr, layer_decay), lr=lr, fused=device.type == "cuda")
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, num_warmup_steps=round(warmup_fraction * total_steps), num_training_steps=total_steps)
+    return optimizer, scheduler

@@ -1,0 +1,215 @@
+"""What each Ray Train worker runs: the reference recipe as a plain loop, built not to stall a GPU.
+
+AdamW (fused on CUDA), linear decay to zero after an optional linear warmup, gradient clipping
+at 1.0, bf16 autocast on GPU (fp16 with a grad scaler where bf16 is missing), validation every
+epoch, and a checkpoint per epoch that holds everything needed to resume: the model as an HF
+folder, optimizer and scheduler state, and the metric history so far.
+
+A step costs what its padded tokens cost, so training batches are formed by length within
+shuffled windows (_LengthBucketCollate). A GPU step never waits for the host: batches are
+tokenized in Ray's prefetch threads, pinned and copied to the device ahead of time; loss and
+per-class counts are summed on the device and read every few steps and at the end of the
+epoch (train_steps, the Ray-free step shared with the recipe sweep); on GPU the padded length
+is a multiple of 8, so kernels see few distinct shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from ray.data.collate_fn import NumpyBatchCollateFn
+
+from sentiment.model.classifier import build_classifier, save_classifier
+from sentiment.train.stats import measured_peak_flops, selection_score, training_flops, weights_fingerprint
+from sentiment.train.step import (BUCKET_WINDOW_BATCHES, GPU_PAD_MULTIPLE, autocast_dtype, length_bucketed_batches,
+                                   optimizer_and_schedule, run_epoch)
+
+MODEL_SUBDIR = "model"
+STATE_FILE = "train_state.pt"
+HISTORY_FILE = "history.json"
+PREFETCH_BATCHES = 4
+# A logger, not print: Ray Train patches print on workers to both tee and log, doubling each line.
+log = logging.getLogger("sentiment.train")
+
+
+class _TokenizeCollate(NumpyBatchCollateFn):
+    """Tokenizes in Ray's prefetch threads, so the training step never waits on the tokenizer."""
+
+    def __init__(self, tokenizer, max_length: int, pad_to_multiple_of: int | None):
+        super().__init__()
+        self.tokenizer, self.max_length, self.pad_to_multiple_of = tokenizer, max_length, pad_to_multiple_of
+
+    def __call__(self, batch: dict) -> dict:
+        # Dynamic padding: each batch pads only to its own longest text (capped at max_length).
+        encoded = self.tokenizer(list(batch["text"]), truncation=True, max_length=self.max_length,
+                                 padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
+        encoded["labels"] = torch.tensor(batch["label"], dtype=torch.long)  # copies: Ray's arrays are read-only
+        return dict(encoded)
+
+
+class _LengthBucketCollate(_TokenizeCollate):
+    """A window of BUCKET_WINDOW_BATCHES shuffled batches in, the same rows out as batches of
+    similar length, in random order (train_steps.length_bucketed_batches says why).
+
+    The list of batches passes through Ray's prefetch thread as is (Ray moves tensor batches
+    only), pinned here on GPU.
+    """
+
+    def __init__(self, tokenizer, max_length: int, pad_to_multiple_of: int | None, batch_size: int, seed: int,
+                 pin: bool):
+        super().__init__(tokenizer, max_length, pad_to_multiple_of)
+        self.batch_size, self.seed, self.pin = batch_size, seed, pin
+
+    def __call__(self, window: dict) -> list[dict]:
+        return length_bucketed_batches(self.tokenizer, window["text"], window["label"], max_length=self.max_length,
+                                       batch_size=self.batch_size, pad_to_multiple_of=self.pad_to_multiple_of,
+                                       seed=self.seed, pin=self.pin)
+
+
+def _all_reduce(totals: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(totals)
+    return totals
+
+
+def _optimizer_step(optimizer) -> int:
+    steps = [int(state["step"]) for state in optimizer.state.values() if "step" in state]
+    return max(steps, default=0)
+
+
+def _save_checkpoint(directory: str, model, tokenizer, optimizer, scheduler, scaler, epoch: int, history: list) -> None:
+    save_classifier(model, tokenizer, os.path.join(directory, MODEL_SUBDIR))
+    # Only tensors, numbers and strings: loadable with torch.load(weights_only=True), no pickle.
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "epoch": epoch}, os.path.join(directory, STATE_FILE))
+    with open(os.path.join(directory, HISTORY_FILE), "w") as f:
+        json.dump(history, f)
+
+
+def _restore(checkpoint):
+    """Model, tokenizer, train state and history from a Ray checkpoint."""
+    with checkpoint.as_directory() as directory:
+        # The checkpoint's model folder is a complete HF model: rebuild from it directly.
+        model, tokenizer = build_classifier(os.path.join(directory, MODEL_SUBDIR))
+        state = torch.load(os.path.join(directory, STATE_FILE), weights_only=True, map_location="cpu")
+        with open(os.path.join(directory, HISTORY_FILE)) as f:
+            history = json.load(f)
+    return model, tokenizer, state, history
+
+
+def _throughput(train: dict, seconds: float, world_size: int, model_config, peak_flops: float | None) -> dict:
+    rate = train["n"] / seconds
+    numbers = {"train_seconds": seconds, "train_reviews_per_second": rate,
+               "train_reviews_per_second_per_worker": rate / world_size,
+               "train_tokens_per_review": train["tokens"] / max(train["n"], 1)}
+    if peak_flops:
+        flops = training_flops(model_config, train["tokens"], train["tokens_squared"])
+        numbers["mfu"] = flops / seconds / (peak_flops * world_size)
+        numbers["peak_tflops_per_worker"] = peak_flops / 1e12
+    return numbers
+
+
+def _epoch_line(label: str, m: dict) -> str:
+    mfu = f", MFU {m['mfu']:.1%}" if "mfu" in m else ""
+    return (f"[train] {label}: train loss {m['train_loss']:.4f} acc {m['train_accuracy']:.3f} | "
+            f"val loss {m['val_loss']:.4f} acc {m['val_accuracy']:.3f} macro-F1 {m['val_macro_f1']:.3f} | "
+            f"{m['train_seconds']:.1f}s train, {m['train_reviews_per_second']:.1f} reviews/s "
+            f"({m['train_reviews_per_second_per_worker']:.1f} per worker{mfu}), {m['epoch_seconds']:.0f}s epoch")
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entrypoint; `config` is TrainConfig.worker_config()."""
+    torch.manual_seed(config["seed"])
+    # Ray pins OMP_NUM_THREADS to the worker's CPU count; say it explicitly for torch too.
+    torch.set_num_threads(config["cpus_per_worker"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    start_epoch, history, state, resumed_from = 0, [], None, None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        model, tokenizer = build_classifier(config["backbone"])
+    else:
+        model, tokenizer, state, history = _restore(checkpoint)
+        start_epoch = state["epoch"] + 1
+        resumed_from = {"epoch": start_epoch, "weights_fingerprint": weights_fingerprint(model.state_dict())}
+    base_model = model  # what gets saved: neither DDP- nor compile-wrapped
+
+    model = ray.train.torch.prepare_model(model)
+    if config["compile"]:
+        model = torch.compile(model, dynamic=True)
+    amp_dtype = autocast_dtype(device)
+    # streaming_split(equal=True) gives every worker the same row count, hence the same steps.
+    steps_per_epoch = max(1, math.ceil((config["train_rows"] // world_size) / config["batch_size"]))
+    # One learning rate for all layers: per-layer decay (0.8, 0.9) scored no better in the recipe
+    # sweep (BENCHMARKS.md, "Recipe sweep on a GPU"), so it is not a training option.
+    optimizer, scheduler = optimizer_and_schedule(
+        base_model, lr=config["lr"], layer_decay=1.0, warmup_fraction=config["warmup_fraction"],
+        total_steps=steps_per_epoch * config["epochs"], device=device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        resumed_from["optimizer_step"] = _optimizer_step(optimizer)
+        if rank == 0:
+            log.info(f"[train] resuming from the checkpoint of epoch {start_epoch} "
+                     f"(optimizer step {resumed_from['optimizer_step']})")
+    peak_flops = measured_peak_flops(device, amp_dtype or torch.float32)
+
+    on_gpu = device.type == "cuda"
+    pad_multiple = GPU_PAD_MULTIPLE if on_gpu else None
+    # On CPU, more tokenizing threads would only take cores from the step.
+    prefetch = PREFETCH_BATCHES if on_gpu else 1
+    window = config["batch_size"] * BUCKET_WINDOW_BATCHES
+    bucketed = _LengthBucketCollate(tokenizer, config["max_length"], pad_multiple, config["batch_size"],
+                                    config["seed"], pin=on_gpu)
+    feed = {"collate_fn": _TokenizeCollate(tokenizer, config["max_length"], pad_multiple), "device": device,
+            "pin_memory": on_gpu, "prefetch_batches": prefetch}
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("validation")
+    for epoch in range(start_epoch, config["epochs"]):
+        started = time.time()
+        label = f"epoch {epoch + 1}/{config['epochs']}"
+        windows = train_shard.iter_torch_batches(
+            batch_size=window, local_shuffle_buffer_size=window * 2, local_shuffle_seed=config["seed"] + epoch,
+            collate_fn=bucketed, device=device, prefetch_batches=prefetch)
+        train_batches = (batch for batches in windows for batch in batches)
+        train = run_epoch(model, train_batches, device, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                          amp_dtype=amp_dtype, label_smoothing=config["label_smoothing"], reduce=_all_reduce,
+                          log_progress=rank == 0, epoch_label=label, steps_total=steps_per_epoch)
+        train_seconds = time.time() - started
+        val = run_epoch(model, val_shard.iter_torch_batches(batch_size=config["batch_size"] * 2, **feed),
+                        device, amp_dtype=amp_dtype, reduce=_all_reduce)
+        metrics = {"epoch": epoch + 1, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
+                   "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
+                   "val_confusion_matrix": val["confusion_matrix"], "global_batch_size": config["batch_size"] * world_size,
+                   **_throughput(train, train_seconds, world_size, base_model.config, peak_flops),
+                   "epoch_seconds": time.time() - started, "optimizer_step": _optimizer_step(optimizer)}
+        if resumed_from and epoch == start_epoch:
+            metrics["resumed_from"] = resumed_from
+        metrics["selection_score"] = selection_score(metrics, config["select_metric"])
+        if rank == 0:
+            log.info(_epoch_line(label, metrics))
+            metrics["weights_fingerprint"] = weights_fingerprint(base_model.state_dict())
+            history.append(metrics)
+            with tempfile.TemporaryDirectory() as directory:
+                _save_checkpoint(directory, base_model, tokenizer, optimizer, scheduler, scaler, epoch, history)
+                ray.train.report(_flat(metrics), checkpoint=ray.train.Checkpoint.from_directory(directory))
+        else:
+            history.append(metrics)
+            ray.train.report(_flat(metrics))
+
+
+def _flat(metrics: dict) -> dict:
+    # Ray's result table wants scalars; the nested entries live in history.json.
+    return {k: v for k, v in metrics.items() if not isinstance(v, (dict, list, str))}
