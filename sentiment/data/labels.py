@@ -11,19 +11,9 @@ PROB_COLUMNS = tuple(f"prob_{name}" for name in LABELS)
 INVALID_LABEL = -1
 
 
-def score_to_label_id(score: int) -> int:
-    """Map a 1-5 star score to a class id: 1-2 negative, 3 neutral, 4-5 positive.
-
-    Raises:
-        ValueError: if the score is not a whole number from 1 to 5.
-    """
-    if score not in (1, 2, 3, 4, 5):
-        raise ValueError(f"score must be a whole number from 1 to 5, got {score!r}")
-    return 0 if score <= 2 else 1 if score == 3 else 2
-
-
 def scores_to_label_ids(scores: pd.Series) -> np.ndarray:
-    """Vectorised score_to_label_id; anything that is not 1-5 becomes INVALID_LABEL.
+    """Map 1-5 star scores to class ids: 1-2 negative, 3 neutral, 4-5 positive; anything that
+    is not a whole number from 1 to 5 becomes INVALID_LABEL.
 
     Strings such as "4" or "4.0" count as valid, since CSV exports often quote numbers.
     """
