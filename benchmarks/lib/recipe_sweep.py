@@ -24,7 +24,8 @@ import numpy as np
 from sentiment.data.labels import LABELS
 from sentiment.model.classifier import DEFAULT_BACKBONE, HEAD_DROPOUT
 from sentiment.model.recipes import RECIPES
-from sentiment.train.stats import per_class_f1, selection_score
+from sentiment.train.metrics import per_class_f1
+from sentiment.train.stats import selection_score
 
 SPLITS = ("train", "validation", "test")
 EVAL_BATCH_SIZE = 64

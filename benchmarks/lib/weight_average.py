@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from sentiment.data.labels import LABELS
-from sentiment.train.stats import per_class_f1
+from sentiment.train.metrics import per_class_f1
 
 HELD_OUT = ("validation", "test")
 

@@ -30,6 +30,16 @@ def classification_metrics(y_true, y_pred) -> dict:
     }
 
 
+def per_class_f1(confusion) -> np.ndarray:
+    """F1 of each class from a confusion matrix (rows true, columns predicted), in LABELS order;
+    a class never seen nor predicted scores 0. sklearn's f1_score over the matrix's cells
+    weighted by their counts, so epoch statistics and reports share one F1."""
+    confusion = np.asarray(confusion)
+    true_ids, predicted_ids = np.indices(confusion.shape).reshape(2, -1)
+    return f1_score(true_ids, predicted_ids, labels=_IDS, average=None, sample_weight=confusion.ravel(),
+                    zero_division=0)
+
+
 def format_metrics(y_true, y_pred, metrics: dict) -> str:
     """Human-readable block: headline numbers, sklearn's report, and the confusion matrix."""
     report = classification_report(y_true, y_pred, labels=_IDS, target_names=list(LABELS),

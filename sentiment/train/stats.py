@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from sentiment.data.labels import LABELS
+from sentiment.train.metrics import per_class_f1
 
 N_CLASSES = len(LABELS)
 # Slots of the running-totals tensor, after the N_CLASSES**2 confusion counts.
@@ -41,8 +42,7 @@ def add_batch(totals: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, la
 def summarize(totals) -> dict:
     """loss, accuracy, macro_f1, n, tokens and tokens_squared from totals read to the host.
 
-    macro-F1 is the unweighted mean of the per-class F1 (a class never seen nor predicted scores
-    0, as sklearn's zero_division=0 does).
+    macro-F1 is the unweighted mean of metrics.per_class_f1, the same rule evaluate reports.
     """
     totals = np.asarray(totals, dtype=np.float64)
     confusion = totals[:N_CLASSES ** 2].reshape(N_CLASSES, N_CLASSES)
@@ -52,15 +52,6 @@ def summarize(totals) -> dict:
     return {"loss": float(totals[LOSS_SUM] / max(n, 1)), "accuracy": float(true_positive.sum() / max(n, 1)),
             "macro_f1": float(f1.mean()), "n": int(n), "tokens": float(totals[TOKENS]),
             "tokens_squared": float(totals[TOKENS_SQUARED]), "confusion_matrix": confusion.astype(int).tolist()}
-
-
-def per_class_f1(confusion) -> np.ndarray:
-    """F1 of each class from a confusion matrix (rows true, columns predicted); a class never
-    seen nor predicted scores 0."""
-    confusion = np.asarray(confusion, dtype=np.float64)
-    true_positive = np.diag(confusion)
-    denominator = confusion.sum(0) + confusion.sum(1)
-    return np.divide(2 * true_positive, denominator, out=np.zeros(len(true_positive)), where=denominator > 0)
 
 
 def training_flops(model_config, tokens: float, tokens_squared: float) -> float:
