@@ -26,3 +26,13 @@ def ensure_connected() -> None:
     except ConnectionError as error:
         where = os.environ.get("RAY_ADDRESS") or "the address recorded by `ray start`"
         raise SentimentError(f"cannot connect to the Ray cluster at {where}: {error}") from None
+
+
+def describe_cluster() -> str:
+    """One line for a job log: the cluster's address, live nodes, CPUs and GPUs."""
+    import ray
+
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    resources = ray.cluster_resources()
+    return (f"Ray cluster {ray.get_runtime_context().gcs_address}: {len(nodes)} node(s), "
+            f"{resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU")

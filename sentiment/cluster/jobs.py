@@ -13,7 +13,7 @@ import sys
 
 from sentiment.cli import run_command
 from sentiment.errors import SentimentError
-from sentiment.cluster.connect import ensure_connected
+from sentiment.cluster.connect import describe_cluster, ensure_connected
 
 log = logging.getLogger(__name__)
 
@@ -21,27 +21,6 @@ log = logging.getLogger(__name__)
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags every job takes on top of its command's own."""
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
-
-
-def connect() -> str:
-    """Connect this driver to its Ray cluster, starting a local one if there is none.
-
-    Under `ray job submit`, RAY_ADDRESS names the cluster the job was submitted to; on a node
-    where `ray start` ran, Ray finds that cluster; anywhere else `ray.init()` starts a local one.
-
-    Returns:
-        A one-line description of the cluster, for the job log.
-
-    Raises:
-        SentimentError: if RAY_ADDRESS names a cluster that cannot be reached.
-    """
-    import ray
-
-    ensure_connected()
-    nodes = [node for node in ray.nodes() if node["Alive"]]
-    resources = ray.cluster_resources()
-    return (f"Ray cluster {ray.get_runtime_context().gcs_address}: {len(nodes)} node(s), "
-            f"{resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU")
 
 
 def run_job(name: str, args: argparse.Namespace) -> int:
@@ -62,7 +41,8 @@ def run_job(name: str, args: argparse.Namespace) -> int:
     # Shows that the code --working-dir shipped is the code that runs, not an older install.
     log.info("sentiment from %s", os.path.dirname(os.path.abspath(__file__)))
     try:
-        log.info(connect())
+        ensure_connected()
+        log.info(describe_cluster())
     except SentimentError as error:
         if args.verbose:
             raise

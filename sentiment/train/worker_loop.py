@@ -127,7 +127,7 @@ def _epoch_line(label: str, m: dict) -> str:
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entrypoint; `config` is TrainConfig.worker_config()."""
+    """Ray Train entrypoint; `config` is the worker_config dict that driver.train builds."""
     torch.manual_seed(config["seed"])
     # Ray pins OMP_NUM_THREADS to the worker's CPU count; say it explicitly for torch too.
     torch.set_num_threads(config["cpus_per_worker"])
