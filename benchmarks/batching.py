@@ -2,7 +2,7 @@
 
 Each round takes a fresh window of shuffled labeled reviews, trains MiniLM on it once as Ray
 hands it over (random batches, each padded to its longest review) and once as the training
-loop now forms it (_LengthBucketCollate: batches of similar length), alternating, and counts
+loop now forms it (LengthBucketCollate: batches of similar length), alternating, and counts
 padded tokens and CPU seconds of the forward, backward and AdamW step.
 
     python -m benchmarks.batching --data ../shared/data/labeled --rounds 3 --window-batches 16
@@ -35,7 +35,7 @@ def train_on(model, optimizer, batches) -> tuple[float, int, int]:
 def main(argv: list[str] | None = None) -> int:
     from sentiment.data.labels import scores_to_label_ids
     from sentiment.model.classifier import build_classifier
-    from sentiment.train.worker_loop import _LengthBucketCollate, _TokenizeCollate
+    from sentiment.train.worker_loop import LengthBucketCollate, TokenizeCollate
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.batching", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/labeled")
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer = build_classifier(args.model)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    plain = _TokenizeCollate(tokenizer, 160, None)
-    bucketed = _LengthBucketCollate(tokenizer, 160, None, args.batch_size, seed=0, pin=False)
+    plain = TokenizeCollate(tokenizer, 160, None)
+    bucketed = LengthBucketCollate(tokenizer, 160, None, args.batch_size, seed=0, pin=False)
     size = args.batch_size * args.window_batches
     totals = {"random": [0.0, 0, 0], "bucketed": [0.0, 0, 0]}
     for round_index in range(args.rounds):

@@ -221,10 +221,10 @@ def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray
 
 
 def test_cpu_actor_pool_is_capped_to_leave_a_cpu_for_reading_and_writing(ray_cluster):
-    from sentiment.score.pipeline import ScoreConfig, _actor_pool_plan
+    from sentiment.score.pipeline import ScoreConfig, actor_pool_plan
 
     def plan(**kwargs):
-        return _actor_pool_plan(ScoreConfig(model="m", inputs=["i"], output="o", **kwargs))
+        return actor_pool_plan(ScoreConfig(model="m", inputs=["i"], output="o", **kwargs))
 
     # ray_cluster has 4 CPUs: three 1-CPU actors fit beside the read and write tasks.
     assert plan(concurrency=(2, 8)) == (2, 3)
@@ -340,15 +340,15 @@ def test_auto_precision_follows_the_hardware():
 def test_tokenize_batch_emits_arrow_token_lists_with_nulls_for_unusable_rows(shared_data, tiny_classifier):
     from transformers import AutoTokenizer
 
-    from sentiment.score.pipeline import _IDS, tokenize_batch
+    from sentiment.score.pipeline import INPUT_IDS_COLUMN, tokenize_batch
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_classifier)
     texts = _real_reviews(shared_data, "lego.csv", 50)[TEXT].to_pylist()
     texts[3:6] = [None, " ", "word " * 400]
     out = tokenize_batch(pa.table({"content": pa.array(texts, pa.string())}), tokenizer=tokenizer,
                          text_column="content", max_length=40, drop_text=False)
-    assert out.schema.field(_IDS).type == pa.list_(pa.int32())
-    ids = out[_IDS].to_pylist()
+    assert out.schema.field(INPUT_IDS_COLUMN).type == pa.list_(pa.int32())
+    ids = out[INPUT_IDS_COLUMN].to_pylist()
     usable = [i for i, t in enumerate(texts) if t and t.strip()]
     assert [i for i, row in enumerate(ids) if row is not None] == usable
     assert [ids[i] for i in usable] == tokenizer([texts[i] for i in usable], truncation=True, max_length=40)["input_ids"]

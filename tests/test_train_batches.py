@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from sentiment.train.worker_loop import BUCKET_WINDOW_BATCHES, _LengthBucketCollate, _TokenizeCollate
+from sentiment.train.worker_loop import BUCKET_WINDOW_BATCHES, LengthBucketCollate, TokenizeCollate
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def _padding(batches) -> float:
 
 def test_length_buckets_keep_every_row_once_and_pad_far_less_than_random_batches(window, tiny_backbone):
     tokenizer = AutoTokenizer.from_pretrained(tiny_backbone)
-    bucketed = _LengthBucketCollate(tokenizer, 160, None, batch_size=16, seed=1, pin=False)(window)
+    bucketed = LengthBucketCollate(tokenizer, 160, None, batch_size=16, seed=1, pin=False)(window)
     n = len(window["text"])
     assert [len(b["labels"]) for b in bucketed].count(16) == n // 16 and len(bucketed) == -(-n // 16)
     # Every row once, with its own label: match each batch row back to its text.
@@ -34,14 +34,14 @@ def test_length_buckets_keep_every_row_once_and_pad_far_less_than_random_batches
     want = sorted(tokenizer.decode(tokenizer(t, truncation=True, max_length=160)["input_ids"], skip_special_tokens=True)
                   + f"|{label}" for t, label in zip(window["text"], window["label"]))
     assert seen == want
-    plain = _TokenizeCollate(tokenizer, 160, None)
+    plain = TokenizeCollate(tokenizer, 160, None)
     random_batches = [plain({k: v[i:i + 16] for k, v in window.items()}) for i in range(0, n, 16)]
     # Measured on this window: random batches pad to 1.92x its tokens (2.5x over both files),
     # bucketed ones to 1.03x.
     assert _padding(random_batches) > 1.7 and _padding(bucketed) < 1.1
     lengths = [b["attention_mask"].shape[1] for b in bucketed]
     assert lengths != sorted(lengths)  # batch order is shuffled, not short to long
-    again = _LengthBucketCollate(tokenizer, 160, None, batch_size=16, seed=1, pin=False)(window)
+    again = LengthBucketCollate(tokenizer, 160, None, batch_size=16, seed=1, pin=False)(window)
     assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(bucketed, again))
 
 

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 LABEL_COLUMN, ERROR_COLUMN, MODEL_COLUMN = "sentiment", "error", "model"
 OUTPUT_COLUMNS = (LABEL_COLUMN, *PROB_COLUMNS, ERROR_COLUMN, MODEL_COLUMN)
-_IDS = "__sentiment_input_ids"  # internal, dropped before writing
+INPUT_IDS_COLUMN = "__sentiment_input_ids"  # internal, dropped before writing
 _PRECISION = "__sentiment_precision"  # internal: the precision each actor really ran, for the summary
 # Each actor call gets this many forward batches at once and sorts them by length, so texts of
 # similar length share a batch and padding stays small: on real reviews at batch 64, a window of
@@ -111,7 +111,7 @@ def tokenize_batch(batch: pa.Table, *, tokenizer, text_column: str, max_length: 
         ids = pc.take(ids, pa.array(np.where(valid, np.cumsum(valid) - 1, 0), mask=~valid))
     if drop_text:
         batch = batch.drop_columns([text_column])
-    return batch.append_column(_IDS, ids).append_column(ERROR_COLUMN, errors)
+    return batch.append_column(INPUT_IDS_COLUMN, ids).append_column(ERROR_COLUMN, errors)
 
 
 @functools.lru_cache(maxsize=4)
@@ -149,14 +149,14 @@ class ScoringActor:
                  torch.get_num_threads())
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        ids = batch[_IDS]
+        ids = batch[INPUT_IDS_COLUMN]
         valid = pc.is_valid(ids).to_numpy(zero_copy_only=False)
         probs = np.full((batch.num_rows, len(LABELS)), np.nan, dtype=np.float32)
         if valid.any():
             probs[valid] = self.predictor.predict_proba_tokens(ids.filter(pa.array(valid)))
         labels = pc.take(pa.array(LABELS, pa.string()), pa.array(probs.argmax(axis=1), mask=~valid))
         error = batch[ERROR_COLUMN]
-        out = batch.drop_columns([_IDS, ERROR_COLUMN]).append_column(LABEL_COLUMN, labels)
+        out = batch.drop_columns([INPUT_IDS_COLUMN, ERROR_COLUMN]).append_column(LABEL_COLUMN, labels)
         for k, name in enumerate(PROB_COLUMNS):
             out = out.append_column(name, pa.array(probs[:, k], pa.float32(), mask=~valid))
         out = out.append_column(ERROR_COLUMN, error)
@@ -167,7 +167,7 @@ class ScoringActor:
 
 def actor_threads(whole_node: bool) -> int:
     """Torch threads for a scoring actor, from inside it: its node's CPUs for a pool of one
-    actor (see _actor_pool_plan), else the CPUs Ray assigned to it (at least one)."""
+    actor (see actor_pool_plan), else the CPUs Ray assigned to it (at least one)."""
     import ray
 
     context = ray.get_runtime_context()
@@ -240,7 +240,7 @@ def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
     ds = ds.map_batches(_tokenize_for_model, batch_format="pyarrow", batch_size=min(_TOKENIZE_BATCH_ROWS, window),
                         fn_kwargs={"model_dir": model_dir, "text_column": config.text_column,
                                    "max_length": config.max_length, "drop_text": drop_text})
-    low, high = _actor_pool_plan(config)
+    low, high = actor_pool_plan(config)
     # Overlap, so the model never waits for the host: Ray Data sends each actor up to 4 windows
     # (the default is 2), which it fetches while the model runs; two calls per actor let one
     # batch its input and output while the other runs the model (the model itself still runs
@@ -257,7 +257,7 @@ def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
         num_cpus=config.cpus_per_actor, num_gpus=1 if config.gpu else 0)
 
 
-def _actor_pool_plan(config: ScoreConfig) -> tuple[int, int]:
+def actor_pool_plan(config: ScoreConfig) -> tuple[int, int]:
     """The actor pool's (min, max); each actor plans its own torch threads (actor_threads).
 
     On a CPU cluster of fixed size the pool is capped so it leaves one CPU to read and write:
@@ -325,7 +325,7 @@ def score(config: ScoreConfig) -> dict:
     # A wrong model folder fails here in a fraction of a second; the model itself is loaded
     # only by the actors (importing torch and transformers alone takes ~7 s on 2 cores).
     check_classifier_folder(config.model)
-    if config.gpu:  # CPU pools are fitted to the cluster by _actor_pool_plan
+    if config.gpu:  # CPU pools are fitted to the cluster by actor_pool_plan
         require({"CPU": config.cpus_per_actor, "GPU": 1}, config.concurrency[0], "score --gpu")
     staging = commit.begin_attempt(config.output)
     log.info("scoring %d file(s) (%d rows) from %s with %s into %s, staged in %s", len(found.uris), found.input_rows,

@@ -6,7 +6,7 @@ epoch, and a checkpoint per epoch that holds everything needed to resume: the mo
 folder, optimizer and scheduler state, and the metric history so far.
 
 A step costs what its padded tokens cost, so training batches are formed by length within
-shuffled windows (_LengthBucketCollate). A GPU step never waits for the host: batches are
+shuffled windows (LengthBucketCollate). A GPU step never waits for the host: batches are
 tokenized in Ray's prefetch threads, pinned and copied to the device ahead of time; loss and
 per-class counts are summed on the device and read every few steps and at the end of the
 epoch (train_steps, the Ray-free step shared with the recipe sweep); on GPU the padded length
@@ -41,7 +41,7 @@ PREFETCH_BATCHES = 4
 log = logging.getLogger("sentiment.train")
 
 
-class _TokenizeCollate(NumpyBatchCollateFn):
+class TokenizeCollate(NumpyBatchCollateFn):
     """Tokenizes in Ray's prefetch threads, so the training step never waits on the tokenizer."""
 
     def __init__(self, tokenizer, max_length: int, pad_to_multiple_of: int | None):
@@ -56,7 +56,7 @@ class _TokenizeCollate(NumpyBatchCollateFn):
         return dict(encoded)
 
 
-class _LengthBucketCollate(_TokenizeCollate):
+class LengthBucketCollate(TokenizeCollate):
     """A window of BUCKET_WINDOW_BATCHES shuffled batches in, the same rows out as batches of
     similar length, in random order (train_steps.length_bucketed_batches says why).
 
@@ -171,9 +171,9 @@ def train_loop_per_worker(config: dict) -> None:
     # On CPU, more tokenizing threads would only take cores from the step.
     prefetch = PREFETCH_BATCHES if on_gpu else 1
     window = config["batch_size"] * BUCKET_WINDOW_BATCHES
-    bucketed = _LengthBucketCollate(tokenizer, config["max_length"], pad_multiple, config["batch_size"],
+    bucketed = LengthBucketCollate(tokenizer, config["max_length"], pad_multiple, config["batch_size"],
                                     config["seed"], pin=on_gpu)
-    feed = {"collate_fn": _TokenizeCollate(tokenizer, config["max_length"], pad_multiple), "device": device,
+    feed = {"collate_fn": TokenizeCollate(tokenizer, config["max_length"], pad_multiple), "device": device,
             "pin_memory": on_gpu, "prefetch_batches": prefetch}
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("validation")
