@@ -4,7 +4,8 @@ timing, so a kill test needs a few hundred rows instead of a run long enough to 
     SENTIMENT_PAUSE_AT=commit.before_marker,score.actor_batch  SENTIMENT_PAUSE_DIR=/tmp/points
 
 A process that reaches a listed point writes `DIR/NAME.PID.reached` (so a test knows which process
-to kill) and waits until `DIR/NAME.go` exists (so a test can also let it go on). Outside tests the
+to kill) and waits until `DIR/NAME.go` exists (so a test can also let it go on). `NAME@N` holds a
+process the Nth time it reaches the point, so a run can be caught mid-way. Outside tests the
 variables are unset and a point costs one environment lookup. Ray workers inherit the variables
 from the process that started the cluster; `runtime_env_vars()` carries them to the workers of a
 cluster that was already running.
@@ -19,12 +20,20 @@ import time
 PAUSE_AT_ENV = "SENTIMENT_PAUSE_AT"
 PAUSE_DIR_ENV = "SENTIMENT_PAUSE_DIR"
 _POLL_S = 0.05
+_times_reached: dict[str, int] = {}
 
 
 def pause_point(name: str) -> None:
-    """Hold this process at `name` while SENTIMENT_PAUSE_AT lists it, until NAME.go appears."""
+    """Hold this process at `name` while SENTIMENT_PAUSE_AT lists it (as NAME or NAME@N: the
+    Nth time here), until NAME.go appears."""
     names = os.environ.get(PAUSE_AT_ENV)
-    if not names or name not in names.split(","):
+    if not names:
+        return
+    wanted = dict(entry.partition("@")[::2] for entry in names.split(","))
+    if name not in wanted:
+        return
+    _times_reached[name] = _times_reached.get(name, 0) + 1
+    if _times_reached[name] != int(wanted[name] or 1):
         return
     folder = os.environ[PAUSE_DIR_ENV]
     reached = os.path.join(folder, f"{name}.{os.getpid()}.reached")

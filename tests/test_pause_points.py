@@ -9,6 +9,9 @@ from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, release, wait_un
 
 SCRIPT = ("from sentiment.pause_points import pause_point; "
           "pause_point('not.listed'); print('before', flush=True); pause_point('demo.point'); print('after')")
+# Reaches the point three times and prints how often it passed before being held.
+LOOP = ("from sentiment.pause_points import pause_point\n"
+        "for i in range(3):\n    print(i, flush=True)\n    pause_point('loop.point')\nprint('done')")
 
 
 def test_a_listed_point_holds_the_process_until_released(tmp_path):
@@ -29,3 +32,17 @@ def test_without_the_variables_nothing_waits(tmp_path):
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.split() == ["before", "after"]
     assert os.listdir(tmp_path) == []
+
+
+def test_name_at_n_holds_the_process_the_nth_time_only(tmp_path):
+    env = {**os.environ, PAUSE_AT_ENV: "loop.point@2", PAUSE_DIR_ENV: str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", LOOP], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until_reached(str(tmp_path), "loop.point", timeout_s=60)
+        assert proc.stdout.readline().strip() == "0" and proc.stdout.readline().strip() == "1"
+        assert proc.poll() is None
+        release(str(tmp_path), "loop.point")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert out.split() == ["2", "done"]
