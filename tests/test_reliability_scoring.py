@@ -26,7 +26,7 @@ from tests.conftest import SECRET_KEY
 
 TEXT = "Review Text"
 # Ray fuses the tokenize tasks into the actor: "ray::MapWorker(MapBatches(tokenize_batch)->MapBatches(ScoringActor))".
-ACTOR_TITLE, ACTOR_STAGE = "ray::MapWorker(", "MapBatches(ScoringActor)"
+ACTOR_STAGE = "MapBatches(ScoringActor)"
 
 
 def _reviews(shared_data, rows: int) -> pa.Table:
@@ -76,19 +76,6 @@ def _killed_on_exit(proc: subprocess.Popen):
             proc.communicate()
 
 
-def _scoring_actors() -> dict[int, psutil.Process]:
-    """Scoring actor processes of the session's cluster, by pid."""
-    found = {}
-    for p in psutil.Process(os.getpid()).children(recursive=True):
-        try:
-            title = " ".join(p.cmdline())
-        except psutil.Error:
-            continue
-        if title.startswith(ACTOR_TITLE) and ACTOR_STAGE in title:
-            found[p.pid] = p
-    return found
-
-
 def _output_table(uri: str) -> pa.Table:
     fs, path = fsspec_filesystem(uri)
     arrow_fs, _ = arrow_filesystem(uri)
@@ -104,30 +91,29 @@ def _read_json(uri: str) -> dict:
 
 def test_a_killed_predict_actor_is_restarted_and_every_row_is_written_once(shared_data, s3_bucket, tmp_path,
                                                                           ray_cluster, tiny_classifier):
+    from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, release, wait_until_reached
 
-    rows = 30_000
-    _write_parquet_shards(_reviews(shared_data, rows), tmp_path / "in", shards=6)
+    rows = 1_200
+    _write_parquet_shards(_reviews(shared_data, rows), tmp_path / "in", shards=4)
     upload_dir(str(tmp_path / "in"), f"{s3_bucket}/in")
     upload_dir(tiny_classifier, f"{s3_bucket}/model")
     output = f"{s3_bucket}/scored"
-    # One actor, small batches: the run lasts long enough to be killed mid-way, and killing the
-    # only actor leaves Ray no choice but to restart it and retry its in-flight batches.
-    before = set(_scoring_actors())  # idle actors of earlier runs are not this run's
+    points = str(tmp_path / "points")
+    os.mkdir(points)
+    # One actor, windows of 128 rows (--batch-size 2): the actor is held at its third window, with
+    # two scored and more in flight, and killed there; being the only actor, Ray must restart it
+    # and retry its in-flight windows.
     proc = _score_process("--model", f"{s3_bucket}/model", "--input", f"{s3_bucket}/in/", "--output", output,
-                          "--concurrency", "1", "--batch-size", "16", "--rows-per-file", "5000")
+                          "--concurrency", "1", "--batch-size", "2", "--rows-per-file", "300",
+                          worker_env={PAUSE_AT_ENV: "score.actor_batch@3", PAUSE_DIR_ENV: points})
     with _killed_on_exit(proc):
-        deadline = time.time() + 240
-        victim, seen = None, {}
-        while victim is None and time.time() < deadline and proc.poll() is None:
-            for pid in set(_scoring_actors()) - before:
-                seen.setdefault(pid, time.time())
-                if time.time() - seen[pid] > 5:  # loaded and scoring
-                    victim = psutil.Process(pid)
-            time.sleep(0.5)
-        assert victim is not None, f"no scoring actor seen (exit {proc.poll()})"
+        [pid] = wait_until_reached(points, "score.actor_batch", timeout_s=300)
+        victim = psutil.Process(pid)
+        assert ACTOR_STAGE in " ".join(victim.cmdline())
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
         assert proc.poll() is None, "the job finished before the actor was killed: the test proves nothing"
+        release(points, "score.actor_batch")
         stdout, stderr = proc.communicate(timeout=400)
     assert proc.returncode == 0, stderr[-3000:]
     out = _output_table(output)

@@ -32,6 +32,7 @@ from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_fold
 from sentiment.cluster.placement import require_shared_paths
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import require
+from sentiment.pause_points import pause_point
 from sentiment.io.storage import arrow_filesystem, check_reachable, fetch_dir_files, is_s3
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ class ScoringActor:
                  torch.get_num_threads())
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        pause_point("score.actor_batch")  # where the fault tests kill an actor mid-run
         ids = batch[INPUT_IDS_COLUMN]
         valid = pc.is_valid(ids).to_numpy(zero_copy_only=False)
         probs = np.full((batch.num_rows, len(LABELS)), np.nan, dtype=np.float32)

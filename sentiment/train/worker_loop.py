@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 from ray.data.collate_fn import NumpyBatchCollateFn
 
+from sentiment.pause_points import pause_point
 from sentiment.model.classifier import build_classifier, save_classifier
 from sentiment.train.stats import measured_peak_flops, selection_score, training_flops, weights_fingerprint
 from sentiment.train.step import (BUCKET_WINDOW_BATCHES, GPU_PAD_MULTIPLE, autocast_dtype, length_bucketed_batches,
@@ -208,6 +209,7 @@ def train_loop_per_worker(config: dict) -> None:
         else:
             history.append(metrics)
             ray.train.report(_flat(metrics))
+        pause_point("train.epoch_reported")  # where the fault tests kill a worker or the driver
 
 
 def _flat(metrics: dict) -> dict:
