@@ -25,33 +25,42 @@ def tiny_train_command(data: Path, output: Path, backbone: str, epochs: int, *ex
             "--model", backbone, "--epochs", str(epochs), "--num-workers", "2", "--lr", "1e-3", *extra]
 
 
-def start_and_wait_for_first_checkpoint(command: list[str], snapshot: Path, log_path: Path):
-    """Start a training subprocess on a Ray cluster of its own; return once a checkpoint is registered.
+def start_held_after_first_epoch(command: list[str], snapshot: Path, log_path: Path, points: Path, workers: int):
+    """Start a training subprocess on a Ray cluster of its own and return once its `workers`
+    workers are held after reporting epoch 1 and that checkpoint is registered.
 
     RAY_ADDRESS=local gives the run its own cluster, whose processes die with its process group,
-    so a test can kill the run (or find its workers among its descendants) without touching any
-    other cluster on the machine. Waits for Ray Train's checkpoint-manager snapshot, not the
-    checkpoint folder: only a registered checkpoint is resumable.
+    so a test can kill the run or one of its workers without touching any other cluster on the
+    machine. The workers wait at the pause point `train.epoch_reported` until the test releases
+    it (sentiment.pause_points.release); the test waits for Ray Train's checkpoint-manager
+    snapshot too, since only a registered checkpoint is resumable.
 
     Returns:
-        The running subprocess.Popen (its own session: os.killpg(proc.pid, ...) stops it all).
+        (the subprocess.Popen, in its own session: os.killpg(proc.pid, ...) stops it all;
+         the pids of the held workers).
     """
     import os
     import subprocess
     import time
 
+    from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, wait_until_reached
+
+    points.mkdir(exist_ok=True)
+    env = {**os.environ, "RAY_ADDRESS": "local", PAUSE_AT_ENV: "train.epoch_reported@1", PAUSE_DIR_ENV: str(points)}
     log = open(log_path, "w")
-    proc = subprocess.Popen(command, env={**os.environ, "RAY_ADDRESS": "local"}, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()  # the child holds its own copy of the descriptor
-    deadline = time.time() + 600
-    while not snapshot.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    if proc.poll() is not None or not snapshot.exists():
+    try:
+        pids = wait_until_reached(str(points), "train.epoch_reported", timeout_s=600, count=workers)
+        deadline = time.time() + 120
+        while not snapshot.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert snapshot.exists(), "epoch 1 was reported but its checkpoint was never registered"
+    except (TimeoutError, AssertionError) as error:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
-        raise AssertionError("training ended or stalled before its first checkpoint:\n" + log_path.read_text()[-3000:])
-    return proc
+        raise AssertionError(f"{error}; training log:\n" + log_path.read_text()[-3000:]) from None
+    return proc, pids
 
 
 def assert_resumed_from_checkpoint(output: Path, epochs: int) -> dict:

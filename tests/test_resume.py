@@ -6,20 +6,19 @@ import subprocess
 
 import pytest
 
-from tests.helpers import (assert_resumed_from_checkpoint, labeled_sample, start_and_wait_for_first_checkpoint,
-                           tiny_train_command)
+from tests.helpers import assert_resumed_from_checkpoint, labeled_sample, start_held_after_first_epoch, tiny_train_command
 
-EPOCHS = 6
+EPOCHS = 2  # a checkpoint after epoch 1, the kill, and one epoch after the resume
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint_when_rerun(shared_data, tiny_backbone, tmp_path, s3_server):
-    data = labeled_sample(shared_data, tmp_path, 600, seed=2)
+    data = labeled_sample(shared_data, tmp_path, 300, seed=2)
     output = tmp_path / "model"
     command = tiny_train_command(data, output, tiny_backbone, EPOCHS, "--run-name", "resume-me")
     snapshot = output / "checkpoints" / "resume-me" / "checkpoint_manager_snapshot.json"
-    first = start_and_wait_for_first_checkpoint(command, snapshot, tmp_path / "first.log")
-    os.killpg(first.pid, signal.SIGKILL)  # the driver and its whole local cluster
+    first, _ = start_held_after_first_epoch(command, snapshot, tmp_path / "first.log", tmp_path / "points", workers=2)
+    os.killpg(first.pid, signal.SIGKILL)  # the driver and its whole local cluster, held after epoch 1
     first.wait()
     assert not (output / "metrics.json").exists()
 

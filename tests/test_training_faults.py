@@ -3,39 +3,27 @@
 import os
 import signal
 
-import psutil
 import pytest
 
-from tests.helpers import (assert_resumed_from_checkpoint, labeled_sample, start_and_wait_for_first_checkpoint,
-                           tiny_train_command)
+from tests.helpers import assert_resumed_from_checkpoint, labeled_sample, start_held_after_first_epoch, tiny_train_command
 
-EPOCHS = 6
-
-
-def _train_workers(root: psutil.Process) -> list[psutil.Process]:
-    workers = []
-    for child in root.children(recursive=True):
-        try:
-            if child.cmdline()[:1] and child.cmdline()[0].startswith("ray::RayTrainWorker"):
-                workers.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    return workers
+EPOCHS = 2  # a checkpoint after epoch 1, the kill, and one epoch after the restart
 
 
 @pytest.mark.slow
 def test_killed_ddp_worker_restarts_from_checkpoint_and_the_model_is_intact(shared_data, tiny_backbone, tmp_path, s3_server):
-    data = labeled_sample(shared_data, tmp_path, 600, seed=4)
+    from sentiment.pause_points import release
+
+    data = labeled_sample(shared_data, tmp_path, 300, seed=4)
     output = tmp_path / "model"
     command = tiny_train_command(data, output, tiny_backbone, EPOCHS, "--max-failures", "2")
     snapshot = output / "checkpoints" / "sentiment-train" / "checkpoint_manager_snapshot.json"
-    log_path = tmp_path / "train.log"
-    run = start_and_wait_for_first_checkpoint(command, snapshot, log_path)
+    points = tmp_path / "points"
+    run, held = start_held_after_first_epoch(command, snapshot, tmp_path / "train.log", points, workers=2)
     try:
-        victims = _train_workers(psutil.Process(run.pid))
-        assert len(victims) == 2, victims
-        victims[1].send_signal(signal.SIGKILL)  # mid-epoch: the next epoch started right after the report
-        assert run.wait(timeout=900) == 0, log_path.read_text()[-3000:]
+        os.kill(held[1], signal.SIGKILL)  # one DDP worker, held right after its epoch-1 report
+        release(str(points), "train.epoch_reported")
+        assert run.wait(timeout=900) == 0, (tmp_path / "train.log").read_text()[-3000:]
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
