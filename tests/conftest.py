@@ -118,3 +118,19 @@ def tiny_classifier(tmp_path_factory, tiny_backbone) -> str:
     path = tmp_path_factory.mktemp("tiny-classifier")
     save_classifier(model, tokenizer, str(path))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def minilm_fine_tuned(ray_cluster, shared_data, tmp_path_factory) -> str:
+    """The one MiniLM fine-tune of the session: `sentiment train` with MiniLM's own recipe, one
+    epoch on 2,000 real reviews, one worker. test_learning checks that it learned; tests that
+    need a trained model (not a tiny random one) use its folder."""
+    from sentiment.cli import main
+    from tests.helpers import labeled_sample
+
+    workdir = tmp_path_factory.mktemp("minilm")
+    data = labeled_sample(shared_data, workdir, 2000, seed=0)
+    output = workdir / "model"
+    assert main(["train", "--data", str(data), "--output", str(output), "--epochs", "1",
+                 "--num-workers", "1", "--seed", "1"]) == 0
+    return str(output)
