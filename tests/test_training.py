@@ -2,10 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from sentiment.cli import main
 from sentiment.data.labels import LABELS
+from sentiment.train.metrics import per_class_f1
 from tests.helpers import labeled_sample
 from tests.s3_recording import recording_s3_reads
 
@@ -75,15 +77,17 @@ def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
     for epoch in metrics["history"]:
         for key in ("train_loss", "val_loss"):
             assert 0 < epoch[key] < 10
-        for key in ("train_accuracy", "val_accuracy"):
-            assert 0 <= epoch[key] <= 1
     test = metrics["test"]
-    assert 0 <= test["accuracy"] <= 1 and 0 <= test["macro_f1"] <= 1
-    assert set(test["per_class"]) == set(LABELS)
-    for scores in test["per_class"].values():
-        assert all(0 <= scores[k] <= 1 for k in ("precision", "recall", "f1"))
-    matrix = test["confusion_matrix"]
-    assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
+    matrix = np.array(test["confusion_matrix"])
+    assert matrix.shape == (3, 3) and set(test["per_class"]) == set(LABELS)
+    # Every figure is the one its confusion matrix gives: accuracy, per-class scores, macro-F1.
+    assert test["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
+    for i, name in enumerate(LABELS):
+        scores = test["per_class"][name]
+        assert scores["support"] == matrix[i].sum()
+        assert scores["recall"] == pytest.approx(matrix[i, i] / max(matrix[i].sum(), 1))
+        assert scores["precision"] == pytest.approx(matrix[i, i] / max(matrix[:, i].sum(), 1))
+    assert test["macro_f1"] == pytest.approx(np.mean([s["f1"] for s in test["per_class"].values()]))
     rows = metrics["rows"]
     assert sum(map(sum, matrix)) == test["n"] == rows["test"]
     assert rows["rows_read"] == 406
@@ -95,8 +99,10 @@ def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
     assert metrics["config"]["cpus_per_worker"] == 2
     assert metrics["wall_seconds"]["total"] >= metrics["wall_seconds"]["training"] > 0
     for epoch in metrics["history"]:
-        assert 0 <= epoch["val_macro_f1"] <= 1
-        assert sum(map(sum, epoch["val_confusion_matrix"])) == rows["validation"]
+        val_matrix = np.array(epoch["val_confusion_matrix"])
+        assert val_matrix.sum() == rows["validation"]
+        assert epoch["val_accuracy"] == pytest.approx(np.trace(val_matrix) / val_matrix.sum())
+        assert epoch["val_macro_f1"] == pytest.approx(per_class_f1(val_matrix).mean())
         assert epoch["train_seconds"] > 0 and epoch["train_tokens_per_review"] > 2
         # streaming_split(equal=True): each of the 2 workers sees the same train_rows // 2 rows.
         assert epoch["train_reviews_per_second"] * epoch["train_seconds"] == pytest.approx(rows["train"] // 2 * 2)
