@@ -187,8 +187,11 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
                         help="CSV/Parquet shards: files, folders, globs or s3:// URIs (all local or all s3://)")
     parser.add_argument("--output", required=True,
-                        help="folder or s3:// prefix for the scored Parquet, _summary.json and _SUCCESS; "
-                             "its contents are replaced, so a re-run never duplicates rows")
+                        help="folder or s3:// prefix for the scored Parquet, _summary.json and _SUCCESS; a re-run "
+                             "replaces the files the last _SUCCESS lists, so rows never double, and nothing else")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an --output folder that holds files sentiment score did not write "
+                             "(refused without it)")
     parser.add_argument("--text-column", default="content",
                         help="column holding the review text; every shard must have it (default: %(default)s)")
     parser.add_argument("--format", choices=["csv", "parquet"], default=None,

@@ -302,3 +302,46 @@ def test_pipeline_failures_are_told_apart_by_type_not_by_text(tmp_path):
     failure = pipeline_failure(damaged, files, files, str(tmp_path / "out"))
     assert isinstance(failure, InputError) and str(failure).startswith(f"{tmp_path / 'a.parquet'} could not be read")
     assert pipeline_failure(remote(KeyError("label")), files, files, str(tmp_path / "out")) is None  # a bug keeps its traceback
+
+
+def test_a_2_mb_review_an_upper_case_csv_gz_and_compressed_json_lines_are_all_scored(
+        shared_data, ray_cluster, tmp_path, capsys, tiny_classifier):
+    # Issue 22: each of these valid files was refused (Python csv's field limit, Arrow's
+    # lower-case-only codec detection, .jsonl.gz not listed as data).
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first = _reviews(shared_data, 30)
+    texts = first[TEXT].to_pylist()
+    huge = (" ".join(texts) + " ") * (2_100_000 // len(" ".join(texts)) + 1)
+    texts[0] = huge[:2_100_000]  # one real-text review of 2.1 MB
+    first = first.set_column(1, TEXT, pa.array(texts, pa.string()))
+    (folder / "a.csv").write_bytes(_csv_bytes(first))
+    (folder / "B.CSV.GZ").write_bytes(gzip.compress(_csv_bytes(_reviews(shared_data, 30, start=30))))
+    for name, start in (("c.jsonl.gz", 60), ("d.json.gz", 90)):
+        lines = "".join(json.dumps(row) + "\n" for row in _reviews(shared_data, 30, start=start).to_pylist())
+        (folder / name).write_bytes(gzip.compress(lines.encode()))
+    code, err = _score(capsys, "--model", tiny_classifier, "--input", str(folder), "--output", str(tmp_path / "out"))
+    assert code == 0, err[-3000:]
+    out = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "out").glob("*.parquet"))])
+    assert sorted(out["row_id"].to_pylist()) == list(range(120))
+    assert out[ERROR_COLUMN].null_count == 120  # every row scored, the 2 MB one included
+    by_id = dict(zip(out["row_id"].to_pylist(), out[TEXT].to_pylist()))
+    assert by_id[0] == texts[0] and by_id[30] == _reviews(shared_data, 1, start=30)[TEXT][0].as_py()
+    rows = {f["file"].rsplit("/", 1)[-1]: f["rows"] for f in _read_json(tmp_path / "out" / "_SUCCESS")["inputs"]}
+    assert rows == {"a.csv": 30, "B.CSV.GZ": 30, "c.jsonl.gz": 30, "d.json.gz": 30}
+
+
+def test_an_unreadable_file_is_named_in_one_short_printable_line(ray_cluster, tmp_path, capsys, tiny_classifier):
+    from sentiment.io.csv_check import printable
+
+    # Arrow quotes the bytes it could not parse; they must never reach the terminal raw.
+    assert printable("CSV parse error: Row #3: \x1f\x8b\x08\udc8b\ufffd end") == \
+        "CSV parse error: Row #3: \\x1f\\x8b\\x08\\udc8b\\ufffd end"
+    assert len(printable("x" * 5000)) < 400
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.json").write_bytes(b'{"content": "fine"}\n' + bytes(range(256)) * 40)
+    code, err = _score(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "in"),
+                       "--output", str(tmp_path / "out"))
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and "a.json is not a readable JSON file" in last, err[-3000:]
+    assert last.isprintable() and len(last) < 600, last

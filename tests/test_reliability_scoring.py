@@ -228,13 +228,17 @@ def test_a_failed_attempt_keeps_the_last_complete_night_on_s3_and_the_next_run_c
         proc.communicate()
     staged = contents(staging_path)
     assert any(p.endswith(".parquet") for p in staged) and not any(p.endswith("_SUCCESS") for p in staged)
-    assert contents(out_path) == night, "a failed attempt touched the last complete output"
-    # The next run removes the stale staging folder, then commits a complete night.
+    after = contents(out_path)
+    # The killed attempt's lock stays (no clean-up code ran); the night itself is untouched.
+    assert json.loads(after.pop(f"{out_path}/_LOCK"))["pid"] == proc.pid
+    assert after == night, "a failed attempt touched the last complete output"
+    # The next run takes the dead run's lock over, removes its staging, then commits a complete night.
     rerun = _score_process("--model", tiny_classifier, "--input", f"{s3_bucket}/in/", "--output", output)
     _, stderr = rerun.communicate(timeout=400)
     assert rerun.returncode == 0, stderr[-3000:]
-    assert "left by an earlier attempt that failed" in stderr
+    assert "left by an earlier attempt that failed" in stderr and "taking over the lock" in stderr
     assert not contents(staging_path)
+    assert f"{out_path}/_LOCK" not in contents(out_path)
     out = _output_table(output)
     assert sorted(out["row_id"].to_pylist()) == list(range(rows))
     marker = _read_json(f"{output}/_SUCCESS")

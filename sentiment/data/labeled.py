@@ -19,9 +19,10 @@ import ray
 from ray.data.expressions import col
 
 from sentiment.errors import InputError
-from sentiment.io.file_checks import CSV_PARSE, check_files
+from sentiment.io.file_checks import CSV_PARSE, check_files, csv_read_options
 from sentiment.data.labels import INVALID_LABEL, scores_to_label_ids
-from sentiment.io.shards import as_plain_strings, format_of, group_by_column_types, list_shard_files, read_options
+from sentiment.io.shards import (as_plain_strings, by_compression, format_of, group_by_column_types, list_shard_files,
+                                 read_options)
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +65,20 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
     if "csv" in by_format:
         convert = pacsv.ConvertOptions(include_columns=columns,
                                        column_types={c: pa.string() for c in columns})
-        parts.append(ray.data.read_csv(by_format["csv"], parse_options=CSV_PARSE, convert_options=convert,
-                                       **read_options(files.filesystem, "csv")))
+        blocks = csv_read_options(schemas[path] for path in by_format["csv"])
+        for codec, group in by_compression(by_format["csv"]).items():  # Ray detects lower-case names only
+            parts.append(ray.data.read_csv(group, parse_options=CSV_PARSE, convert_options=convert,
+                                           read_options=blocks, arrow_open_stream_args={"compression": codec},
+                                           **read_options(files.filesystem, "csv")))
     for kind, read in (("parquet", ray.data.read_parquet), ("json", ray.data.read_json)):
         for group in group_by_column_types(by_format.get(kind, []), schemas, columns):
-            parts.append(read(group, **read_options(files.filesystem, kind)).select_columns(columns)
-                         .map_batches(as_plain_strings, fn_args=(columns,), batch_format="pyarrow", batch_size=None))
+            codecs = by_compression(group).items() if kind == "json" else [(None, group)]
+            for codec, same_codec in codecs:
+                stream_args = {"arrow_open_stream_args": {"compression": codec}} if kind == "json" else {}
+                parts.append(read(same_codec, **stream_args, **read_options(files.filesystem, kind))
+                             .select_columns(columns)
+                             .map_batches(as_plain_strings, fn_args=(columns,), batch_format="pyarrow",
+                                          batch_size=None))
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if limit:
         dataset = dataset.random_shuffle(seed=seed).limit(limit)

@@ -29,13 +29,18 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import ray
 
-from sentiment.io.csv_check import check_csv_body
+from sentiment.io.csv_check import check_csv_body, printable
 from sentiment.errors import InputError, SentimentError, StorageError
 from sentiment.cluster.connect import ensure_connected
-from sentiment.io.storage import STORAGE_ERRORS, InputFiles, arrow_filesystem, describe_failure
+from sentiment.io.storage import STORAGE_ERRORS, InputFiles, arrow_filesystem, compression_of, describe_failure
 
 # Reviews contain line breaks inside quoted fields; pyarrow splits rows on them unless told not to.
 CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
+# Arrow reads CSV in blocks and fails on a record longer than one block ("straddling object"),
+# so a file's blocks are sized for its longest record (4 bytes per character at most in UTF-8),
+# recorded in the schema the check returns under this key.
+CSV_BLOCK_KEY = b"sentiment.csv_block_size"
+_MIN_CSV_BLOCK = 1 << 20
 # Up to this many tasks before files are grouped: enough to keep a large cluster's CPUs busy.
 _TASKS = 256
 # At most this many files per task, so one slow group cannot hold the whole check back.
@@ -60,20 +65,22 @@ def file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[pa.Schema, 
             table = _read_json(filesystem, path)
             schema, rows = table.schema, table.num_rows
         else:
-            with filesystem.open_input_stream(path) as stream:  # decompresses .gz/.zst/.bz2
+            rows, longest = check_csv_body(filesystem, path, uri, compression_of(path))
+            block = max(_MIN_CSV_BLOCK, 4 * longest + 1024)
+            with filesystem.open_input_stream(path, compression=compression_of(path)) as stream:
                 schema = pacsv.open_csv(stream, parse_options=CSV_PARSE,
-                                        read_options=pacsv.ReadOptions(block_size=1 << 20)).schema
-            rows = check_csv_body(filesystem, path, uri)
+                                        read_options=pacsv.ReadOptions(block_size=block)).schema
+            schema = schema.with_metadata({CSV_BLOCK_KEY: str(block).encode()})
     except InputError:
         raise
     except STORAGE_ERRORS as error:
         # Arrow's own I/O and format failures are OSErrors without an errno; the OS's and
         # s3fs's carry one (ENOENT, EACCES, EIO, timeouts).
         if isinstance(error, OSError) and error.errno is None and not isinstance(error, (ConnectionError, TimeoutError)):
-            raise InputError(f"{uri} is not a readable {fmt.upper()} file: {error}") from None
+            raise InputError(f"{uri} is not a readable {fmt.upper()} file: {printable(str(error))}") from None
         raise StorageError(describe_failure(uri, error)) from None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as error:
-        raise InputError(f"{uri} is not a readable {fmt.upper()} file: {error}") from None
+        raise InputError(f"{uri} is not a readable {fmt.upper()} file: {printable(str(error))}") from None
     repeated = [name for name, n in Counter(schema.names).items() if n > 1]
     if repeated:
         raise InputError(f"{uri} has the column name(s) {', '.join(repeated)} more than once; "
@@ -83,7 +90,7 @@ def file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[pa.Schema, 
 
 def _read_json(filesystem, path: str) -> pa.Table:
     """A JSON-lines file, or a file holding one JSON array of objects (Ray reads both)."""
-    with filesystem.open_input_stream(path) as stream:
+    with filesystem.open_input_stream(path, compression=compression_of(path)) as stream:
         data = stream.read()
     try:
         return pajson.read_json(io.BytesIO(data))
@@ -95,6 +102,12 @@ def _read_json(filesystem, path: str) -> pa.Table:
         if not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
             raise ValueError("expected JSON lines or a JSON array of objects") from None
         return pa.Table.from_pylist(rows)
+
+
+def csv_read_options(schemas) -> pacsv.ReadOptions:
+    """Arrow's CSV read options for files checked here: blocks that hold every file's longest record."""
+    blocks = [int(s.metadata[CSV_BLOCK_KEY]) for s in schemas if s.metadata and CSV_BLOCK_KEY in s.metadata]
+    return pacsv.ReadOptions(block_size=max([_MIN_CSV_BLOCK, *blocks]))
 
 
 def check_files(files: InputFiles, formats: list[str]) -> list[tuple[pa.Schema, int]]:

@@ -17,14 +17,16 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from sentiment.errors import InputError
-from sentiment.io.file_checks import CSV_PARSE, check_files
-from sentiment.io.storage import InputFiles, list_input_files
+from sentiment.io.file_checks import CSV_PARSE, check_files, csv_read_options
+from sentiment.io.storage import InputFiles, compression_of, list_input_files
 
 log = logging.getLogger(__name__)
 
-# Compressed CSV is read through Arrow's codec detection (by extension), by Ray and by the check.
+# Compressed CSV and JSON are decompressed by the codec their name ends in, any case
+# (storage.compression_of), by Ray and by the check.
 SUFFIXES = {"csv": (".csv", ".csv.gz", ".csv.zst", ".csv.bz2"), "parquet": (".parquet", ".pq"),
-            "json": (".jsonl", ".json")}
+            "json": (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".jsonl.bz2",
+                     ".json.bz2")}
 # Shown at most this many problems in one error, so 5,000 bad shards still give a readable line.
 _MAX_LISTED = 5
 
@@ -203,17 +205,37 @@ def read_shards(shards: Shards):
         if fmt == "csv":
             types = {c: pa.string() for c in [shards.text_column, *shards.as_string]}
             convert = pacsv.ConvertOptions(column_types=types, include_columns=read or [])
-            parts.append(ray.data.read_csv(paths, parse_options=CSV_PARSE, convert_options=convert, **common))
+            blocks = csv_read_options(shards.schemas[p] for p in paths if p in shards.schemas)
+            for codec, group in by_compression(paths).items():
+                parts.append(ray.data.read_csv(group, parse_options=CSV_PARSE, convert_options=convert,
+                                               read_options=blocks,
+                                               arrow_open_stream_args={"compression": codec}, **common))
             continue
         for group in group_by_column_types(paths, shards.schemas, shards.as_string):
-            part = ray.data.read_parquet(group, **common) if fmt == "parquet" else ray.data.read_json(group, **common)
-            if read is not None:
-                part = part.select_columns(read)
-            if shards.as_string:
-                part = part.map_batches(as_plain_strings, batch_format="pyarrow", batch_size=None,
-                                        fn_args=(shards.as_string,))
-            parts.append(part)
+            if fmt == "parquet":
+                parts.append(_selected(ray.data.read_parquet(group, **common), read, shards.as_string))
+                continue
+            for codec, same_codec in by_compression(group).items():
+                part = ray.data.read_json(same_codec, arrow_open_stream_args={"compression": codec}, **common)
+                parts.append(_selected(part, read, shards.as_string))
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def by_compression(paths: list[str]) -> dict[str | None, list[str]]:
+    """paths grouped by codec: Ray takes one codec per read, and detects only lower-case names."""
+    groups: dict[str | None, list[str]] = defaultdict(list)
+    for path in paths:
+        groups[compression_of(path)].append(path)
+    return dict(groups)
+
+
+def _selected(part, read: list[str] | None, as_string: list[str]):
+    """part with only the columns read, and those whose type differs across files as strings."""
+    if read is not None:
+        part = part.select_columns(read)
+    if as_string:
+        part = part.map_batches(as_plain_strings, batch_format="pyarrow", batch_size=None, fn_args=(as_string,))
+    return part
 
 
 def group_by_column_types(paths: list[str], schemas: dict[str, pa.Schema], columns: list[str]) -> list[list[str]]:

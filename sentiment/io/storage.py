@@ -40,6 +40,17 @@ _GLOB_CHARS = set("*?[")
 _S3_CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 3}}
 
 
+# Codecs by the end of a file's name, any case: Arrow's own detection (pa.Codec.detect, used by
+# Ray too) knows only lower-case names, so `B.CSV.GZ` was read as plain text.
+_CODECS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2"}
+
+
+def compression_of(path: str) -> str | None:
+    """The compression codec of a file from its name, any case ("gzip", "zstd", "bz2"), or None."""
+    name = path.lower()
+    return next((codec for suffix, codec in _CODECS.items() if name.endswith(suffix)), None)
+
+
 def is_s3(uri: str) -> bool:
     return uri.startswith(("s3://", "s3a://"))
 

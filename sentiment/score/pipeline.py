@@ -69,6 +69,7 @@ class ScoreConfig:
     shared_fs: bool = False  # local paths are on a filesystem every node mounts (see placement)
     max_error_fraction: float = 0.5  # above it the run fails and the previous output stays
     tokens_per_batch: int | None = None  # None: predictor.DEFAULT_TOKENS_PER_BATCH for the device
+    overwrite: bool = False  # replace an output folder holding files that are not ours
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> "ScoreConfig":
@@ -78,7 +79,8 @@ class ScoreConfig:
                    batch_size=args.batch_size, max_length=args.max_length, gpu=args.gpu,
                    cpus_per_actor=args.cpus_per_actor, rows_per_file=args.rows_per_file, precision=args.precision,
                    threads_per_actor=args.threads_per_actor, shared_fs=args.shared_fs,
-                   max_error_fraction=args.max_error_fraction, tokens_per_batch=args.tokens_per_batch)
+                   max_error_fraction=args.max_error_fraction, tokens_per_batch=args.tokens_per_batch,
+                   overwrite=args.overwrite)
 
 
 def model_id(model_uri: str) -> str:
@@ -186,8 +188,8 @@ class ScoredParquetSink(BlockBasedFileDatasink):
     """
 
     def __init__(self, path: str, *, filesystem, rows_per_file: int):
-        # path is this attempt's staging folder (commit.begin_attempt); OVERWRITE empties
-        # whatever a failed earlier attempt left there, so no row is written twice.
+        # path is this attempt's own staging folder (commit.begin_attempt), new and empty;
+        # OVERWRITE only says so to Ray, which otherwise refuses a folder that exists.
         super().__init__(path, filesystem=filesystem, file_format="parquet", mode=SaveMode.OVERWRITE,
                          min_rows_per_file=rows_per_file)
         self.written: list[dict] = []
@@ -293,8 +295,9 @@ def actor_pool_plan(config: ScoreConfig) -> tuple[int, int]:
 def score(config: ScoreConfig) -> dict:
     """Score every row of the input shards and write Parquet, a summary and a completion marker.
 
-    The attempt is written to a staging folder beside the output and replaces the output only
-    when complete (see sentiment.score.commit): a failed attempt leaves the previous night's output untouched.
+    One run per output at a time (its `_LOCK`). The attempt is written to its own staging folder
+    beside the output and committed only when complete (see sentiment.score.commit): at every
+    instant `_SUCCESS` names one complete night, the previous one or this one.
 
     Args:
         config: what to score, with which model, and where to write it.
@@ -304,8 +307,9 @@ def score(config: ScoreConfig) -> dict:
         distribution. The same dict is written to OUTPUT/_summary.json.
 
     Raises:
-        InputError: bad input paths, files or columns, an output folder holding other files or
-            inside an input folder, or more errored rows than config.max_error_fraction.
+        InputError: bad input paths, files or columns, an output folder holding other files and
+            no `_SUCCESS` of ours (without config.overwrite) or inside an input folder, another run
+            writing the same output, or more errored rows than config.max_error_fraction.
         StorageError: input or output storage cannot be reached.
         ModelError: config.model is not a sentiment model.
         ResourceError: the cluster can never hold the actors asked for.
@@ -323,16 +327,25 @@ def score(config: ScoreConfig) -> dict:
                          shared_fs=config.shared_fs)
     found = shards.find_shards(config.inputs, text_column=config.text_column, fmt=config.format,
                                keep_columns=config.keep_columns, reserved=OUTPUT_COLUMNS)
-    commit.check_output_folder(config.output, found.uris, tuple(config.inputs))
+    commit.check_output_folder(config.output, found.uris, tuple(config.inputs), overwrite=config.overwrite)
     # A wrong model folder fails here in a fraction of a second; the model itself is loaded
     # only by the actors (importing torch and transformers alone takes ~7 s on 2 cores).
     check_classifier_folder(config.model)
     if config.gpu:  # CPU pools are fitted to the cluster by actor_pool_plan
         require({"CPU": config.cpus_per_actor, "GPU": 1}, config.concurrency[0], "score --gpu")
-    staging = commit.begin_attempt(config.output)
+    attempt = commit.begin_attempt(config.output, overwrite=config.overwrite)
+    try:
+        summary = _score_attempt(config, found, attempt, start)
+    finally:
+        attempt.lock.release()
+    return summary
+
+
+def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.Attempt, start: float) -> dict:
+    """Write this attempt into its staging folder, check it, and commit it."""
     log.info("scoring %d file(s) (%d rows) from %s with %s into %s, staged in %s", len(found.uris), found.input_rows,
-             ", ".join(config.inputs), model_id(config.model), config.output, staging)
-    filesystem, staging_path = arrow_filesystem(staging)
+             ", ".join(config.inputs), model_id(config.model), config.output, attempt.staging)
+    filesystem, staging_path = arrow_filesystem(attempt.staging)
     sink = ScoredParquetSink(staging_path, filesystem=filesystem, rows_per_file=config.rows_per_file)
     try:
         build_pipeline(config, found, config.model).write_datasink(sink)
@@ -346,9 +359,9 @@ def score(config: ScoreConfig) -> dict:
                                      precision=",".join(sink.precisions) or config.precision,
                                      input_rows=found.rows_by_uri, skipped=found.skipped)
     summary["max_error_fraction"] = config.max_error_fraction
-    _check_nothing_lost(found, summary, staging)
-    _check_error_fraction(summary, config.max_error_fraction, staging)
-    commit.commit(staging, config.output, summary, sink.written, found.rows_by_uri)
+    _check_nothing_lost(found, summary, attempt.staging)
+    _check_error_fraction(summary, config.max_error_fraction, attempt.staging)
+    commit.commit(attempt, summary, sink.written, found.rows_by_uri)
     return summary
 
 
