@@ -20,7 +20,7 @@ from ray.train.torch import TorchTrainer
 from sentiment.data.labeled import prepare_splits
 from sentiment.evaluate import predict_labels
 from sentiment.train.metrics import classification_metrics, format_metrics
-from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
+from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, build_classifier
 from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
 from sentiment.train.plots import plot_confusion_matrix, plot_training_history
 from sentiment.cluster.connect import ensure_connected
@@ -189,6 +189,10 @@ def train(config: TrainConfig) -> dict:
     require({"CPU": config.cpus_per_worker, "GPU": int(config.use_gpu)}, config.num_workers,
             f"train --num-workers {config.num_workers}{' --gpu' if config.use_gpu else ''}")
     log.info("config: %s", json.dumps(asdict(config)))
+    # A backbone whose encoder weights do not load is the user's to fix: refuse it here in one
+    # line, not in the workers, where Ray would retry it --max-failures times before a traceback.
+    # Costs one load of the backbone on the driver (a second or two for MiniLM).
+    build_classifier(config.model)
 
     splits = prepare_splits(config.data, config.text_column, config.score_column, seed=config.seed,
                             val_fraction=config.val_fraction, test_fraction=config.test_fraction,
