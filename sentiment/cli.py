@@ -105,11 +105,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpus-per-worker", type=positive_int, default=None,
                         help="CPUs (and torch threads) per worker (default: with --gpu 4, to tokenize and feed "
                              "the GPU; on CPU the biggest node's CPUs divided by --num-workers)")
-    parser.add_argument("--seed", type=int, default=42, help="seed for the train/val/test split and initialisation (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=42,
+                        help="seed for initialisation and training-data order (default: %(default)s)")
+    parser.add_argument("--split-seed", type=int, default=42,
+                        help="seed for the train/val/test split and the --limit sample, fixed so that runs with "
+                             "other --seed values are compared on the same rows (default: %(default)s)")
     parser.add_argument("--val-fraction", type=fraction, default=0.05, help="default: %(default)s")
     parser.add_argument("--test-fraction", type=fraction, default=0.05, help="default: %(default)s")
     parser.add_argument("--limit", type=positive_int, default=None,
-                        help="train on a random sample of N rows (seeded by --seed; files are often sorted "
+                        help="train on a random sample of N rows (seeded by --split-seed; files are often sorted "
                              "by score, so the first N rows would be one class), for quick runs")
     parser.add_argument("--run-name", default="sentiment-train",
                         help="Ray Train run name; re-running with the same name, storage and settings resumes "

@@ -1,6 +1,7 @@
 """build_classifier on encoders other than BERT: each loads all its pretrained encoder weights,
 gets its own architecture's head, trains, saves, and reloads with `transformers.pipeline`; a
-checkpoint whose encoder weights do not match is refused."""
+checkpoint whose encoder weights do not match is refused. (`sentiment train` on a DistilBERT
+folder: tests/test_model_selection.py.)"""
 
 from __future__ import annotations
 
@@ -12,42 +13,12 @@ import pytest
 from sentiment.data.labels import LABELS
 from sentiment.errors import ModelError
 from sentiment.model.classifier import HEAD_DROPOUT, build_classifier, load_classifier, save_classifier
-
-VOCAB_SIZE = 30522  # the MiniLM tokenizer's, which every tiny encoder here reuses
-TINY = dict(vocab_size=VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            pad_token_id=0)  # the MiniLM tokenizer pads with 0; RoBERTa and MPNet default to 1
-
-# model_type -> (encoder class, config, a weight of layer 1 by its name in the saved encoder,
-# the config field that must carry the head dropout, the classifier's class name)
-ENCODERS = {
-    "roberta": ("RobertaModel", "RobertaConfig", dict(TINY, max_position_embeddings=514),
-                "encoder.layer.1.attention.self.query.weight", "classifier_dropout"),
-    "distilbert": ("DistilBertModel", "DistilBertConfig",
-                   dict(vocab_size=VOCAB_SIZE, dim=32, n_layers=2, n_heads=2, hidden_dim=64, pad_token_id=0),
-                   "transformer.layer.1.attention.q_lin.weight", "seq_classif_dropout"),
-    "mpnet": ("MPNetModel", "MPNetConfig", dict(TINY, max_position_embeddings=514),
-              "encoder.layer.1.attention.attn.q.weight", None),
-}
-
-
-def _save_encoder(kind: str, directory) -> str:
-    import torch
-    import transformers
-    from transformers import AutoTokenizer
-
-    from sentiment.model.classifier import resolve_backbone
-
-    model_class, config_class, values, _, _ = ENCODERS[kind]
-    torch.manual_seed(0)
-    getattr(transformers, model_class)(getattr(transformers, config_class)(**values)).save_pretrained(
-        directory, safe_serialization=True)
-    AutoTokenizer.from_pretrained(resolve_backbone("minilm")).save_pretrained(directory)
-    return str(directory)
+from tests.helpers import TINY_ENCODERS as ENCODERS, save_tiny_encoder
 
 
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory) -> dict[str, str]:
-    return {kind: _save_encoder(kind, tmp_path_factory.mktemp(kind)) for kind in ENCODERS}
+    return {kind: save_tiny_encoder(kind, tmp_path_factory.mktemp(kind)) for kind in ENCODERS}
 
 
 @pytest.mark.parametrize("kind", list(ENCODERS))
@@ -145,24 +116,3 @@ def test_train_refuses_a_damaged_backbone_in_one_line_before_training(tiny_backb
     assert status == 2
     assert err[-1].startswith("sentiment train: error: ") and "bert.encoder.layer.0." in err[-1]
     assert not (tmp_path / "out" / "metrics.json").exists()
-
-
-def test_sentiment_train_on_a_distilbert_folder_saves_a_distilbert_classifier(encoders, tmp_path, shared_data,
-                                                                               ray_cluster):
-    from safetensors.torch import load_file
-    from transformers import pipeline
-
-    from sentiment.cli import main
-    from tests.helpers import labeled_sample
-
-    data = labeled_sample(shared_data, tmp_path, 200)
-    output = tmp_path / "model"
-    assert main(["train", "--data", str(data), "--output", str(output), "--model", encoders["distilbert"],
-                 "--num-workers", "1", "--limit", "200", "--epochs", "1", "--lr", "1e-3"]) == 0
-    config = json.load(open(output / "config.json"))
-    assert config["architectures"] == ["DistilBertForSequenceClassification"]
-    assert config["seq_classif_dropout"] == HEAD_DROPOUT
-    weights = load_file(f"{output}/model.safetensors")
-    assert {"pre_classifier.weight", "classifier.weight", "distilbert.transformer.layer.1.ffn.lin1.weight"} <= set(weights)
-    out = pipeline("text-classification", model=str(output))(["I love this app"])
-    assert out[0]["label"] in LABELS
