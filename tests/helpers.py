@@ -87,3 +87,36 @@ def assert_resumed_from_checkpoint(output: Path, epochs: int) -> dict:
     assert restored["optimizer_step"] == saved["optimizer_step"] == restored["epoch"] * steps_per_epoch
     assert history[-1]["optimizer_step"] == epochs * steps_per_epoch
     return restored
+
+
+VOCAB_SIZE = 30522  # the MiniLM tokenizer's, which every tiny encoder reuses
+_TINY = dict(vocab_size=VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+             pad_token_id=0)  # the MiniLM tokenizer pads with 0; RoBERTa and MPNet default to 1
+# model_type -> (encoder class, config class, config values, a weight of layer 1 by its name in the
+# saved encoder, the config field that must carry the head dropout (None: the architecture has none))
+TINY_ENCODERS = {
+    "roberta": ("RobertaModel", "RobertaConfig", dict(_TINY, max_position_embeddings=514),
+                "encoder.layer.1.attention.self.query.weight", "classifier_dropout"),
+    "distilbert": ("DistilBertModel", "DistilBertConfig",
+                   dict(vocab_size=VOCAB_SIZE, dim=32, n_layers=2, n_heads=2, hidden_dim=64, pad_token_id=0),
+                   "transformer.layer.1.attention.q_lin.weight", "seq_classif_dropout"),
+    "mpnet": ("MPNetModel", "MPNetConfig", dict(_TINY, max_position_embeddings=514),
+              "encoder.layer.1.attention.attn.q.weight", None),
+}
+
+
+def save_tiny_encoder(kind: str, directory) -> str:
+    """A tiny pretrained-style encoder of one TINY_ENCODERS kind (hidden 32, 2 layers, seeded
+    random weights) with the MiniLM tokenizer, saved as a local backbone folder."""
+    import torch
+    import transformers
+    from transformers import AutoTokenizer
+
+    from sentiment.model.classifier import resolve_backbone
+
+    model_class, config_class, values, _, _ = TINY_ENCODERS[kind]
+    torch.manual_seed(0)
+    getattr(transformers, model_class)(getattr(transformers, config_class)(**values)).save_pretrained(
+        directory, safe_serialization=True)
+    AutoTokenizer.from_pretrained(resolve_backbone("minilm")).save_pretrained(directory)
+    return str(directory)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from sentiment.data.labels import LABELS
 from sentiment.errors import InputError
 from benchmarks.lib.hardware_limit import forward_flops, matmul_peak_gflops
 from benchmarks.lib.process_memory import tree_usage
@@ -221,3 +222,15 @@ def test_quality_benchmark_bag_of_words_row_scores_the_training_split(shared_dat
     # Words alone carry sentiment: well above the ~0.36 of always saying the largest class.
     assert test["accuracy"] > 0.5 and row["val_accuracy"] > 0.5
     assert "TF-IDF" in table.read_text() and "--bow-baseline --settings --limit 3000" in table.read_text()
+
+
+def test_quality_table_gives_one_standard_error_beside_each_accuracy():
+    from benchmarks.quality import format_table, standard_error
+
+    test = {"accuracy": 0.676, "macro_f1": 0.673, "n": 608, "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+            "per_class": {name: {"f1": 0.5} for name in LABELS}}
+    row = {"setting": "(defaults)", "best_epoch": 3, "val_accuracy": 0.5, "val_macro_f1": 0.5, "test": test,
+           "rows": {"validation": 400}, "wall_seconds": 1.0, "command": "sentiment train", "other": None}
+    assert standard_error(0.676, 608) == pytest.approx(0.01898, abs=1e-5)
+    line = format_table([row]).splitlines()[2]
+    assert "| 0.500 ± 0.025 |" in line and "| 0.676 ± 0.019 |" in line

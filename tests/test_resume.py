@@ -54,3 +54,19 @@ def test_a_run_recorded_before_label_smoothing_existed_still_resumes(tmp_path):
     assert prepare_run(str(tmp_path), settings) == 2
     with pytest.raises(InputError, match=r"label_smoothing 0\.0 -> 0\.1"):
         prepare_run(str(tmp_path), settings | {"label_smoothing": 0.1})
+
+
+def test_a_run_recorded_before_split_seed_existed_resumes_with_its_seed_as_split_seed(tmp_path):
+    import json
+
+    from sentiment.errors import InputError
+    from sentiment.train.resume import RUN_KEYS, SETTINGS_FILE, SNAPSHOT_FILE, prepare_run
+
+    settings = {key: None for key in RUN_KEYS} | {"seed": 7, "split_seed": 7, "label_smoothing": 0.0}
+    older = {key: value for key, value in settings.items() if key != "split_seed"}  # --seed also split then
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(older))
+    (tmp_path / SNAPSHOT_FILE).write_text(json.dumps({"latest_checkpoint_result": {"metrics": {"epoch": 1}}}))
+
+    assert prepare_run(str(tmp_path), settings) == 1
+    with pytest.raises(InputError, match=r"split_seed 7 -> 42"):
+        prepare_run(str(tmp_path), settings | {"split_seed": 42})

@@ -4,7 +4,7 @@ by parameter into one model, and each of them and the average scored on the held
 Fine-tuned runs that start from the same pretrained weights (other seeds or recipes, or two
 checkpoints of one run) usually stay in one basin, so their average is itself a good model, often
 better than each. Unlike a logit ensemble it costs one model's inference and stays a plain
-BertForSequenceClassification that `transformers.pipeline` loads (issue 13's lever list).
+HF sequence classifier of the same architecture that `transformers.pipeline` loads (issue 13's lever list).
 """
 
 from __future__ import annotations

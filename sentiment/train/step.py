@@ -57,7 +57,9 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-_LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
+# Encoder layer k is "...encoder.layer.k." in BERT, RoBERTa, MPNet and DeBERTa,
+# "...transformer.layer.k." in DistilBERT and "...layers.k." in ModernBERT.
+_LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
 
 
 def layer_rate_groups(model, lr: float, layer_decay: float) -> list[dict]:

@@ -189,8 +189,9 @@ def train_loop_per_worker(config: dict) -> None:
                           amp_dtype=amp_dtype, label_smoothing=config["label_smoothing"], reduce=_all_reduce,
                           log_progress=rank == 0, epoch_label=label, steps_total=steps_per_epoch)
         train_seconds = time.time() - started
+        # Each worker holds the whole validation split (build_trainer): nothing to sum.
         val = run_epoch(model, val_shard.iter_torch_batches(batch_size=config["batch_size"] * 2, **feed),
-                        device, amp_dtype=amp_dtype, reduce=_all_reduce)
+                        device, amp_dtype=amp_dtype)
         metrics = {"epoch": epoch + 1, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
                    "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
                    "val_confusion_matrix": val["confusion_matrix"], "global_batch_size": config["batch_size"] * world_size,
