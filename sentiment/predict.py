@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sentiment.errors import InputError
 from sentiment.data.labels import LABELS, PROB_COLUMNS
-from sentiment.model.classifier import DEFAULT_MAX_LENGTH
+from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_folder
 from sentiment.model.predictor import Predictor, pick_device
 
 EMPTY_TEXT_ERROR = "text is empty or whitespace"  # the words `sentiment score` uses
@@ -61,6 +61,8 @@ def predict(config: PredictConfig) -> int:
     """
     if not config.texts:
         raise InputError("no texts given: pass them as arguments or one per line on stdin")
+    # Before torch and the weights load: config.json alone says whether --max-length fits.
+    check_classifier_folder(config.model, max_length=config.max_length)
     predictor = Predictor(config.model, device=pick_device(config.use_gpu), batch_size=config.batch_size,
                           tokens_per_batch=config.tokens_per_batch, max_length=config.max_length,
                           precision=config.precision)

@@ -20,7 +20,7 @@ from ray.train.torch import TorchTrainer
 from sentiment.data.labeled import prepare_splits
 from sentiment.evaluate import predict_labels
 from sentiment.train.metrics import classification_metrics, format_metrics
-from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH
+from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, backbone_config, check_max_length
 from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
 from sentiment.train.plots import plot_confusion_matrix, plot_training_history
 from sentiment.cluster.connect import ensure_connected
@@ -172,6 +172,7 @@ def train(config: TrainConfig) -> dict:
     cpus_given = config.cpus_per_worker is not None
     config = config.resolved()
     config.validate()
+    check_max_length(config.max_length, backbone_config(config.model), f"backbone {config.model}")
     started = time.time()
     check_reachable(config.resolved_output)
     check_reachable(config.resolved_storage_path)
