@@ -280,8 +280,11 @@ def _run_evaluate(args) -> int:
 def _run_predict(args) -> int:
     from sentiment.predict import PredictConfig, predict
 
-    # Every line is a text, empty ones too: output line N answers input line N.
-    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
+    # Every line is a text, empty ones too: output line N answers input line N. Bytes, not
+    # text: stdin's encoding depends on the locale, and a byte that is not UTF-8 must cost one
+    # line its character, not the whole run (predict() replaces such bytes and says which lines).
+    texts = args.texts or [line.decode("utf-8", "surrogateescape").rstrip("\r\n")
+                           for line in sys.stdin.buffer]
     return predict(PredictConfig.from_namespace(args, texts))
 
 

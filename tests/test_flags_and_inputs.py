@@ -155,3 +155,105 @@ def test_fraction_flags_are_checked_before_ray_starts(flags, message, tmp_path, 
     assert status == 2
     line = _error_line(capsys)
     assert line.startswith("sentiment train: error: ") and message in line, line
+
+
+def _labeled(shared_data, stars: tuple[int, ...] = (1, 2, 3, 4, 5)) -> pd.DataFrame:
+    frame = pd.read_csv(shared_data / "labeled" / "gplay-2024.csv", usecols=["content", "score"]).dropna()
+    return frame[frame["score"].isin(stars)]
+
+
+# Case 4: one-class data trained with no warning; evaluate averaged in classes with no rows.
+def test_a_split_without_a_class_is_warned_about_and_counted(ray_cluster, shared_data, tmp_path, caplog):
+    from sentiment.data.labeled import prepare_splits
+
+    data = tmp_path / "five-stars.csv"
+    _labeled(shared_data, (5,)).sample(n=60, random_state=0).to_csv(data, index=False)
+    splits = prepare_splits([str(data)], "content", "score", seed=1, val_fraction=0.2, test_fraction=0.2)
+    assert splits.counts["classes"]["train"] == {"negative": 0, "neutral": 0, "positive": splits.counts["train"]}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(w.startswith("the train split has no negative or neutral rows") for w in warnings), warnings
+    assert any(w.startswith("the test split has no negative or neutral rows") for w in warnings), warnings
+
+
+def test_evaluate_macro_f1_averages_over_the_classes_present_and_names_them(ray_cluster, shared_data, tiny_classifier,
+                                                                           tmp_path, capsys):
+    from sentiment.evaluate import EvaluateConfig, evaluate
+
+    data = tmp_path / "three-stars.csv"
+    _labeled(shared_data, (3,)).head(20).to_csv(data, index=False)
+    report = evaluate(EvaluateConfig(model=tiny_classifier, data=[str(data)], precision="fp32"))
+    assert report["macro_f1_classes"] == ["neutral"]
+    assert report["per_class"]["neutral"]["f1"] > 0  # the untrained tiny model answers neutral
+    assert report["macro_f1"] == pytest.approx(report["per_class"]["neutral"]["f1"])
+    assert f"macro-F1: {report['macro_f1']:.4f} (over neutral: no negative or positive rows)" in capsys.readouterr().out
+
+
+# Case 5: one byte that is not UTF-8 on stdin failed every line.
+def test_predict_answers_every_stdin_line_when_one_holds_a_byte_that_is_not_utf8(shared_data, tiny_classifier,
+                                                                                monkeypatch, capsys, caplog):
+    import io
+    import sys
+
+    good, bad = _reviews(shared_data, 2)
+    raw = good.encode() + b"\n" + b"caf\xe9 " + bad.encode() + b"\n" + b"\n"
+    # As Python reads stdin in a C locale: undecodable bytes become lone surrogates.
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", errors="surrogateescape"))
+    assert main(["predict", "--model", tiny_classifier, "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in records] == [good, "caf\ufffd " + bad, ""]
+    assert [r["sentiment"] is not None for r in records] == [True, True, False]
+    assert any("text(s) 2 hold bytes that are not UTF-8" in r.getMessage() for r in caplog.records)
+
+
+# Case 8: UTF-16 input got a column-count error followed by raw NUL bytes.
+@pytest.mark.parametrize("name", ["reviews.csv", "reviews.jsonl"])
+def test_utf16_input_is_named_as_utf16_without_raw_bytes(ray_cluster, shared_data, tmp_path, name):
+    from sentiment.data.labeled import read_labeled
+    from sentiment.errors import InputError
+
+    frame = _labeled(shared_data).head(8)
+    text = frame.to_csv(index=False) if name.endswith(".csv") else frame.to_json(orient="records", lines=True)
+    (tmp_path / name).write_bytes(text.encode("utf-16"))  # with its byte-order mark, as Excel and Notepad save
+    with pytest.raises(InputError) as error:
+        read_labeled([str(tmp_path / name)], "content", "score")
+    message = str(error.value)
+    assert message == (f"{tmp_path / name} is UTF-16 text (it starts with a UTF-16 byte-order mark); re-save it as "
+                       "UTF-8, e.g. iconv -f UTF-16 -t UTF-8")
+
+
+def test_parser_errors_quoting_bytes_are_escaped_and_cut_short():
+    from sentiment.io.file_checks import printable
+
+    quoted = "Expected 3 columns, got 5: \x00c\x00o\x00n\x00t\x00" + "\x00x" * 500
+    shown = printable(quoted)
+    assert "\x00" not in shown and "\\x00c\\x00o" in shown and len(shown) == 203 and shown.endswith("...")
+
+
+# Case 9: an empty train split advised a larger --val-fraction.
+def test_an_empty_train_split_advises_smaller_held_out_fractions(ray_cluster, shared_data, tmp_path):
+    from sentiment.data.labeled import prepare_splits
+    from sentiment.errors import InputError
+
+    data = tmp_path / "few.csv"
+    _labeled(shared_data).sample(n=6, random_state=0).to_csv(data, index=False)
+    with pytest.raises(InputError) as error:
+        prepare_splits([str(data)], "content", "score", seed=1, val_fraction=0.9, test_fraction=0.05)
+    assert str(error.value) == ("the train split is empty (6 unique usable rows, of which --val-fraction 0.9 and "
+                                "--test-fraction 0.05 hold out 95%); use more data or a smaller "
+                                "--val-fraction/--test-fraction")
+
+
+# Case 11: a symlink beside its target was read twice, every row duplicated.
+def test_the_same_file_reached_twice_is_read_once_and_said(ray_cluster, shared_data, tmp_path, caplog):
+    from sentiment.data.labeled import read_labeled
+
+    folder = tmp_path / "labeled"
+    folder.mkdir()
+    frame = _labeled(shared_data).sample(n=30, random_state=2)
+    frame.to_csv(folder / "reviews.csv", index=False)
+    (folder / "reviews-latest.csv").symlink_to(folder / "reviews.csv")
+    read = read_labeled([str(folder), str(folder / "reviews.csv")], "content", "score").to_pandas()
+    assert len(read) == 30 and sorted(read["text"]) == sorted(frame["content"].str.strip())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"reading 1 file(s) once that the inputs reach more than once (a symlink, or the same file given twice): " \
+           f"{folder / 'reviews-latest.csv'} (also as {folder / 'reviews.csv'})" in warnings, warnings

@@ -41,8 +41,8 @@ def add_batch(totals: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, la
 def summarize(totals) -> dict:
     """loss, accuracy, macro_f1, n, tokens and tokens_squared from totals read to the host.
 
-    macro-F1 is the unweighted mean of the per-class F1 (a class never seen nor predicted scores
-    0, as sklearn's zero_division=0 does).
+    macro-F1 is the unweighted mean of the per-class F1 over the classes that have rows, as
+    sentiment.train.metrics computes it (a split without a class does not average in a 0).
     """
     totals = np.asarray(totals, dtype=np.float64)
     confusion = totals[:N_CLASSES ** 2].reshape(N_CLASSES, N_CLASSES)
@@ -50,7 +50,7 @@ def summarize(totals) -> dict:
     true_positive = np.diag(confusion)
     f1 = per_class_f1(confusion)
     return {"loss": float(totals[LOSS_SUM] / max(n, 1)), "accuracy": float(true_positive.sum() / max(n, 1)),
-            "macro_f1": float(f1.mean()), "n": int(n), "tokens": float(totals[TOKENS]),
+            "macro_f1": float(f1[present].mean() if (present := confusion.sum(axis=1) > 0).any() else f1.mean()), "n": int(n), "tokens": float(totals[TOKENS]),
             "tokens_squared": float(totals[TOKENS_SQUARED]), "confusion_matrix": confusion.astype(int).tolist()}
 
 
