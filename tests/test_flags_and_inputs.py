@@ -257,3 +257,108 @@ def test_the_same_file_reached_twice_is_read_once_and_said(ray_cluster, shared_d
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert f"reading 1 file(s) once that the inputs reach more than once (a symlink, or the same file given twice): " \
            f"{folder / 'reviews-latest.csv'} (also as {folder / 'reviews.csv'})" in warnings, warnings
+
+
+# Case 3: train --output into a folder of someone else's files replaced them.
+def test_train_refuses_an_output_folder_holding_files_that_are_not_ours(tmp_path, monkeypatch, capsys):
+    _no_work(monkeypatch, "sentiment.train.driver")
+    output = tmp_path / "project"
+    output.mkdir()
+    (output / "config.json").write_text('{"mine": true}')
+    (output / "notes.md").write_text("my notes")
+    assert main(["train", "--data", str(tmp_path), "--output", str(output)]) == 2
+    assert _error_line(capsys) == (f"sentiment train: error: --output {output} already holds files that are not a "
+                                   "model of ours (config.json, notes.md; no metrics.json); choose a new or empty "
+                                   "folder, or move those files away")
+    assert (output / "config.json").read_text() == '{"mine": true}' and sorted(p.name for p in output.iterdir()) == [
+        "config.json", "notes.md"]
+
+
+def _train_subprocess(shared_data, tmp_path, backbone: str, pause_at: str):
+    """`sentiment train` of a tiny backbone on 60 real reviews for 1 epoch, on a Ray cluster of its
+    own (its process group), to be held at pause point pause_at. About 2.5 minutes to reach a point
+    on a loaded 2-core machine, most of it Ray's start and data preparation."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import labeled_sample
+
+    data = labeled_sample(shared_data, tmp_path, 200, seed=3)
+    points = tmp_path / "points"
+    points.mkdir()
+    log_path = tmp_path / "train.log"
+    command = [sys.executable, "-m", "sentiment", "train", "--data", str(data), "--output", str(tmp_path / "model"),
+               "--model", backbone, "--limit", "60", "--epochs", "1", "--num-workers", "1", "--batch-size", "16",
+               "--val-fraction", "0.2", "--test-fraction", "0.2"]
+    env = {**os.environ, "RAY_ADDRESS": "local", "SENTIMENT_PAUSE_AT": pause_at, "SENTIMENT_PAUSE_DIR": str(points)}
+    with open(log_path, "w") as log:
+        run = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return run, points, log_path
+
+
+def _stop_group(pid: int) -> None:
+    """SIGKILL what is left of a subprocess's group (its own Ray cluster's processes)."""
+    import os
+    import signal
+
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.mark.slow
+def test_a_kill_during_the_model_commit_leaves_no_folder_that_looks_complete(shared_data, tiny_backbone, tmp_path):
+    import os
+    import signal
+
+    from sentiment.pause_points import wait_until_reached
+    from sentiment.train.output import check_output_is_ours
+
+    run, points, log_path = _train_subprocess(shared_data, tmp_path, tiny_backbone, "train.commit_output")
+    try:
+        try:
+            wait_until_reached(str(points), "train.commit_output", timeout_s=600)
+        except TimeoutError:
+            raise AssertionError(log_path.read_text()[-3000:]) from None
+        os.killpg(run.pid, signal.SIGKILL)  # the driver, its Ray cluster and workers, mid-commit
+        run.wait(timeout=60)
+    finally:
+        _stop_group(run.pid)
+    output = tmp_path / "model"
+    names = {p.name for p in output.iterdir()}
+    assert "metrics.json" not in names  # readers see an incomplete folder
+    staged = {p.name for p in (output / "_staging").iterdir()}
+    moved = names - {"_staging", "_committing.json", "checkpoints"}
+    assert len(moved) == 1 and "config.json" in staged | moved and "model.safetensors" in staged | moved
+    recorded = json.loads((output / "_committing.json").read_text())["files"]
+    assert moved | staged | {"metrics.json"} == set(recorded)
+    check_output_is_ours(str(output))  # the next run may replace what the killed one left
+
+
+# Case 7: SIGINT during train ended with exit 1 and a Ray traceback.
+@pytest.mark.slow
+def test_sigint_during_training_prints_interrupted_and_exits_130(shared_data, tiny_backbone, tmp_path):
+    import os
+    import signal
+
+    from sentiment.pause_points import wait_until_reached
+
+    run, points, log_path = _train_subprocess(shared_data, tmp_path, tiny_backbone, "train.worker_ready")
+    try:
+        try:
+            wait_until_reached(str(points), "train.worker_ready", timeout_s=600)
+        except TimeoutError:
+            raise AssertionError(log_path.read_text()[-3000:]) from None
+        os.kill(run.pid, signal.SIGINT)  # Ctrl-C reaches the driver while its worker trains
+        status = run.wait(timeout=120)
+    finally:
+        _stop_group(run.pid)
+    printed = log_path.read_text()
+    assert status == 130, printed[-3000:]
+    # Lines of the driver itself: Ray streams its actors' logs in too, prefixed "(Actor pid=...)",
+    # and keeps streaming them for a moment after our last line.
+    driver = [line for line in printed.splitlines() if not line.lstrip("\x1b[0123456789m").startswith("(")]
+    assert driver[-1] == "sentiment train: interrupted", printed[-3000:]
+    assert not any(line.startswith("Traceback") for line in driver), printed[-3000:]
