@@ -50,13 +50,15 @@ def test_max_length_below_cls_and_sep_is_refused_and_the_smallest_allowed_takes_
 
 
 # Case 2: --max-length above the model's positions crashed on the first long review.
-def test_max_length_above_the_model_positions_is_refused_before_any_work(shared_data, tiny_classifier, tiny_backbone,
-                                                                        s3_bucket, tmp_path, monkeypatch, capsys):
+def test_max_length_above_the_model_positions_is_refused_before_any_work(ray_cluster, shared_data, tiny_classifier,
+                                                                        tiny_backbone, s3_bucket, tmp_path,
+                                                                        monkeypatch, capsys):
     import boto3
 
     from sentiment.io.storage import s3_endpoint
 
-    _no_work(monkeypatch, "sentiment.evaluate", "sentiment.train.driver", "sentiment.io.file_checks")
+    # score checks its input files first (as Ray tasks), then the model, before scoring anything.
+    _no_work(monkeypatch, "sentiment.evaluate", "sentiment.train.driver")
     bucket = s3_bucket.removeprefix("s3://")
     client = boto3.client("s3", endpoint_url=s3_endpoint())
     for path in sorted(p for p in __import__("pathlib").Path(tiny_classifier).iterdir() if p.is_file()):

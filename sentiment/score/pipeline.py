@@ -319,13 +319,13 @@ def score(config: ScoreConfig) -> dict:
     # the driver's disk holds is named as such, not as a file a worker cannot find.
     require_shared_paths({"--input": config.inputs, "--output": [config.output], "--model": [config.model]},
                          shared_fs=config.shared_fs)
-    # A wrong model folder, or a --max-length beyond its positions, fails here in a fraction of
-    # a second, before the input check's tasks; the model itself is loaded only by the actors
-    # (importing torch and transformers alone takes ~7 s on 2 cores).
-    check_classifier_folder(config.model, max_length=config.max_length)
     found = shards.find_shards(config.inputs, text_column=config.text_column, fmt=config.format,
                                keep_columns=config.keep_columns, reserved=OUTPUT_COLUMNS)
     commit.check_output_folder(config.output, found.uris, tuple(config.inputs))
+    # A wrong model folder, or a --max-length beyond its positions, fails here in a fraction of a
+    # second, before any row is scored; the model itself is loaded only by the actors (importing
+    # torch and transformers alone takes ~7 s on 2 cores).
+    check_classifier_folder(config.model, max_length=config.max_length)
     if config.gpu:  # CPU pools are fitted to the cluster by _actor_pool_plan
         require({"CPU": config.cpus_per_actor, "GPU": 1}, config.concurrency[0], "score --gpu")
     staging = commit.begin_attempt(config.output)
