@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 
 from sentiment.errors import SentimentError
 from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS
@@ -57,6 +58,43 @@ def fraction(value: str) -> float:
     return number
 
 
+def fraction_below_one(value: str) -> float:
+    """argparse type: a share that may be 0 but not all (--warmup-fraction, --label-smoothing)."""
+    number = _number(value, float)
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 up to but not including 1, got {value!r}")
+    return number
+
+
+def split_fraction(value: str) -> float:
+    """argparse type: the share of rows in a held-out split; 0 would leave the split empty."""
+    number = _number(value, float)
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"must be a number above 0 and below 1 (an empty split cannot be "
+                                         f"validated or tested on), got {value!r}")
+    return number
+
+
+# BERT's tokenizer keeps [CLS] and [SEP] in every text whatever --max-length says: below 2 it
+# ignores the limit (1 gives the same as 160), and 2 leaves no room for a single word.
+MIN_MAX_LENGTH = 3
+
+
+MAX_LENGTH_HELP = (f"truncate texts to this many tokens, [CLS] and [SEP] included: at least {MIN_MAX_LENGTH}, at most "
+                   "the model's max_position_embeddings (512 for BERT models), checked before any work "
+                   "(default: %(default)s)")
+
+
+def max_length(value: str) -> int:
+    """argparse type: --max-length, at least [CLS] + one token + [SEP]."""
+    number = _number(value, int)
+    if number < MIN_MAX_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_MAX_LENGTH}, got {value!r}: every text keeps [CLS] and [SEP], so 1 is "
+            f"ignored by the tokenizer and 2 leaves no room for the text")
+    return number
+
+
 def _number(value: str, kind: type):
     try:
         return kind(value)
@@ -64,18 +102,22 @@ def _number(value: str, kind: type):
         raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {value!r}") from None
 
 
+FORMATS = ["csv", "parquet", "json"]
+FORMAT_HELP = ("read only files of this format, chosen by extension: csv (.csv, .csv.gz/.zst/.bz2), parquet "
+               "(.parquet, .pq) or json (JSON lines .jsonl, or .json holding one array of objects); the other "
+               "files are skipped and listed. Default: every format, each file by its extension")
+
+
 def _add_column_arguments(parser: argparse.ArgumentParser, score: bool = True) -> None:
     parser.add_argument("--text-column", default="content", help="column holding the review text (default: %(default)s)")
     if score:
         parser.add_argument("--score-column", default="score", help="column holding the 1-5 star score (default: %(default)s)")
-    parser.add_argument("--format", choices=["csv", "parquet"], default=None,
-                        help="which files of a folder to read, by extension; default: every data file, each read by its "
-                             "own extension")
+    parser.add_argument("--format", choices=FORMATS, default=None, help=FORMAT_HELP)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="PATH",
-                        help="labeled CSV/Parquet files, folders, globs or s3:// URIs (several are read as one dataset)")
+                        help="labeled CSV/Parquet/JSON-lines files, folders, globs or s3:// URIs (several are read as one dataset)")
     parser.add_argument("--output", required=True,
                         help="local folder or s3:// prefix for the best model, metrics.json and plots")
     parser.add_argument("--model", default=DEFAULT_BACKBONE,
@@ -89,10 +131,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the backbone's recipe)")
     parser.add_argument("--lr", type=positive_float, default=None,
                         help="AdamW learning rate, decayed linearly to 0 after the warmup (default: the backbone's recipe)")
-    parser.add_argument("--warmup-fraction", type=fraction, default=None,
+    parser.add_argument("--warmup-fraction", type=fraction_below_one, default=None,
                         help="share of all steps spent warming the lr up linearly from 0 (default: the backbone's "
                              "recipe). Recipes: " + describe_recipes().replace("%", "%%"))
-    parser.add_argument("--label-smoothing", type=fraction, default=None,
+    parser.add_argument("--label-smoothing", type=fraction_below_one, default=None,
                         help="share of each training target spread evenly over the three classes "
                              "(cross-entropy's label_smoothing; validation loss is always plain) "
                              "(default: the backbone's recipe)")
@@ -102,7 +144,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model (dynamic shapes); off by default: unmeasured on GPU, "
                              "and compile time counts against short runs")
-    parser.add_argument("--max-length", type=positive_int, default=DEFAULT_MAX_LENGTH, help="truncate texts to this many tokens (default: %(default)s)")
+    parser.add_argument("--max-length", type=max_length, default=DEFAULT_MAX_LENGTH, help=MAX_LENGTH_HELP)
     parser.add_argument("--num-workers", type=positive_int, default=1, help="DDP workers (default: %(default)s)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16/fp16 autocast")
     parser.add_argument("--cpus-per-worker", type=positive_int, default=None,
@@ -113,8 +155,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-seed", type=int, default=42,
                         help="seed for the train/val/test split and the --limit sample, fixed so that runs with "
                              "other --seed values are compared on the same rows (default: %(default)s)")
-    parser.add_argument("--val-fraction", type=fraction, default=0.05, help="default: %(default)s")
-    parser.add_argument("--test-fraction", type=fraction, default=0.05, help="default: %(default)s")
+    parser.add_argument("--val-fraction", type=split_fraction, default=0.05,
+                        help="share of unique texts held out for validation (default: %(default)s)")
+    parser.add_argument("--test-fraction", type=split_fraction, default=0.05,
+                        help="share of unique texts held out for the test (default: %(default)s); "
+                             "--val-fraction plus --test-fraction must leave rows to train on")
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="train on a random sample of N rows (seeded by --split-seed; files are often sorted "
                              "by score, so the first N rows would be one class), for quick runs")
@@ -151,11 +196,11 @@ def _add_precision_argument(parser: argparse.ArgumentParser, gpu: bool = True) -
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="trained model folder or s3:// prefix")
-    parser.add_argument("--data", nargs="+", required=True, metavar="PATH", help="labeled CSV/Parquet files, folders, globs or s3:// URIs")
+    parser.add_argument("--data", nargs="+", required=True, metavar="PATH", help="labeled CSV/Parquet/JSON-lines files, folders, globs or s3:// URIs")
     _add_column_arguments(parser)
     parser.add_argument("--report", default=None, help="also write the metrics as JSON to this path")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="fixed rows per forward batch; default: by --tokens-per-batch")
-    parser.add_argument("--max-length", type=positive_int, default=DEFAULT_MAX_LENGTH, help="default: %(default)s")
+    parser.add_argument("--max-length", type=max_length, default=DEFAULT_MAX_LENGTH, help=MAX_LENGTH_HELP)
     parser.add_argument("--limit", type=positive_int, default=None, help="evaluate at most N rows")
     _add_precision_argument(parser)
 
@@ -165,7 +210,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("texts", nargs="*", help="texts to classify; with none, one text per line is read from stdin")
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="fixed rows per forward batch; default: by --tokens-per-batch")
-    parser.add_argument("--max-length", type=positive_int, default=DEFAULT_MAX_LENGTH, help="default: %(default)s")
+    parser.add_argument("--max-length", type=max_length, default=DEFAULT_MAX_LENGTH, help=MAX_LENGTH_HELP)
     _add_precision_argument(parser)
 
 
@@ -191,7 +236,7 @@ def _parse_concurrency(value: str) -> tuple[int, int]:
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="trained model folder or s3:// prefix")
     parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
-                        help="CSV/Parquet shards: files, folders, globs or s3:// URIs (all local or all s3://)")
+                        help="CSV (plain or compressed), Parquet or JSON-lines shards: files, folders, globs or s3:// URIs (all local or all s3://)")
     parser.add_argument("--output", required=True,
                         help="folder or s3:// prefix for the scored Parquet, _summary.json and _SUCCESS; a re-run "
                              "replaces the files the last _SUCCESS lists, so rows never double, and nothing else")
@@ -200,9 +245,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
                              "(refused without it)")
     parser.add_argument("--text-column", default="content",
                         help="column holding the review text; every shard must have it (default: %(default)s)")
-    parser.add_argument("--format", choices=["csv", "parquet"], default=None,
-                        help="which files of a folder to read, by extension; default: every data file, each read by its "
-                             "own extension")
+    parser.add_argument("--format", choices=FORMATS, default=None, help=FORMAT_HELP)
     parser.add_argument("--keep-columns", default=None, metavar="A,B",
                         help="comma-separated input columns to copy into the output; default: all of them")
     parser.add_argument("--concurrency", type=_parse_concurrency, default=(1, 1), metavar="N|MIN,MAX",
@@ -211,8 +254,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="fixed rows per forward pass instead of --tokens-per-batch; each actor sorts 64 "
                              "batches at a time by length")
-    parser.add_argument("--max-length", type=positive_int, default=DEFAULT_MAX_LENGTH,
-                        help="truncate texts to this many tokens (default: %(default)s)")
+    parser.add_argument("--max-length", type=max_length, default=DEFAULT_MAX_LENGTH, help=MAX_LENGTH_HELP)
     parser.add_argument("--gpu", action="store_true", help="one GPU per model actor")
     _add_precision_argument(parser, gpu=False)
     parser.add_argument("--cpus-per-actor", type=positive_float, default=1.0,
@@ -248,8 +290,11 @@ def _run_evaluate(args) -> int:
 def _run_predict(args) -> int:
     from sentiment.predict import PredictConfig, predict
 
-    # Every line is a text, empty ones too: output line N answers input line N.
-    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
+    # Every line is a text, empty ones too: output line N answers input line N. Bytes, not
+    # text: stdin's encoding depends on the locale, and a byte that is not UTF-8 must cost one
+    # line its character, not the whole run (predict() replaces such bytes and says which lines).
+    texts = args.texts or [line.decode("utf-8", "surrogateescape").rstrip("\r\n")
+                           for line in sys.stdin.buffer]
     return predict(PredictConfig.from_namespace(args, texts))
 
 
@@ -271,7 +316,7 @@ COMMANDS = {
     "train": (add_train_arguments, _run_train, "fine-tune the classifier with Ray Train DDP"),
     "evaluate": (add_evaluate_arguments, _run_evaluate, "accuracy, macro-F1, per-class report and confusion matrix on labeled data"),
     "predict": (add_predict_arguments, _run_predict, "classify texts given as arguments or on stdin"),
-    "score": (add_score_arguments, _run_score, "score CSV/Parquet review shards to Parquet with a Ray Data actor pool"),
+    "score": (add_score_arguments, _run_score, "score review shards (CSV, Parquet, JSON lines) to Parquet with a Ray Data actor pool"),
     "demo": (add_demo_arguments, _run_demo, "train, evaluate and predict on the built-in sample, on a local Ray cluster"),
 }
 
@@ -291,13 +336,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_flags(name: str, args: argparse.Namespace) -> None:
+    """Checks across flags, which argparse's per-flag types cannot make: run before any work.
+
+    Raises:
+        InputError: naming the flags and the problem.
+    """
+    from sentiment.errors import InputError
+
+    val, test = getattr(args, "val_fraction", None), getattr(args, "test_fraction", None)
+    if val is not None and test is not None and val + test >= 1:
+        raise InputError(f"--val-fraction {val:g} plus --test-fraction {test:g} is {val + test:g}, which leaves no "
+                         "rows to train on; make their sum less than 1 (e.g. 0.1 each)")
+
+
 def run_command(name: str, args: argparse.Namespace) -> int:
-    """Run one command and turn user-fixable problems into one clear line and exit status 2."""
+    """Run one command and turn user-fixable problems into one clear line and exit status 2.
+
+    With -v the traceback comes first, then the same line and the same status: -v explains a
+    failure, it does not change what a script calling us sees.
+    """
     try:
+        check_flags(name, args)
         return COMMANDS[name][1](args)
     except SentimentError as error:
         if getattr(args, "verbose", False):
-            raise
+            traceback.print_exc()
         print(f"sentiment {name}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

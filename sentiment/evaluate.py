@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ from sentiment.train.metrics import classification_metrics, format_metrics
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import largest_node_cpus, require
-from sentiment.io.storage import write_bytes
+from sentiment.io.storage import check_reachable, is_s3, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,10 @@ def evaluate(config: EvaluateConfig) -> dict:
     from sentiment.model.classifier import check_classifier_folder
 
     # Fail fast, before Ray starts, if it is not a model: config and weights header only, as score.
-    check_classifier_folder(config.model)
+    check_classifier_folder(config.model, max_length=config.max_length)
+    if config.report:  # a report that cannot be written must fail now, not after the evaluation
+        check_reachable(config.report if is_s3(config.report)
+                        else os.path.dirname(os.path.abspath(os.path.expanduser(config.report))))
     ensure_connected()
     labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit).materialize()
     problems = count_problems(labeled)

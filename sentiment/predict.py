@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
 from sentiment.errors import InputError
 from sentiment.data.labels import LABELS, PROB_COLUMNS
-from sentiment.model.classifier import DEFAULT_MAX_LENGTH
+from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_folder
 from sentiment.model.predictor import Predictor, pick_device
 
+log = logging.getLogger(__name__)
 EMPTY_TEXT_ERROR = "text is empty or whitespace"  # the words `sentiment score` uses
 
 
@@ -50,6 +52,18 @@ def predict_records(predictor: Predictor, texts: list[str]) -> list[dict]:
     return records
 
 
+def replace_undecodable(texts: list[str]) -> list[str]:
+    """texts with bytes that were not UTF-8 (held as lone surrogates, as Python reads argv and
+    stdin in a C locale) replaced by U+FFFD, with one warning naming the texts: the tokenizer
+    refuses surrogates, and one bad byte must not cost every other line its answer."""
+    fixed = [text.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for text in texts]
+    changed = [str(i + 1) for i, (old, new) in enumerate(zip(texts, fixed)) if old != new]
+    if changed:
+        log.warning("text(s) %s hold bytes that are not UTF-8: classified with each such byte shown as \ufffd",
+                    ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else ""))
+    return fixed
+
+
 def predict(config: PredictConfig) -> int:
     """Print a label and probabilities per text, one line per text, empty texts included.
 
@@ -61,10 +75,13 @@ def predict(config: PredictConfig) -> int:
     """
     if not config.texts:
         raise InputError("no texts given: pass them as arguments or one per line on stdin")
+    texts = replace_undecodable(config.texts)
+    # Before torch and the weights load: config.json alone says whether --max-length fits.
+    check_classifier_folder(config.model, max_length=config.max_length)
     predictor = Predictor(config.model, device=pick_device(config.use_gpu), batch_size=config.batch_size,
                           tokens_per_batch=config.tokens_per_batch, max_length=config.max_length,
                           precision=config.precision)
-    for record in predict_records(predictor, config.texts):
+    for record in predict_records(predictor, texts):
         if config.as_json:
             print(json.dumps(record, ensure_ascii=False))
         elif record["error"]:

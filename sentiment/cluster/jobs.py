@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 
 from sentiment.cli import run_command
 from sentiment.errors import SentimentError
@@ -45,7 +46,7 @@ def run_job(name: str, args: argparse.Namespace) -> int:
         log.info(describe_cluster())
     except SentimentError as error:
         if args.verbose:
-            raise
+            traceback.print_exc()  # and still the one line and exit 2, as sentiment.cli does
         print(f"jobs/{name}.py: error: {error}", file=sys.stderr)
         return 2
     status = run_command(name, args)

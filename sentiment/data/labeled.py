@@ -20,7 +20,7 @@ from ray.data.expressions import col
 
 from sentiment.errors import InputError
 from sentiment.io.file_checks import CSV_PARSE, check_files, csv_read_options
-from sentiment.data.labels import INVALID_LABEL, scores_to_label_ids
+from sentiment.data.labels import INVALID_LABEL, LABELS, scores_to_label_ids
 from sentiment.io.shards import (as_plain_strings, by_compression, format_of, group_by_column_types, list_shard_files,
                                  read_options)
 
@@ -181,10 +181,15 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
         "dropped_duplicate_text": n_usable - n_unique,
         **{name: ds.count() for name, ds in splits.items()},
     }
-    for name in ("train", "validation", "test"):
+    held_out = f"--val-fraction {val_fraction:g} and --test-fraction {test_fraction:g}"
+    if counts["train"] == 0:
+        raise InputError(f"the train split is empty ({n_unique} unique usable rows, of which {held_out} hold out "
+                         f"{val_fraction + test_fraction:.0%}); use more data or a smaller --val-fraction/--test-fraction")
+    for name in ("validation", "test"):
         if counts[name] == 0:
-            raise InputError(f"the {name} split is empty ({n_unique} unique usable rows); use more data "
-                             "or larger --val-fraction/--test-fraction")
+            raise InputError(f"the {name} split is empty ({n_unique} unique usable rows, {held_out}); use more data "
+                             f"or a larger --{'val' if name == 'validation' else 'test'}-fraction")
+    counts["classes"] = _classes_per_split(with_split)
     log.info("rows: %s", counts)
     return LabeledSplits(splits["train"], splits["validation"], splits["test"], counts,
                          held_out_hash(splits["validation"], splits["test"]))
@@ -200,3 +205,20 @@ def held_out_hash(validation: ray.data.Dataset, test: ray.data.Dataset) -> str:
         for text in sorted(dataset.select_columns(["text"]).to_pandas()["text"]):
             digest.update(text.encode("utf-8") + b"\x00")
     return digest.hexdigest()
+
+
+def _classes_per_split(with_split: ray.data.Dataset) -> dict[str, dict[str, int]]:
+    """Rows of each class in each split, with a warning for every split that lacks a class:
+    a model never shown a class cannot predict it, and a split without one cannot test it."""
+    rows = with_split.groupby(["split", "label"], num_partitions=1).count().take_all()
+    classes = {name: dict.fromkeys(LABELS, 0) for name in ("train", "validation", "test")}
+    for row in rows:
+        classes[row["split"]][LABELS[int(row["label"])]] = int(row["count()"])
+    for name, per_class in classes.items():
+        missing = [label for label, n in per_class.items() if n == 0]
+        if missing:
+            log.warning("the %s split has no %s rows (%s): %s", name, " or ".join(missing),
+                        ", ".join(f"{label} {n}" for label, n in per_class.items()),
+                        "the model cannot learn to predict them" if name == "train"
+                        else "its macro-F1 averages over the classes present")
+    return classes

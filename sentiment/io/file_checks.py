@@ -62,9 +62,13 @@ def file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[pa.Schema, 
             meta = pq.read_metadata(path, filesystem=filesystem)
             schema, rows = meta.schema.to_arrow_schema(), meta.num_rows
         elif fmt == "json":
+            with filesystem.open_input_stream(path) as stream:
+                _refuse_utf16(stream.read(4), uri)
             table = _read_json(filesystem, path)
             schema, rows = table.schema, table.num_rows
         else:
+            with filesystem.open_input_stream(path, compression=compression_of(path)) as stream:
+                _refuse_utf16(stream.read(4), uri)
             rows, longest = check_csv_body(filesystem, path, uri, compression_of(path))
             block = max(_MIN_CSV_BLOCK, 4 * longest + 1024)
             with filesystem.open_input_stream(path, compression=compression_of(path)) as stream:
@@ -86,6 +90,28 @@ def file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[pa.Schema, 
         raise InputError(f"{uri} has the column name(s) {', '.join(repeated)} more than once; "
                          "give every column a distinct name")
     return schema, rows
+
+
+# Byte-order marks of text that is not UTF-8: Arrow would parse such a file as bytes, and report
+# a column count error full of NUL bytes. UTF-32's marks start with UTF-16's, so they go first.
+_FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                 (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+# Parser messages quote the bytes they choked on; more than this is noise in a one-line error.
+_MAX_QUOTED_CHARS = 200
+
+
+def _refuse_utf16(head: bytes, uri: str) -> None:
+    for bom, encoding in _FOREIGN_BOMS:
+        if head.startswith(bom):
+            raise InputError(f"{uri} is {encoding} text (it starts with a {encoding} byte-order mark); re-save it "
+                             f"as UTF-8, e.g. iconv -f {encoding} -t UTF-8")
+
+
+def printable(text: str, limit: int = _MAX_QUOTED_CHARS) -> str:
+    """text for a one-line message: control characters (NUL included) escaped, cut at limit characters,
+    so a parser's quote of a binary or wrongly encoded file never reaches the terminal raw."""
+    escaped = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return escaped if len(escaped) <= limit else escaped[:limit] + "..."
 
 
 def _read_json(filesystem, path: str) -> pa.Table:

@@ -12,6 +12,7 @@ botocore finds them (environment, profile, instance role), so they never reach l
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -26,6 +27,8 @@ try:  # botocore comes with s3fs; its errors are storage errors whatever s3fs le
     from botocore.exceptions import BotoCoreError, ClientError
 except ImportError:  # pragma: no cover - s3fs is a dependency
     BotoCoreError = ClientError = OSError
+
+log = logging.getLogger(__name__)
 
 # What storage failures raise: OSError (local files, and s3fs's translation of S3 errors:
 # FileNotFoundError, PermissionError, timeouts) and botocore's own classes. Anything else is a
@@ -169,6 +172,7 @@ def list_input_files(uris: list[str], suffixes: tuple[str, ...], skip: tuple[str
     found: dict[str, None] = {}  # ordered and O(1) de-duplication: 20,000 names in milliseconds
     skipped: dict[str, None] = {}
     unknown: list[str] = []
+    reached: list[str] = []  # every data file each input reached, repeats included
     for uri in uris:
         fs, path = fsspec_filesystem(uri)
         try:
@@ -192,15 +196,33 @@ def list_input_files(uris: list[str], suffixes: tuple[str, ...], skip: tuple[str
         if not by_kind["data"] and not by_kind["unknown"]:
             raise InputError(f"no {'/'.join(suffixes)} files found in {uri}")
         found.update(dict.fromkeys(by_kind["data"]))
+        reached += by_kind["data"]
     if unknown:
         names = ", ".join(to_uri(uris[0], p) for p in unknown[:5])
         more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
         raise InputError(f"cannot tell how to read {names}{more}: input files must end in {'/'.join(suffixes)} "
                          "(any case); move other files out of the input folder")
     filesystem, _ = arrow_filesystem(uris[0])
-    paths = list(found)
+    paths = _once_per_file(reached, local=not is_s3(uris[0]))
     return InputFiles(filesystem, paths, [to_uri(uris[0], p) for p in paths],
                       [to_uri(uris[0], p) for p in skipped if p not in found])
+
+
+def _once_per_file(paths: list[str], local: bool) -> list[str]:
+    """paths with each file kept once, in order: a symlink beside its target, a path given twice,
+    or a folder given beside a file in it would otherwise be read twice, every row scored twice.
+    Local paths are compared by their real path (symlinks resolved)."""
+    reached: dict[str, list[str]] = {}
+    for path in paths:
+        reached.setdefault(os.path.realpath(path) if local else path, []).append(path)
+    repeated = [ways for ways in reached.values() if len(ways) > 1]
+    if repeated:
+        shown = [f"{ways[0]} (also as {', '.join(dict.fromkeys(w for w in ways[1:] if w != ways[0])) or 'itself'})"
+                 for ways in repeated[:5]]
+        more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+        log.warning("reading %d file(s) once that the inputs reach more than once (a symlink, or the same file "
+                    "given twice): %s%s", len(repeated), "; ".join(shown), more)
+    return [ways[0] for ways in reached.values()]
 
 
 def write_bytes(uri: str, data: bytes) -> None:

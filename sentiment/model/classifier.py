@@ -13,7 +13,7 @@ import json
 import logging
 import os
 
-from sentiment.errors import ModelError, StorageError
+from sentiment.errors import InputError, ModelError, StorageError
 from sentiment.data.labels import LABEL_TO_ID, LABELS
 from sentiment.io.storage import describe_failure, fetch_dir_files, fsspec_filesystem
 
@@ -185,14 +185,48 @@ _HEADER_LENGTH_BYTES = 8
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 
 
-def check_classifier_folder(model_uri: str) -> None:
+def check_max_length(max_length: int, config: dict, model: str) -> None:
+    """Refuse a --max-length beyond the positions the model has embeddings for.
+
+    Without this check the first review longer than the model's positions fails the whole run
+    deep in the forward pass ("The expanded size of the tensor (1000) must match ... (512)"), so
+    a nightly run would pass or fail by that night's data. Refused rather than capped: a flag
+    that silently means something else is the failure we are removing.
+
+    Raises:
+        InputError: max_length exceeds the config's max_position_embeddings.
+    """
+    positions = config.get("max_position_embeddings")
+    if positions and max_length > positions:
+        raise InputError(f"--max-length {max_length} is more than {model} can read: its config.json has "
+                         f"max_position_embeddings {positions}; use --max-length {positions} or less")
+
+
+def backbone_config(backbone: str) -> dict:
+    """The config of a backbone to train from (a local folder's config.json, else the hub's)."""
+    source = resolve_backbone(backbone)
+    config_path = os.path.join(source, CONFIG_FILE)
+    if os.path.isfile(config_path):
+        with open(config_path) as file:
+            return json.load(file)
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(source).to_dict()
+
+
+def check_classifier_folder(model_uri: str, max_length: int | None = None) -> None:
     """Check, without importing torch or transformers, that model_uri is a sentiment model.
 
     Reads config.json and the safetensors header only, with ranged reads on s3://, so `score`
     can refuse a wrong folder in a fraction of a second, and no weights reach the driver.
 
+    Args:
+        model_uri: model folder or s3:// prefix.
+        max_length: the --max-length the model will be run with, checked against its positions.
+
     Raises:
         ModelError: config or weights are missing or unreadable, or the labels are not ours.
+        InputError: max_length is more than the model's max_position_embeddings.
         StorageError: object storage cannot be reached.
     """
     fs, path = fsspec_filesystem(model_uri)
@@ -210,6 +244,8 @@ def check_classifier_folder(model_uri: str) -> None:
     labels = tuple(id2label.get(str(i), id2label.get(i)) for i in range(len(id2label)))
     if labels != LABELS:
         raise ModelError(f"{model_uri} predicts {labels}, expected {LABELS}")
+    if max_length is not None:
+        check_max_length(max_length, config, model_uri)
 
 
 def _top_level_file_sizes(model_uri: str, fs, path: str) -> dict[str, int]:

@@ -328,9 +328,10 @@ def score(config: ScoreConfig) -> dict:
     found = shards.find_shards(config.inputs, text_column=config.text_column, fmt=config.format,
                                keep_columns=config.keep_columns, reserved=OUTPUT_COLUMNS)
     commit.check_output_folder(config.output, found.uris, tuple(config.inputs), overwrite=config.overwrite)
-    # A wrong model folder fails here in a fraction of a second; the model itself is loaded
-    # only by the actors (importing torch and transformers alone takes ~7 s on 2 cores).
-    check_classifier_folder(config.model)
+    # A wrong model folder, or a --max-length beyond its positions, fails here in a fraction of a
+    # second, before any row is scored; the model itself is loaded only by the actors (importing
+    # torch and transformers alone takes ~7 s on 2 cores).
+    check_classifier_folder(config.model, max_length=config.max_length)
     if config.gpu:  # CPU pools are fitted to the cluster by actor_pool_plan
         require({"CPU": config.cpus_per_actor, "GPU": 1}, config.concurrency[0], "score --gpu")
     attempt = commit.begin_attempt(config.output, overwrite=config.overwrite)

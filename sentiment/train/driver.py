@@ -1,8 +1,9 @@
 """`sentiment train`: data prep on Ray Data, DDP on Ray Train, then the artifact.
 
 The artifact at --output is the best checkpoint's model as a plain Hugging Face folder, plus
-metrics.json, training_history.png and confusion_matrix.png beside it. metrics.json is written
-last, so its presence means the folder is complete.
+metrics.json, training_history.png and confusion_matrix.png beside it. They are built in a
+staging folder and moved in with metrics.json last, so its presence means the folder is complete
+(sentiment.train.output), and a folder holding files of anyone else is refused.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 
@@ -20,15 +22,15 @@ from ray.train.torch import TorchTrainer
 from sentiment.data.labeled import prepare_splits
 from sentiment.evaluate import predict_labels
 from sentiment.train.metrics import classification_metrics, format_metrics
-from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, build_classifier
+from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, backbone_config, build_classifier, check_max_length
 from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
 from sentiment.train.plots import plot_confusion_matrix, plot_training_history
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import largest_node_cpus, require
 from sentiment.model.recipes import HYPERPARAMETERS, recipe_for
+from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
 from sentiment.train.resume import prepare_run, run_settings
-from sentiment.io.storage import (arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir,
-                               write_bytes)
+from sentiment.io.storage import arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir
 from sentiment.train.worker_loop import HISTORY_FILE, MODEL_SUBDIR, train_loop_per_worker
 from sentiment.train.stats import SELECT_METRICS, selection_score
 
@@ -179,9 +181,11 @@ def train(config: TrainConfig) -> dict:
     cpus_given = config.cpus_per_worker is not None
     config = config.resolved()
     config.validate()
+    check_max_length(config.max_length, backbone_config(config.model), f"backbone {config.model}")
     started = time.time()
     check_reachable(config.resolved_output)
     check_reachable(config.resolved_storage_path)
+    check_output_is_ours(config.resolved_output)
     resumed_epoch = prepare_run(f"{config.resolved_storage_path}/{config.run_name}", run_settings(_recorded(config)))
     if resumed_epoch is not None:
         print(f"resuming run {config.run_name!r} from its checkpoint of epoch {resumed_epoch} "
@@ -207,18 +211,21 @@ def train(config: TrainConfig) -> dict:
                             fmt=config.format, limit=config.limit)
     prepared = time.time()
     trainer = build_trainer(config, splits)
-    result = trainer.fit()
+    result = _fit_interruptibly(trainer)
     trained = time.time()
     best = result.get_best_checkpoint(metric="selection_score", mode="max")
     if best is None:
         raise RuntimeError(f"training reported no checkpoint; see the run at {config.resolved_storage_path}")
 
-    # Storage to storage: the checkpoint's optimizer state never passes through the driver.
-    copy_dir(f"{_checkpoint_uri(config, best)}/{MODEL_SUBDIR}", config.resolved_output)
+    # Everything is built in a staging folder first, and moved into --output only when whole
+    # (see sentiment.train.output). Storage to storage: the checkpoint's optimizer state never
+    # passes through the driver.
+    staged = staging_folder(config.resolved_output)
+    copy_dir(f"{_checkpoint_uri(config, best)}/{MODEL_SUBDIR}", staged)
     history = json.loads(read_bytes(f"{_checkpoint_uri(config, result.checkpoint)}/{HISTORY_FILE}"))
-    with tempfile.TemporaryDirectory() as staging:
+    with tempfile.TemporaryDirectory() as scratch:
         precision = evaluation_precision(config.use_gpu)
-        labels = {name: predict_labels(dataset, config.resolved_output, max_length=config.max_length,
+        labels = {name: predict_labels(dataset, staged, max_length=config.max_length,
                                        use_gpu=config.use_gpu, precision=precision)
                   for name, dataset in (("validation", splits.validation), ("test", splits.test))}
         held_out = {name: classification_metrics(*pair) for name, pair in labels.items()}
@@ -241,15 +248,15 @@ def train(config: TrainConfig) -> dict:
                              "test_evaluation": time.time() - trained, "total": time.time() - started},
             "ray_run": {"name": config.run_name, "best_checkpoint": best.path},
         }
-        artifacts = os.path.join(staging, "artifacts")
+        artifacts = os.path.join(scratch, "artifacts")
         os.makedirs(artifacts)
         plot_training_history(history, os.path.join(artifacts, "training_history.png"), best_epoch,
                               config.select_metric)
         plot_confusion_matrix(test["confusion_matrix"], os.path.join(artifacts, "confusion_matrix.png"),
                               title=f"Test split, best epoch {best_epoch}")
-        upload_dir(artifacts, config.resolved_output)
-        # metrics.json last: its presence tells readers the folder is complete.
-        write_bytes(f"{config.resolved_output}/metrics.json", json.dumps(metrics, indent=2).encode())
+        upload_dir(artifacts, staged)
+    # metrics.json last: its presence tells readers the folder is complete.
+    commit_model_folder(staged, config.resolved_output, metrics)
     print(f"model, metrics.json and plots written to {config.resolved_output}")
     print(f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}; "
           f"total {metrics['wall_seconds']['total']:.0f}s")
@@ -263,6 +270,32 @@ def evaluation_precision(use_gpu: bool) -> str:
     "auto" would pick bf16 on an AMX CPU, so a best epoch chosen in fp32 would be tested in bf16.
     """
     return "bf16" if use_gpu else "fp32"
+
+
+def _fit_interruptibly(trainer: TorchTrainer):
+    """trainer.fit(), with Ctrl-C reaching the caller as KeyboardInterrupt (the CLI then says
+    `interrupted` and exits 130, as for every command).
+
+    Called from the main thread, Ray Train (2.60) installs its own SIGINT handler, which aborts
+    the run and then exits with status 1 and no message. From another thread it installs none, as
+    under Tune. The thread is a daemon: once interrupted nobody waits for it, and the run's
+    controller and workers end with this driver.
+    """
+    outcome: dict = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as error:  # handed to the main thread, raised there as it is
+            outcome["error"] = error
+
+    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=0.5)  # a join with a timeout lets a signal's KeyboardInterrupt through
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def _recorded(config: TrainConfig) -> dict:

@@ -11,16 +11,20 @@ _IDS = list(range(len(LABELS)))
 
 
 def classification_metrics(y_true, y_pred) -> dict:
-    """accuracy, macro_f1, per_class (precision/recall/f1/support), confusion_matrix, n.
+    """accuracy, macro_f1, macro_f1_classes, per_class (precision/recall/f1/support), confusion_matrix, n.
 
-    confusion_matrix[i][j] counts reviews of true class i predicted as class j, in LABELS order.
+    macro_f1 averages the F1 of the classes that have rows (named in macro_f1_classes): on a
+    file of one class, averaging in two classes with no rows would report 0.333 for a perfect
+    model. confusion_matrix[i][j] counts reviews of true class i predicted as class j, in LABELS order.
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     report = classification_report(y_true, y_pred, labels=_IDS, target_names=list(LABELS),
                                    output_dict=True, zero_division=0)
+    present = [i for i in _IDS if (y_true == i).any()] or _IDS
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=_IDS, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "macro_f1_classes": [LABELS[i] for i in present],
         "per_class": {name: {"precision": report[name]["precision"], "recall": report[name]["recall"],
                              "f1": report[name]["f1-score"], "support": int(report[name]["support"])}
                       for name in LABELS},
@@ -40,6 +44,15 @@ def per_class_f1(confusion) -> np.ndarray:
                     zero_division=0)
 
 
+def macro_f1_of(confusion) -> float:
+    """macro-F1 from a confusion matrix, over the classes that have rows (as classification_metrics
+    reports it): epoch statistics and reports agree."""
+    confusion = np.asarray(confusion)
+    present = confusion.sum(axis=1) > 0
+    f1 = per_class_f1(confusion)
+    return float(f1[present].mean() if present.any() else f1.mean())
+
+
 def format_metrics(y_true, y_pred, metrics: dict) -> str:
     """Human-readable block: headline numbers, sklearn's report, and the confusion matrix."""
     report = classification_report(y_true, y_pred, labels=_IDS, target_names=list(LABELS),
@@ -49,6 +62,12 @@ def format_metrics(y_true, y_pred, metrics: dict) -> str:
     rows = [f"{name:<{width}}" + "".join(f"{count:>{width}}" for count in row)
             for name, row in zip(LABELS, metrics["confusion_matrix"])]
     return "\n".join([
-        f"reviews: {metrics['n']}   accuracy: {metrics['accuracy']:.4f}   macro-F1: {metrics['macro_f1']:.4f}",
+        f"reviews: {metrics['n']}   accuracy: {metrics['accuracy']:.4f}   macro-F1: {metrics['macro_f1']:.4f}"
+        + _classes_note(metrics.get("macro_f1_classes", LABELS)),
         "", report, "confusion matrix (rows: true class, columns: predicted)", header, *rows,
     ])
+
+
+def _classes_note(classes) -> str:
+    missing = [name for name in LABELS if name not in classes]
+    return f" (over {', '.join(classes)}: no {' or '.join(missing)} rows)" if missing else ""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from sentiment.data.labels import LABELS
-from sentiment.train.metrics import per_class_f1
+from sentiment.train.metrics import macro_f1_of
 
 N_CLASSES = len(LABELS)
 # Slots of the running-totals tensor, after the N_CLASSES**2 confusion counts.
@@ -42,15 +42,14 @@ def add_batch(totals: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, la
 def summarize(totals) -> dict:
     """loss, accuracy, macro_f1, n, tokens and tokens_squared from totals read to the host.
 
-    macro-F1 is the unweighted mean of metrics.per_class_f1, the same rule evaluate reports.
+    macro-F1 is metrics.macro_f1_of: over the classes that have rows, as evaluate reports it (a
+    split without a class does not average in a 0).
     """
     totals = np.asarray(totals, dtype=np.float64)
     confusion = totals[:N_CLASSES ** 2].reshape(N_CLASSES, N_CLASSES)
     n = confusion.sum()
-    true_positive = np.diag(confusion)
-    f1 = per_class_f1(confusion)
-    return {"loss": float(totals[LOSS_SUM] / max(n, 1)), "accuracy": float(true_positive.sum() / max(n, 1)),
-            "macro_f1": float(f1.mean()), "n": int(n), "tokens": float(totals[TOKENS]),
+    return {"loss": float(totals[LOSS_SUM] / max(n, 1)), "accuracy": float(np.trace(confusion) / max(n, 1)),
+            "macro_f1": macro_f1_of(confusion), "n": int(n), "tokens": float(totals[TOKENS]),
             "tokens_squared": float(totals[TOKENS_SQUARED]), "confusion_matrix": confusion.astype(int).tolist()}
 
 

@@ -30,6 +30,7 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 
 from sentiment.pause_points import pause_point
 from sentiment.model.classifier import build_classifier, save_classifier
+from sentiment.pause_points import pause_point
 from sentiment.train.stats import measured_peak_flops, selection_score, training_flops, weights_fingerprint
 from sentiment.train.step import (BUCKET_WINDOW_BATCHES, GPU_PAD_MULTIPLE, autocast_dtype, length_bucketed_batches,
                                    optimizer_and_schedule, run_epoch)
@@ -166,6 +167,8 @@ def train_loop_per_worker(config: dict) -> None:
             log.info(f"[train] resuming from the checkpoint of epoch {start_epoch} "
                      f"(optimizer step {resumed_from['optimizer_step']})")
     peak_flops = measured_peak_flops(device, amp_dtype or torch.float32)
+    # Tests hold a worker here to act on a run whose training is under way (e.g. SIGINT the driver).
+    pause_point("train.worker_ready")
 
     on_gpu = device.type == "cuda"
     pad_multiple = GPU_PAD_MULTIPLE if on_gpu else None

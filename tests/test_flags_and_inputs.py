@@ -1,0 +1,366 @@
+"""Every flag takes effect or is refused in one line, and every input is read or refused in one
+line (issue 24): each test is one case a new user hit, on small samples of the real reviews."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from sentiment.cli import build_parser, main
+
+
+def _reviews(shared_data, n: int = 20, *, long: bool = False) -> list[str]:
+    frame = pd.read_csv(shared_data / "labeled" / "gplay-2024.csv", usecols=["content", "score"]).dropna()
+    frame = frame[frame["content"].str.len() > 300] if long else frame
+    return frame["content"].head(n).tolist()
+
+
+def _no_work(monkeypatch, *modules: str) -> None:
+    """Make starting Ray fail the test: a check 'before any work' must fire before it."""
+    def started(*args, **kwargs):
+        raise AssertionError("Ray was started before the flag was checked")
+
+    for module in modules:
+        monkeypatch.setattr(f"{module}.ensure_connected", started)
+
+
+def _error_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+# Case 1: --max-length 1 was silently ignored by the tokenizer.
+def test_max_length_below_cls_and_sep_is_refused_and_the_smallest_allowed_takes_effect(shared_data, tiny_classifier,
+                                                                                     capsys):
+    from sentiment.model.predictor import Predictor
+
+    for too_small in ("1", "2"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["predict", "--model", tiny_classifier, "--max-length", too_small, "terrible"])
+        assert exit_info.value.code == 2
+        assert "--max-length: must be at least 3" in _error_line(capsys)
+    texts = _reviews(shared_data, 4, long=True)
+    shortest = Predictor(tiny_classifier, max_length=3, precision="fp32")
+    assert [len(ids) for ids in shortest.tokenize(texts).to_pylist()] == [3] * 4
+    default = Predictor(tiny_classifier, precision="fp32")
+    assert abs(shortest.predict_proba(texts) - default.predict_proba(texts)).max() > 1e-5  # untrained: small, but far above fp32 noise
+
+
+# Case 2: --max-length above the model's positions crashed on the first long review.
+def test_max_length_above_the_model_positions_is_refused_before_any_work(ray_cluster, shared_data, tiny_classifier,
+                                                                        tiny_backbone, s3_bucket, tmp_path,
+                                                                        monkeypatch, capsys):
+    import boto3
+
+    from sentiment.io.storage import s3_endpoint
+
+    # score checks its input files first (as Ray tasks), then the model, before scoring anything.
+    _no_work(monkeypatch, "sentiment.evaluate", "sentiment.train.driver")
+    bucket = s3_bucket.removeprefix("s3://")
+    client = boto3.client("s3", endpoint_url=s3_endpoint())
+    for path in sorted(p for p in __import__("pathlib").Path(tiny_classifier).iterdir() if p.is_file()):
+        client.upload_file(str(path), bucket, f"model/{path.name}")
+    data = tmp_path / "reviews.csv"
+    pd.DataFrame({"content": _reviews(shared_data, 5), "score": [1, 2, 3, 4, 5]}).to_csv(data, index=False)
+    commands = {
+        "score": ["score", "--model", f"{s3_bucket}/model", "--input", str(data), "--output", str(tmp_path / "out"),
+                  "--max-length", "100000"],
+        "predict": ["predict", "--model", tiny_classifier, "--max-length", "1000", "good"],
+        "evaluate": ["evaluate", "--model", tiny_classifier, "--data", str(data), "--max-length", "513"],
+        "train": ["train", "--model", tiny_backbone, "--data", str(data), "--output", str(tmp_path / "m"),
+                  "--max-length", "1000"],
+    }
+    for name, argv in commands.items():
+        assert main(argv) == 2, name
+        line = _error_line(capsys)
+        assert line.startswith(f"sentiment {name}: error: --max-length ") and "max_position_embeddings 512" in line, line
+        assert "use --max-length 512 or less" in line
+    assert not (tmp_path / "m").exists()
+
+
+# Case 6: -v turned a user error into exit 1 and dropped the error line.
+def test_verbose_keeps_exit_2_and_prints_the_traceback_then_the_same_line(tmp_path, capsys):
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    argv = ["predict", "--model", str(not_a_model), "good"]
+    assert main(argv) == 2
+    plain = capsys.readouterr().err.strip()
+    assert main(["-v", *argv]) == 2
+    verbose = capsys.readouterr().err.strip().splitlines()
+    assert plain == f"sentiment predict: error: {not_a_model} is not a model folder: config.json is missing"
+    assert verbose[0] == "Traceback (most recent call last):" and verbose[-1] == plain
+
+
+def test_verbose_job_keeps_exit_2_and_the_error_line(tmp_path, monkeypatch, capsys):
+    from sentiment.cluster import jobs
+    from sentiment.errors import SentimentError
+
+    def unreachable():
+        raise SentimentError("cannot reach the Ray cluster at 10.0.0.1:6379")
+
+    monkeypatch.setattr(jobs, "connect", unreachable)
+    args = build_parser().parse_args(["-v", "predict", "--model", str(tmp_path), "good"])
+    assert jobs.run_job("predict", args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "Traceback (most recent call last):"
+    assert err[-1] == "jobs/predict.py: error: cannot reach the Ray cluster at 10.0.0.1:6379"
+
+
+# Case 12: flags checked late or described wrongly.
+def test_evaluate_report_that_cannot_be_written_fails_before_the_evaluation(shared_data, tiny_classifier, tmp_path,
+                                                                          monkeypatch, capsys):
+    _no_work(monkeypatch, "sentiment.evaluate")
+    data = tmp_path / "reviews.csv"
+    pd.DataFrame({"content": _reviews(shared_data, 5), "score": [1, 2, 3, 4, 5]}).to_csv(data, index=False)
+    assert main(["evaluate", "--model", tiny_classifier, "--data", str(data), "--report", "/proc/nope/r.json"]) == 2
+    assert _error_line(capsys).startswith("sentiment evaluate: error: cannot write under /proc/nope: /proc is not "
+                                          "a writable folder")
+
+
+def test_format_json_reads_only_json_lines_and_help_says_it_filters_by_extension(shared_data, tmp_path, capsys):
+    from sentiment.io.shards import list_shard_files
+
+    frame = pd.DataFrame({"content": _reviews(shared_data, 6), "score": [1, 2, 3, 4, 5, 5]})
+    frame.to_json(tmp_path / "a.jsonl", orient="records", lines=True)
+    frame.to_csv(tmp_path / "b.csv", index=False)
+    for command in (["score", "--model", "m", "--input", str(tmp_path), "--output", "o"],
+                    ["evaluate", "--model", "m", "--data", str(tmp_path)],
+                    ["train", "--data", str(tmp_path), "--output", "o"]):
+        assert build_parser().parse_args([*command, "--format", "json"]).format == "json"
+    files = list_shard_files([str(tmp_path)], "json")
+    assert [p.rsplit("/", 1)[-1] for p in files.paths] == ["a.jsonl"]
+    assert [p.rsplit("/", 1)[-1] for p in files.skipped] == ["b.csv"]
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "CSV/Parquet" not in help_text
+    assert "JSON lines" in help_text and "read only files of this format, chosen by extension" in help_text
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--val-fraction", "0.6", "--test-fraction", "0.6"],
+     "error: --val-fraction 0.6 plus --test-fraction 0.6 is 1.2, which leaves no rows to train on"),
+    (["--val-fraction", "0.5", "--test-fraction", "0.5"], "which leaves no rows to train on"),
+    (["--val-fraction", "0"], "argument --val-fraction: must be a number above 0 and below 1"),
+    (["--warmup-fraction", "1"], "argument --warmup-fraction: must be a number from 0 up to but not including 1"),
+    (["--label-smoothing", "1"], "argument --label-smoothing: must be a number from 0 up to but not including 1"),
+])
+def test_fraction_flags_are_checked_before_ray_starts(flags, message, tmp_path, monkeypatch, capsys):
+    _no_work(monkeypatch, "sentiment.train.driver")
+    try:
+        status = main(["train", "--data", str(tmp_path), "--output", str(tmp_path / "m"), *flags])
+    except SystemExit as exit_info:  # argparse's own refusal of one flag
+        status = exit_info.code
+    assert status == 2
+    line = _error_line(capsys)
+    assert line.startswith("sentiment train: error: ") and message in line, line
+
+
+def _labeled(shared_data, stars: tuple[int, ...] = (1, 2, 3, 4, 5)) -> pd.DataFrame:
+    frame = pd.read_csv(shared_data / "labeled" / "gplay-2024.csv", usecols=["content", "score"]).dropna()
+    return frame[frame["score"].isin(stars)]
+
+
+# Case 4: one-class data trained with no warning; evaluate averaged in classes with no rows.
+def test_a_split_without_a_class_is_warned_about_and_counted(ray_cluster, shared_data, tmp_path, caplog):
+    from sentiment.data.labeled import prepare_splits
+
+    data = tmp_path / "five-stars.csv"
+    _labeled(shared_data, (5,)).sample(n=60, random_state=0).to_csv(data, index=False)
+    splits = prepare_splits([str(data)], "content", "score", seed=1, val_fraction=0.2, test_fraction=0.2)
+    assert splits.counts["classes"]["train"] == {"negative": 0, "neutral": 0, "positive": splits.counts["train"]}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(w.startswith("the train split has no negative or neutral rows") for w in warnings), warnings
+    assert any(w.startswith("the test split has no negative or neutral rows") for w in warnings), warnings
+
+
+def test_evaluate_macro_f1_averages_over_the_classes_present_and_names_them(ray_cluster, shared_data, tiny_classifier,
+                                                                           tmp_path, capsys):
+    from sentiment.evaluate import EvaluateConfig, evaluate
+
+    data = tmp_path / "three-stars.csv"
+    _labeled(shared_data, (3,)).head(20).to_csv(data, index=False)
+    report = evaluate(EvaluateConfig(model=tiny_classifier, data=[str(data)], precision="fp32"))
+    assert report["macro_f1_classes"] == ["neutral"]
+    assert report["per_class"]["neutral"]["f1"] > 0  # the untrained tiny model answers neutral
+    assert report["macro_f1"] == pytest.approx(report["per_class"]["neutral"]["f1"])
+    assert f"macro-F1: {report['macro_f1']:.4f} (over neutral: no negative or positive rows)" in capsys.readouterr().out
+
+
+# Case 5: one byte that is not UTF-8 on stdin failed every line.
+def test_predict_answers_every_stdin_line_when_one_holds_a_byte_that_is_not_utf8(shared_data, tiny_classifier,
+                                                                                monkeypatch, capsys, caplog):
+    import io
+    import sys
+
+    good, bad = _reviews(shared_data, 2)
+    raw = good.encode() + b"\n" + b"caf\xe9 " + bad.encode() + b"\n" + b"\n"
+    # As Python reads stdin in a C locale: undecodable bytes become lone surrogates.
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", errors="surrogateescape"))
+    assert main(["predict", "--model", tiny_classifier, "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in records] == [good, "caf\ufffd " + bad, ""]
+    assert [r["sentiment"] is not None for r in records] == [True, True, False]
+    assert any("text(s) 2 hold bytes that are not UTF-8" in r.getMessage() for r in caplog.records)
+
+
+# Case 8: UTF-16 input got a column-count error followed by raw NUL bytes.
+@pytest.mark.parametrize("name", ["reviews.csv", "reviews.jsonl"])
+def test_utf16_input_is_named_as_utf16_without_raw_bytes(ray_cluster, shared_data, tmp_path, name):
+    from sentiment.data.labeled import read_labeled
+    from sentiment.errors import InputError
+
+    frame = _labeled(shared_data).head(8)
+    text = frame.to_csv(index=False) if name.endswith(".csv") else frame.to_json(orient="records", lines=True)
+    (tmp_path / name).write_bytes(text.encode("utf-16"))  # with its byte-order mark, as Excel and Notepad save
+    with pytest.raises(InputError) as error:
+        read_labeled([str(tmp_path / name)], "content", "score")
+    message = str(error.value)
+    assert message == (f"{tmp_path / name} is UTF-16 text (it starts with a UTF-16 byte-order mark); re-save it as "
+                       "UTF-8, e.g. iconv -f UTF-16 -t UTF-8")
+
+
+def test_parser_errors_quoting_bytes_are_escaped_and_cut_short():
+    from sentiment.io.file_checks import printable
+
+    quoted = "Expected 3 columns, got 5: \x00c\x00o\x00n\x00t\x00" + "\x00x" * 500
+    shown = printable(quoted)
+    assert "\x00" not in shown and "\\x00c\\x00o" in shown and len(shown) == 203 and shown.endswith("...")
+
+
+# Case 9: an empty train split advised a larger --val-fraction.
+def test_an_empty_train_split_advises_smaller_held_out_fractions(ray_cluster, shared_data, tmp_path):
+    from sentiment.data.labeled import prepare_splits
+    from sentiment.errors import InputError
+
+    data = tmp_path / "few.csv"
+    _labeled(shared_data).sample(n=6, random_state=0).to_csv(data, index=False)
+    with pytest.raises(InputError) as error:
+        prepare_splits([str(data)], "content", "score", seed=1, val_fraction=0.9, test_fraction=0.05)
+    assert str(error.value) == ("the train split is empty (6 unique usable rows, of which --val-fraction 0.9 and "
+                                "--test-fraction 0.05 hold out 95%); use more data or a smaller "
+                                "--val-fraction/--test-fraction")
+
+
+# Case 11: a symlink beside its target was read twice, every row duplicated.
+def test_the_same_file_reached_twice_is_read_once_and_said(ray_cluster, shared_data, tmp_path, caplog):
+    from sentiment.data.labeled import read_labeled
+
+    folder = tmp_path / "labeled"
+    folder.mkdir()
+    frame = _labeled(shared_data).sample(n=30, random_state=2)
+    frame.to_csv(folder / "reviews.csv", index=False)
+    (folder / "reviews-latest.csv").symlink_to(folder / "reviews.csv")
+    read = read_labeled([str(folder), str(folder / "reviews.csv")], "content", "score").to_pandas()
+    assert len(read) == 30 and sorted(read["text"]) == sorted(frame["content"].str.strip())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"reading 1 file(s) once that the inputs reach more than once (a symlink, or the same file given twice): " \
+           f"{folder / 'reviews-latest.csv'} (also as {folder / 'reviews.csv'})" in warnings, warnings
+
+
+# Case 3: train --output into a folder of someone else's files replaced them.
+def test_train_refuses_an_output_folder_holding_files_that_are_not_ours(tmp_path, monkeypatch, capsys):
+    _no_work(monkeypatch, "sentiment.train.driver")
+    output = tmp_path / "project"
+    output.mkdir()
+    (output / "config.json").write_text('{"mine": true}')
+    (output / "notes.md").write_text("my notes")
+    assert main(["train", "--data", str(tmp_path), "--output", str(output)]) == 2
+    assert _error_line(capsys) == (f"sentiment train: error: --output {output} already holds files that are not a "
+                                   "model of ours (config.json, notes.md; no metrics.json); choose a new or empty "
+                                   "folder, or move those files away")
+    assert (output / "config.json").read_text() == '{"mine": true}' and sorted(p.name for p in output.iterdir()) == [
+        "config.json", "notes.md"]
+
+
+def _train_subprocess(shared_data, tmp_path, backbone: str, pause_at: str):
+    """`sentiment train` of a tiny backbone on 60 real reviews for 1 epoch, on a Ray cluster of its
+    own (its process group), to be held at pause point pause_at. About 2.5 minutes to reach a point
+    on a loaded 2-core machine, most of it Ray's start and data preparation."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import labeled_sample
+
+    data = labeled_sample(shared_data, tmp_path, 200, seed=3)
+    points = tmp_path / "points"
+    points.mkdir()
+    log_path = tmp_path / "train.log"
+    command = [sys.executable, "-m", "sentiment", "train", "--data", str(data), "--output", str(tmp_path / "model"),
+               "--model", backbone, "--limit", "60", "--epochs", "1", "--num-workers", "1", "--batch-size", "16",
+               "--val-fraction", "0.2", "--test-fraction", "0.2"]
+    env = {**os.environ, "RAY_ADDRESS": "local", "SENTIMENT_PAUSE_AT": pause_at, "SENTIMENT_PAUSE_DIR": str(points)}
+    with open(log_path, "w") as log:
+        run = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return run, points, log_path
+
+
+def _stop_group(pid: int) -> None:
+    """SIGKILL what is left of a subprocess's group (its own Ray cluster's processes)."""
+    import os
+    import signal
+
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.mark.slow
+def test_a_kill_during_the_model_commit_leaves_no_folder_that_looks_complete(shared_data, tiny_backbone, tmp_path):
+    import os
+    import signal
+
+    from sentiment.pause_points import wait_until_reached
+    from sentiment.train.output import check_output_is_ours
+
+    run, points, log_path = _train_subprocess(shared_data, tmp_path, tiny_backbone, "train.commit_output")
+    try:
+        try:
+            wait_until_reached(str(points), "train.commit_output", timeout_s=600)
+        except TimeoutError:
+            raise AssertionError(log_path.read_text()[-3000:]) from None
+        os.killpg(run.pid, signal.SIGKILL)  # the driver, its Ray cluster and workers, mid-commit
+        run.wait(timeout=60)
+    finally:
+        _stop_group(run.pid)
+    output = tmp_path / "model"
+    names = {p.name for p in output.iterdir()}
+    assert "metrics.json" not in names  # readers see an incomplete folder
+    staged = {p.name for p in (output / "_staging").iterdir()}
+    moved = names - {"_staging", "_committing.json", "checkpoints"}
+    assert len(moved) == 1 and "config.json" in staged | moved and "model.safetensors" in staged | moved
+    recorded = json.loads((output / "_committing.json").read_text())["files"]
+    assert moved | staged | {"metrics.json"} == set(recorded)
+    check_output_is_ours(str(output))  # the next run may replace what the killed one left
+
+
+# Case 7: SIGINT during train ended with exit 1 and a Ray traceback.
+@pytest.mark.slow
+def test_sigint_during_training_prints_interrupted_and_exits_130(shared_data, tiny_backbone, tmp_path):
+    import os
+    import signal
+
+    from sentiment.pause_points import wait_until_reached
+
+    run, points, log_path = _train_subprocess(shared_data, tmp_path, tiny_backbone, "train.worker_ready")
+    try:
+        try:
+            wait_until_reached(str(points), "train.worker_ready", timeout_s=600)
+        except TimeoutError:
+            raise AssertionError(log_path.read_text()[-3000:]) from None
+        os.kill(run.pid, signal.SIGINT)  # Ctrl-C reaches the driver while its worker trains
+        status = run.wait(timeout=120)
+    finally:
+        _stop_group(run.pid)
+    printed = log_path.read_text()
+    assert status == 130, printed[-3000:]
+    # Lines of the driver itself: Ray streams its actors' logs in too, prefixed "(Actor pid=...)",
+    # and keeps streaming them for a moment after our last line.
+    driver = [line for line in printed.splitlines() if not line.lstrip("\x1b[0123456789m").startswith("(")]
+    assert driver[-1] == "sentiment train: interrupted", printed[-3000:]
+    assert not any(line.startswith("Traceback") for line in driver), printed[-3000:]
