@@ -69,14 +69,13 @@ def test_encoder_weights_load_train_save_and_the_pipeline_scores(kind, encoders,
 
 
 def test_the_bert_pooler_is_kept_and_an_unused_pooler_is_reported(encoders, tiny_backbone, caplog):
+    import torch
     from safetensors.torch import load_file
 
     with caplog.at_level("INFO", logger="sentiment.model"):
         bert, _ = build_classifier(tiny_backbone)
         build_classifier(encoders["roberta"])
     # BERT's head reads the pretrained pooler; RoBERTa's head has no pooler, so the checkpoint's is dropped.
-    import torch
-
     assert torch.equal(bert.bert.pooler.dense.weight, load_file(f"{tiny_backbone}/model.safetensors")["pooler.dense.weight"])
     assert "RobertaForSequenceClassification" in caplog.text and "not used: pooler.dense.bias" in caplog.text
 
