@@ -224,11 +224,12 @@ def test_utf16_input_is_named_as_utf16_without_raw_bytes(ray_cluster, shared_dat
 
 
 def test_parser_errors_quoting_bytes_are_escaped_and_cut_short():
-    from sentiment.io.file_checks import printable
+    from sentiment.io.csv_check import printable
 
     quoted = "Expected 3 columns, got 5: \x00c\x00o\x00n\x00t\x00" + "\x00x" * 500
-    shown = printable(quoted)
-    assert "\x00" not in shown and "\\x00c\\x00o" in shown and len(shown) == 203 and shown.endswith("...")
+    shown = printable(quoted, limit=200)
+    assert "\x00" not in shown and "\\x00c\\x00o" in shown
+    assert shown.startswith(printable(quoted[:200], limit=200)) and shown.endswith("(836 more characters cut)")
 
 
 # Case 9: an empty train split advised a larger --val-fraction.

@@ -96,8 +96,6 @@ def file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[pa.Schema, 
 # a column count error full of NUL bytes. UTF-32's marks start with UTF-16's, so they go first.
 _FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
                  (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
-# Parser messages quote the bytes they choked on; more than this is noise in a one-line error.
-_MAX_QUOTED_CHARS = 200
 
 
 def _refuse_utf16(head: bytes, uri: str) -> None:
@@ -105,13 +103,6 @@ def _refuse_utf16(head: bytes, uri: str) -> None:
         if head.startswith(bom):
             raise InputError(f"{uri} is {encoding} text (it starts with a {encoding} byte-order mark); re-save it "
                              f"as UTF-8, e.g. iconv -f {encoding} -t UTF-8")
-
-
-def printable(text: str, limit: int = _MAX_QUOTED_CHARS) -> str:
-    """text for a one-line message: control characters (NUL included) escaped, cut at limit characters,
-    so a parser's quote of a binary or wrongly encoded file never reaches the terminal raw."""
-    escaped = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-    return escaped if len(escaped) <= limit else escaped[:limit] + "..."
 
 
 def _read_json(filesystem, path: str) -> pa.Table:
