@@ -101,7 +101,7 @@ def test_verbose_job_keeps_exit_2_and_the_error_line(tmp_path, monkeypatch, caps
     def unreachable():
         raise SentimentError("cannot reach the Ray cluster at 10.0.0.1:6379")
 
-    monkeypatch.setattr(jobs, "connect", unreachable)
+    monkeypatch.setattr(jobs, "ensure_connected", unreachable)
     args = build_parser().parse_args(["-v", "predict", "--model", str(tmp_path), "good"])
     assert jobs.run_job("predict", args) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -252,23 +252,33 @@ def test_actor_threads_come_from_the_actors_own_resources_and_node(ray_cluster):
                     half_cpu.threads.remote(True)]) == [2, 1, 4]
 
 
-def test_autoscaling_actor_pool_grows_from_one_to_two_actors(shared_data, ray_cluster, spread_classifier, tmp_path):
-    import ray
-    from ray._private.state import actors  # from the GCS: the test cluster runs no dashboard
+def test_autoscaling_actor_pool_grows_from_one_to_two_actors(shared_data, ray_cluster, spread_classifier, tmp_path,
+                                                              monkeypatch):
+    import threading
 
-    def map_workers() -> set[str]:  # Ray Data names them MapWorker(MapBatches(ScoringActor))
-        return {actor_id for actor_id, info in actors().items() if "ScoringActor" in info["ActorClassName"]}
+    from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, release, wait_until_reached
 
     texts = [t for t in _real_reviews(shared_data, "copper.csv", 1500)[TEXT].to_pylist() if t.strip()]
     pq.write_table(pa.table({"content": texts}), tmp_path / "shard.parquet")
-    before = map_workers()
-    # --batch-size 2 makes windows of 128 rows: ~12 blocks queue up behind the first actor, whose
-    # 4 tasks in flight over 2 call slots pass Ray Data's upscaling threshold (1.75).
-    assert main(["score", "--model", spread_classifier, "--input", str(tmp_path / "shard.parquet"),
-                 "--output", str(tmp_path / "out"), "--concurrency", "1,2", "--batch-size", "2",
-                 "--precision", "fp32"]) == 0
-    assert ray.is_initialized()
-    assert len(map_workers() - before) == 2
+    # Each actor is held in its first call: the first one's windows (128 rows, --batch-size 2)
+    # queue up behind it, so Ray Data must start a second actor, which is held in turn. Two
+    # processes held at the point are two actors that each received work.
+    points = tmp_path / "points"
+    points.mkdir()
+    monkeypatch.setenv(PAUSE_AT_ENV, "score.actor_batch")
+    monkeypatch.setenv(PAUSE_DIR_ENV, str(points))
+    status = {}
+    run = threading.Thread(target=lambda: status.setdefault("code", main([
+        "score", "--model", spread_classifier, "--input", str(tmp_path / "shard.parquet"), "--output",
+        str(tmp_path / "out"), "--concurrency", "1,2", "--batch-size", "2", "--precision", "fp32"])))
+    run.start()
+    try:
+        actors = wait_until_reached(str(points), "score.actor_batch", timeout_s=300, count=2)
+    finally:
+        release(str(points), "score.actor_batch")
+        run.join(timeout=600)
+    assert len(set(actors)) == 2
+    assert status["code"] == 0
     assert pq.read_table(tmp_path / "out").num_rows == len(texts)
 
 

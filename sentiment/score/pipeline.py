@@ -32,7 +32,7 @@ from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_fold
 from sentiment.cluster.placement import require_shared_paths
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import require
-from sentiment.pause_points import pause_point
+from sentiment.pause_points import pause_point, runtime_env_vars
 from sentiment.io.storage import arrow_filesystem, check_reachable, fetch_dir_files, is_s3
 
 log = logging.getLogger(__name__)
@@ -245,6 +245,10 @@ def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
                         fn_kwargs={"model_dir": model_dir, "text_column": config.text_column,
                                    "max_length": config.max_length, "drop_text": drop_text})
     low, high = actor_pool_plan(config)
+    # Tests hold actors at pause points on a cluster that was already running: the variables
+    # travel with the actors (nothing is added when they are unset, as in every real run).
+    pause_env = runtime_env_vars()
+    remote_args = {"runtime_env": {"env_vars": pause_env}} if pause_env else {}
     # Overlap, so the model never waits for the host: Ray Data sends each actor up to 4 windows
     # (the default is 2), which it fetches while the model runs; two calls per actor let one
     # batch its input and output while the other runs the model (the model itself still runs
@@ -258,7 +262,7 @@ def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
                                "precision": config.precision},
         compute=ActorPoolStrategy(min_size=low, max_size=high, max_tasks_in_flight_per_actor=4,
                                    max_concurrent_calls_per_actor=2),
-        num_cpus=config.cpus_per_actor, num_gpus=1 if config.gpu else 0)
+        num_cpus=config.cpus_per_actor, num_gpus=1 if config.gpu else 0, **remote_args)
 
 
 def actor_pool_plan(config: ScoreConfig) -> tuple[int, int]:
