@@ -7,6 +7,7 @@ import pytest
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("minilm")
 def test_minilm_one_epoch_on_2000_real_reviews_beats_chance(minilm_fine_tuned):
     # The session's fine-tune (conftest): MiniLM's own recipe (lr 1e-4, 10% warmup, batch 32),
     # one epoch; a broken recipe stays near the prior.

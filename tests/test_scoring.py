@@ -282,6 +282,7 @@ def test_autoscaling_actor_pool_grows_from_one_to_two_actors(shared_data, ray_cl
     assert pq.read_table(tmp_path / "out").num_rows == len(texts)
 
 
+@pytest.mark.xdist_group("minilm")
 def test_bf16_weights_keep_trained_labels_and_probabilities_close_to_fp32(shared_data, minilm_fine_tuned):
     import torch
 
