@@ -21,7 +21,6 @@ whole folder when `--overwrite` says so.
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import os
@@ -29,7 +28,6 @@ import re
 from dataclasses import dataclass
 
 from sentiment.errors import InputError, StorageError
-from sentiment.data.labels import LABELS
 from sentiment.io.storage import STORAGE_ERRORS, describe_failure, fsspec_filesystem, is_s3, write_bytes
 from sentiment.pause_points import pause_point
 from sentiment.score.lock import LOCK, OutputLock, new_attempt_id
@@ -274,51 +272,6 @@ def _replace(output_uri: str, name: str, data: bytes, attempt_id: str) -> None:
         os.replace(fsspec_filesystem(temporary)[1], fsspec_filesystem(uri)[1])
     except OSError as error:
         raise StorageError(describe_failure(uri, error)) from None
-
-
-def build_summary(written: list[dict], *, wall_s: float, model: str, output: str, inputs: list[str],
-                  precision: str = "auto", input_rows: dict[str, int] | None = None,
-                  skipped: list[str] = ()) -> dict:
-    """Totals over the per-file stats the writer returned.
-
-    Args:
-        written: one dict per Parquet file: file, rows, errored, labels (label -> count) and
-            errors (error text -> count).
-        wall_s: seconds from the start of the run to the last file written.
-        model: the model identifier stored in every row.
-        precision: the --precision asked for ("auto" resolves per actor: bf16 on GPUs and AMX CPUs).
-        output, inputs: URIs, recorded for whoever reads the summary tomorrow.
-        input_rows: rows of every input file read, by URI.
-        skipped: files under the inputs that were not read (markers, notes, other formats).
-
-    Returns:
-        A JSON-serialisable summary (see the README's scoring section for the fields).
-    """
-    rows = sum(w["rows"] for w in written)
-    errored = sum(w["errored"] for w in written)
-    labels = {name: sum(w["labels"].get(name, 0) for w in written) for name in LABELS}
-    errors: dict[str, int] = {}
-    for w in written:
-        for text, count in w.get("errors", {}).items():
-            errors[text] = errors.get(text, 0) + count
-    return {
-        "model": model,
-        "precision": precision,
-        "inputs": inputs,
-        "input_files": [{"file": uri, "rows": n} for uri, n in sorted((input_rows or {}).items())],
-        "skipped_files": list(skipped),
-        "output": output,
-        "rows_read": rows,
-        "rows_scored": rows - errored,
-        "rows_errored": errored,
-        "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
-        "wall_s": round(wall_s, 2),
-        "rows_per_s": round(rows / wall_s, 1) if wall_s > 0 else None,
-        "labels": labels,
-        "label_fractions": {k: round(v / (rows - errored), 4) if rows > errored else 0.0 for k, v in labels.items()},
-        "files": len(written),
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def _manifest(summary: dict, written: list[dict], inputs: dict[str, int], attempt_id: str) -> dict:

@@ -25,6 +25,7 @@ from ray.data import ActorPoolStrategy, BlockBasedFileDatasink, SaveMode
 
 from sentiment.io import shards
 from sentiment.score import commit
+from sentiment.score.summary import build_summary
 from sentiment.errors import InputError
 from sentiment.score.failures import pipeline_failure
 from sentiment.data.labels import LABELS, PROB_COLUMNS
@@ -359,7 +360,7 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
         if failure is None:
             raise
         raise failure from None
-    summary = commit.build_summary(sink.written, wall_s=time.perf_counter() - start, model=model_id(config.model),
+    summary = build_summary(sink.written, wall_s=time.perf_counter() - start, model=model_id(config.model),
                                      output=config.output, inputs=list(config.inputs),
                                      precision=",".join(sink.precisions) or config.precision,
                                      input_rows=found.rows_by_uri, skipped=found.skipped)

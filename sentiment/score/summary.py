@@ -1,0 +1,52 @@
+"""The night's `_summary.json`: totals over the per-file stats the Parquet sink returned."""
+
+from __future__ import annotations
+
+import datetime
+
+from sentiment.data.labels import LABELS
+
+
+def build_summary(written: list[dict], *, wall_s: float, model: str, output: str, inputs: list[str],
+                  precision: str = "auto", input_rows: dict[str, int] | None = None,
+                  skipped: list[str] = ()) -> dict:
+    """Totals over the per-file stats the writer returned.
+
+    Args:
+        written: one dict per Parquet file: file, rows, errored, labels (label -> count) and
+            errors (error text -> count).
+        wall_s: seconds from the start of the run to the last file written.
+        model: the model identifier stored in every row.
+        precision: the --precision asked for ("auto" resolves per actor: bf16 on GPUs and AMX CPUs).
+        output, inputs: URIs, recorded for whoever reads the summary tomorrow.
+        input_rows: rows of every input file read, by URI.
+        skipped: files under the inputs that were not read (markers, notes, other formats).
+
+    Returns:
+        A JSON-serialisable summary (see the README's scoring section for the fields).
+    """
+    rows = sum(w["rows"] for w in written)
+    errored = sum(w["errored"] for w in written)
+    labels = {name: sum(w["labels"].get(name, 0) for w in written) for name in LABELS}
+    errors: dict[str, int] = {}
+    for w in written:
+        for text, count in w.get("errors", {}).items():
+            errors[text] = errors.get(text, 0) + count
+    return {
+        "model": model,
+        "precision": precision,
+        "inputs": inputs,
+        "input_files": [{"file": uri, "rows": n} for uri, n in sorted((input_rows or {}).items())],
+        "skipped_files": list(skipped),
+        "output": output,
+        "rows_read": rows,
+        "rows_scored": rows - errored,
+        "rows_errored": errored,
+        "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
+        "wall_s": round(wall_s, 2),
+        "rows_per_s": round(rows / wall_s, 1) if wall_s > 0 else None,
+        "labels": labels,
+        "label_fractions": {k: round(v / (rows - errored), 4) if rows > errored else 0.0 for k, v in labels.items()},
+        "files": len(written),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
