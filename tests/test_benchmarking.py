@@ -165,7 +165,7 @@ def test_gpu_benchmark_job_runs_the_whole_table_on_cpu(shared_data, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.gpu", "--device", "cpu", "--model-size", "tiny", "--data",
          str(shared_data / "unlabeled"), "--sample", "48", "--baseline-n", "16", "--batch-sizes", "8", "32",
-         "--pipeline-batch-sizes", "8", "--rows", "1500", "--shards", "3", "--peak-size", "128", "--score-timeout", "800",
+         "--pipeline-batch-sizes", "8", "--rows", "300", "--shards", "3", "--peak-size", "128", "--score-timeout", "800",
          "--workdir", str(tmp_path / "work"), "--json", str(out)],
         cwd=repo, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -179,7 +179,7 @@ def test_gpu_benchmark_job_runs_the_whole_table_on_cpu(shared_data, tmp_path):
         assert run["of_limit"] == pytest.approx(run["reviews_per_s"] / limit)
     end = result["end_to_end"]
     assert "error" not in end, end.get("error")
-    assert end["reviews"] == 1500 and end["summary"]["rows_scored"] + end["summary"]["rows_errored"] == 1500
+    assert end["reviews"] == 300 and end["summary"]["rows_scored"] + end["summary"]["rows_errored"] == 300
     assert end["gpu_utilisation"]["source"] is None  # no GPU here: skipped, not faked
     assert result["limit"]["max_reviews_per_s"] > 0 and "forward only, bf16 weights, eager" in done.stdout
 
