@@ -300,6 +300,17 @@ def _train_subprocess(shared_data, tmp_path, backbone: str, pause_at: str):
     return run, points, log_path
 
 
+def _wait_showing_the_log(points, name: str, log_path) -> None:
+    """Wait until the training subprocess is held at pause point `name`; on a timeout, fail with
+    the end of its log, which says why it never got there."""
+    from sentiment.pause_points import wait_until_reached
+
+    try:
+        wait_until_reached(str(points), name, timeout_s=600)
+    except TimeoutError:
+        raise AssertionError(log_path.read_text()[-3000:]) from None
+
+
 def _stop_group(pid: int) -> None:
     """SIGKILL what is left of a subprocess's group (its own Ray cluster's processes)."""
     import os
@@ -316,15 +327,11 @@ def test_a_kill_during_the_model_commit_leaves_no_folder_that_looks_complete(sha
     import os
     import signal
 
-    from sentiment.pause_points import wait_until_reached
     from sentiment.train.output import check_output_is_ours
 
     run, points, log_path = _train_subprocess(shared_data, tmp_path, tiny_backbone, "train.commit_output")
     try:
-        try:
-            wait_until_reached(str(points), "train.commit_output", timeout_s=600)
-        except TimeoutError:
-            raise AssertionError(log_path.read_text()[-3000:]) from None
+        _wait_showing_the_log(points, "train.commit_output", log_path)
         os.killpg(run.pid, signal.SIGKILL)  # the driver, its Ray cluster and workers, mid-commit
         run.wait(timeout=60)
     finally:
@@ -346,14 +353,9 @@ def test_sigint_during_training_prints_interrupted_and_exits_130(shared_data, ti
     import os
     import signal
 
-    from sentiment.pause_points import wait_until_reached
-
     run, points, log_path = _train_subprocess(shared_data, tmp_path, tiny_backbone, "train.worker_ready")
     try:
-        try:
-            wait_until_reached(str(points), "train.worker_ready", timeout_s=600)
-        except TimeoutError:
-            raise AssertionError(log_path.read_text()[-3000:]) from None
+        _wait_showing_the_log(points, "train.worker_ready", log_path)
         os.kill(run.pid, signal.SIGINT)  # Ctrl-C reaches the driver while its worker trains
         status = run.wait(timeout=120)
     finally:
