@@ -1,10 +1,12 @@
-"""Issue 22: the scoring output commit. A driver SIGKILLed at each step of the commit leaves one
+"""Issue 22: the scoring output commit. A run SIGKILLed at each step of the commit leaves one
 complete night behind `_SUCCESS` and the next run finishes the job; two runs into one output
 never both commit; a folder that is not ours is refused and left byte-identical.
 
 Real parts: `sentiment score` in a subprocess on the session's Ray cluster, local folders and the
-moto S3 server, real reviews with a row_id, the tiny classifier. Faults are placed with pause
-points (sentiment.pause_points), not timed.
+moto S3 server, real reviews with a row_id, the tiny classifier. The kill at every commit step
+runs on a committer without Ray (tests/hand_commit.py, the same commit code, a second per run);
+one kill of the real scoring driver, on S3, proves the pipeline commits through it. Faults are
+placed with pause points (sentiment.pause_points), not timed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -28,6 +31,7 @@ from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, release, wait_un
 from sentiment.score.lock import OutputLock
 
 TEXT = "Review Text"
+ROOT = Path(__file__).resolve().parents[1]
 ROWS = 240  # per night: with --batch-size 2 (blocks of 128 rows) and --rows-per-file 100, three part files
 RUN_ARGS = ("--concurrency", "1", "--batch-size", "2", "--rows-per-file", "100")
 # The steps of the commit where a kill leaves both nights' files in the output.
@@ -130,14 +134,25 @@ def _assert_exactly_the_night(output: str, night: int) -> None:
     assert not _listing(_staging_root(output))
 
 
-def _kill_at_each_step_then_rerun(shared_data, tmp_path, model: str, output: str, steps) -> None:
+def _hand_commit_process(output: str, night: int, pause_at: str | None = None, pause_dir=None) -> subprocess.Popen:
+    """A committer without Ray or a model (tests/hand_commit.py): night's ROWS row_ids staged by
+    hand in three files, committed through the same code as `sentiment score`'s."""
+    env = dict(os.environ)
+    if pause_at:
+        env.update({PAUSE_AT_ENV: pause_at, PAUSE_DIR_ENV: str(pause_dir)})
+    return subprocess.Popen([sys.executable, "-m", "tests.hand_commit", output, str(night), str(ROWS), "3"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _kill_at_each_step_then_rerun(tmp_path, start_night, output: str, steps) -> None:
+    """start_night(night, pause_at=None, pause_dir=None) starts a run committing that night into output."""
     pauses = tmp_path / "pauses"
     pauses.mkdir()
-    _finished(_score_process(model, _input(shared_data, tmp_path, 0), output))
+    _finished(start_night(0))
     assert len(_read_json(f"{output}/_SUCCESS")["files"]) >= 2, "one part file cannot show a half-done move"
     committed = 0
     for night, step in enumerate(steps, start=1):
-        proc = _score_process(model, _input(shared_data, tmp_path, night), output, pause_at=step, pause_dir=pauses)
+        proc = start_night(night, pause_at=step, pause_dir=pauses)
         _kill_at(proc, pauses, step)
         committed = night if step in MARKER_WRITTEN else committed
         # Old or new, whole and once: never a mix, never a gap.
@@ -145,35 +160,37 @@ def _kill_at_each_step_then_rerun(shared_data, tmp_path, model: str, output: str
         assert any(name.startswith("part-") and name not in {f["file"] for f in _read_json(
             f"{output}/_SUCCESS")["files"]} for name in _listing(output)), f"{step}: nothing left to clean up"
     last = len(steps) + 1
-    stderr = _finished(_score_process(model, _input(shared_data, tmp_path, last), output))
+    stderr = _finished(start_night(last))
     assert "taking over the lock" in stderr and "is no longer running on this host" in stderr
     assert "left by an earlier attempt that failed or was killed" in stderr
     _assert_exactly_the_night(output, last)
 
 
-@pytest.mark.slow  # several scoring drivers in turn, ~40 s each on a loaded 2-core machine
-def test_a_driver_killed_at_each_commit_step_leaves_one_whole_night_and_the_next_run_cleans_up(
-        shared_data, ray_cluster, tmp_path, tiny_classifier):
-    _kill_at_each_step_then_rerun(shared_data, tmp_path, tiny_classifier, str(tmp_path / "out"), COMMIT_STEPS)
+def test_a_committer_killed_at_each_commit_step_leaves_one_whole_night_and_the_next_run_cleans_up(tmp_path):
+    output = str(tmp_path / "out")
+    _kill_at_each_step_then_rerun(tmp_path, lambda night, **pause: _hand_commit_process(output, night, **pause),
+                                  output, COMMIT_STEPS)
 
 
-@pytest.mark.slow  # several scoring drivers in turn, ~40 s each on a loaded 2-core machine
-def test_a_driver_killed_mid_move_on_s3_leaves_one_whole_night_and_the_next_run_cleans_up(
+@pytest.mark.slow  # three scoring drivers in turn, ~30 s each on a loaded 2-core machine
+def test_a_scoring_driver_killed_mid_move_on_s3_leaves_one_whole_night_and_the_next_run_cleans_up(
         shared_data, ray_cluster, s3_bucket, tmp_path, tiny_classifier):
-    # On S3 a move is a copy and a delete: the step where the old committer lost both nights.
-    _kill_at_each_step_then_rerun(shared_data, tmp_path, tiny_classifier, f"{s3_bucket}/scored/2026-12-01",
-                                  ("commit.moving",))
+    # The real driver end to end; on S3 a move is a copy and a delete: the step where the old
+    # committer lost both nights.
+    output = f"{s3_bucket}/scored/2026-12-01"
+    _kill_at_each_step_then_rerun(
+        tmp_path, lambda night, **pause: _score_process(tiny_classifier, _input(shared_data, tmp_path, night), output,
+                                                        **pause), output, ("commit.moving",))
 
 
-@pytest.mark.slow  # several scoring drivers in turn, ~40 s each on a loaded 2-core machine
 def test_two_runs_into_one_output_one_commits_and_the_other_refuses_naming_the_holder(
         shared_data, ray_cluster, tmp_path, tiny_classifier):
     pauses, output = tmp_path / "pauses", str(tmp_path / "out")
     pauses.mkdir()
-    first = _score_process(tiny_classifier, _input(shared_data, tmp_path, 1), output,
-                           pause_at="commit.staged", pause_dir=pauses)
+    # The first run holds the lock with its night staged; the second is a real scoring driver.
+    first = _hand_commit_process(output, 1, pause_at="commit.staged", pause_dir=pauses)
     try:
-        wait_until_reached(str(pauses), "commit.staged", timeout_s=300)
+        wait_until_reached(str(pauses), "commit.staged", timeout_s=120)
         second = _score_process(tiny_classifier, _input(shared_data, tmp_path, 2), output)
         _, stderr = second.communicate(timeout=300)
         assert second.returncode == 2, stderr[-3000:]
