@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class _LabelPredictor:
-    """Ray Data actor: loads the model once, maps {text, label} batches to {label, pred}."""
+    """Ray Data actor: loads the model once, maps {text, label, ...} batches to {label, pred, ...}:
+    every column but the text comes back, so a tag column says which split a row is from."""
 
     def __init__(self, model_uri: str, batch_size: int | None, max_length: int, use_gpu: bool, threads: int,
                  precision: str, tokens_per_batch: int | None = None):
@@ -37,7 +38,7 @@ class _LabelPredictor:
 
     def __call__(self, batch: dict) -> dict:
         probs = self.predictor.predict_proba(batch["text"].tolist())
-        return {"label": batch["label"], "pred": probs.argmax(axis=1)}
+        return {**{name: values for name, values in batch.items() if name != "text"}, "pred": probs.argmax(axis=1)}
 
 
 def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int | None = None,
@@ -46,9 +47,35 @@ def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int
     """True and predicted class ids for a dataset with columns text and label.
 
     One actor, with torch threads for every core of the largest node; it reserves one CPU fewer
-    so Ray Data's read and filter tasks can still run beside it. Only the two small integer
-    columns come back to the driver.
+    so Ray Data's read and filter tasks can still run beside it. Only the small integer columns
+    come back to the driver.
     """
+    frame = _predictions(dataset, model_uri, batch_size=batch_size, max_length=max_length, use_gpu=use_gpu,
+                         precision=precision, tokens_per_batch=tokens_per_batch)
+    return frame["label"].to_numpy(), frame["pred"].to_numpy()
+
+
+def predict_labels_of_splits(splits: dict[str, ray.data.Dataset], model_uri: str, **options) -> dict[str, tuple]:
+    """predict_labels for several datasets in one pass: one actor loads the model once for all.
+
+    Returns:
+        split name -> (true class ids, predicted class ids), each in the order rows came back.
+    """
+    import pandas as pd
+
+    def tagged(dataset: ray.data.Dataset, name: str) -> ray.data.Dataset:
+        return dataset.add_column("split", lambda batch: pd.Series(name, index=batch.index), batch_format="pandas")
+
+    names = list(splits)
+    datasets = [tagged(splits[name], name) for name in names]
+    frame = _predictions(datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0], model_uri, **options)
+    return {name: (frame.loc[frame["split"] == name, "label"].to_numpy(),
+                   frame.loc[frame["split"] == name, "pred"].to_numpy()) for name in names}
+
+
+def _predictions(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int | None = None,
+                 max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False, precision: str = "auto",
+                 tokens_per_batch: int | None = None):
     require({"CPU": 1, "GPU": 1 if use_gpu else 0}, 1, "evaluate --gpu" if use_gpu else "evaluate")
     cpus = largest_node_cpus()
     predicted = dataset.map_batches(
@@ -58,8 +85,7 @@ def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int
         # 4096 rows per call: the predictor sorts them by length, so its batches pad little.
         batch_size=4096, compute=ray.data.ActorPoolStrategy(size=1),
         num_gpus=1 if use_gpu else 0, num_cpus=max(1, cpus - 1) if not use_gpu else 1)
-    frame = predicted.to_pandas()
-    return frame["label"].to_numpy(), frame["pred"].to_numpy()
+    return predicted.to_pandas()
 
 
 @dataclass

@@ -20,7 +20,7 @@ from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from sentiment.data.labeled import prepare_splits
-from sentiment.evaluate import predict_labels
+from sentiment.evaluate import predict_labels_of_splits
 from sentiment.train.metrics import classification_metrics, format_metrics
 from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, backbone_config, build_classifier, check_max_length
 from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
@@ -225,9 +225,8 @@ def train(config: TrainConfig) -> dict:
     history = json.loads(read_bytes(f"{_checkpoint_uri(config, result.checkpoint)}/{HISTORY_FILE}"))
     with tempfile.TemporaryDirectory() as scratch:
         precision = evaluation_precision(config.use_gpu)
-        labels = {name: predict_labels(dataset, staged, max_length=config.max_length,
-                                       use_gpu=config.use_gpu, precision=precision)
-                  for name, dataset in (("validation", splits.validation), ("test", splits.test))}
+        labels = predict_labels_of_splits({"validation": splits.validation, "test": splits.test}, staged,
+                                          max_length=config.max_length, use_gpu=config.use_gpu, precision=precision)
         held_out = {name: classification_metrics(*pair) for name, pair in labels.items()}
         test = held_out["test"]
         print(format_metrics(*labels["test"], test))
