@@ -1,14 +1,19 @@
-"""A scoring attempt without Ray or a model, for the commit kill tests.
+"""Commits without Ray or a model, for the commit kill tests.
 
-It stages one night's Parquet files by hand and commits them through sentiment.score.commit,
-exactly as `sentiment score` does once its pipeline has written the staging folder: the same
-lock, the same clean-up of interrupted attempts, the same moves, `_SUCCESS` and deletes. A test
-SIGKILLs it at a commit pause point; that costs about a second, where a real scoring driver costs
-20-40 s on 2 cores (torch, Ray Data and the model actors starting). One end-to-end kill of the real
-driver (test_score_commit.py, on S3) proves the pipeline commits through this same code.
+Each stages files by hand and commits them through the library's own commit code, exactly as the
+command does once its real work has filled the staging folder:
+- `night`: a scoring night through sentiment.score.commit (the same lock, clean-up of interrupted
+  attempts, moves, `_SUCCESS` and deletes as `sentiment score`);
+- `model`: a model folder through sentiment.train.output (as `sentiment train` after training).
+A test SIGKILLs the process at a commit pause point; that costs about a second, where a real
+scoring or training driver costs 20 s to minutes on 2 cores (torch, Ray and its actors starting).
+One end-to-end kill of the real scoring driver (test_score_commit.py, on S3) proves the pipeline
+commits through this same code; every training test ends in commit_model_folder.
 
-Run as `python -m tests.hand_commit OUTPUT NIGHT ROWS FILES`: rows NIGHT*1000 ... NIGHT*1000+ROWS-1
-in a `row_id` column, split over FILES files.
+Run as `python -m tests.hand_commit night OUTPUT NIGHT ROWS FILES` (rows NIGHT*1000 ...
+NIGHT*1000+ROWS-1 in a `row_id` column, split over FILES files) or
+`python -m tests.hand_commit model OUTPUT TAG` (config.json, model.safetensors and tokenizer.json
+holding TAG, and metrics.json {"tag": TAG}).
 """
 
 from __future__ import annotations
@@ -45,9 +50,26 @@ def commit_night(output: str, night: int, rows: int, files: int) -> None:
         attempt.lock.release()
 
 
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def commit_model(output: str, tag: str) -> None:
+    from sentiment.io.storage import write_bytes
+    from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
+
+    check_output_is_ours(output)
+    staged = staging_folder(output)
+    for name in MODEL_FILES:
+        write_bytes(f"{staged}/{name}", tag.encode())
+    commit_model_folder(staged, output, {"tag": tag})
+
+
 if __name__ == "__main__":
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")  # the clean-up lines, on stderr
-    output_arg, night_arg, rows_arg, files_arg = sys.argv[1:]
-    commit_night(output_arg, int(night_arg), int(rows_arg), int(files_arg))
+    if sys.argv[1] == "night":
+        output_arg, night_arg, rows_arg, files_arg = sys.argv[2:]
+        commit_night(output_arg, int(night_arg), int(rows_arg), int(files_arg))
+    else:
+        commit_model(*sys.argv[2:])

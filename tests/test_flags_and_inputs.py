@@ -322,29 +322,55 @@ def _stop_group(pid: int) -> None:
         pass
 
 
-@pytest.mark.slow
-def test_a_kill_during_the_model_commit_leaves_no_folder_that_looks_complete(shared_data, tiny_backbone, tmp_path):
+def test_a_kill_during_the_model_commit_leaves_no_folder_that_looks_complete(tmp_path):
+    """The model commit (sentiment.train.output) killed after its first move, then run again.
+
+    The committer stages files by hand (tests/hand_commit.py) and commits them through the same
+    code `sentiment train` ends with, so the kill costs a second instead of a training run."""
     import os
     import signal
+    import subprocess
+    import sys
+    from pathlib import Path
 
+    from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, wait_until_reached
     from sentiment.train.output import check_output_is_ours
+    from tests.hand_commit import MODEL_FILES
 
-    run, points, log_path = _train_subprocess(shared_data, tmp_path, tiny_backbone, "train.commit_output")
+    output, points = tmp_path / "model", tmp_path / "points"
+    points.mkdir()
+
+    def committer(tag: str, **env) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "tests.hand_commit", "model", str(output), tag],
+                                cwd=Path(__file__).resolve().parents[1], env={**os.environ, **env},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = committer("first")
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    second = committer("second", **{PAUSE_AT_ENV: "train.commit_output", PAUSE_DIR_ENV: str(points)})
     try:
-        _wait_showing_the_log(points, "train.commit_output", log_path)
-        os.killpg(run.pid, signal.SIGKILL)  # the driver, its Ray cluster and workers, mid-commit
-        run.wait(timeout=60)
+        assert wait_until_reached(str(points), "train.commit_output", timeout_s=120) == [second.pid]
+        os.kill(second.pid, signal.SIGKILL)  # mid-commit: one file moved in, the rest staged
+        second.wait(timeout=60)
     finally:
-        _stop_group(run.pid)
-    output = tmp_path / "model"
+        second.kill()
+        second.communicate()
     names = {p.name for p in output.iterdir()}
     assert "metrics.json" not in names  # readers see an incomplete folder
     staged = {p.name for p in (output / "_staging").iterdir()}
-    moved = names - {"_staging", "_committing.json", "checkpoints"}
-    assert len(moved) == 1 and "config.json" in staged | moved and "model.safetensors" in staged | moved
+    moved = {name for name in names - {"_staging", "_committing.json"} if (output / name).read_text() == "second"}
+    assert len(moved) == 1 and staged | moved == set(MODEL_FILES)
     recorded = json.loads((output / "_committing.json").read_text())["files"]
     assert moved | staged | {"metrics.json"} == set(recorded)
     check_output_is_ours(str(output))  # the next run may replace what the killed one left
+
+    third = committer("third")
+    _, stderr = third.communicate(timeout=120)
+    assert third.returncode == 0, stderr
+    assert "holds a model commit that was interrupted" in stderr
+    assert sorted(p.name for p in output.iterdir()) == sorted([*MODEL_FILES, "metrics.json"])
+    assert {(output / name).read_text() for name in MODEL_FILES} == {"third"}
+    assert json.loads((output / "metrics.json").read_text()) == {"tag": "third"}
 
 
 # Case 7: SIGINT during train ended with exit 1 and a Ray traceback.

@@ -140,7 +140,7 @@ def _hand_commit_process(output: str, night: int, pause_at: str | None = None, p
     env = dict(os.environ)
     if pause_at:
         env.update({PAUSE_AT_ENV: pause_at, PAUSE_DIR_ENV: str(pause_dir)})
-    return subprocess.Popen([sys.executable, "-m", "tests.hand_commit", output, str(night), str(ROWS), "3"],
+    return subprocess.Popen([sys.executable, "-m", "tests.hand_commit", "night", output, str(night), str(ROWS), "3"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
