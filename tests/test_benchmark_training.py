@@ -1,4 +1,7 @@
-"""benchmarks/training.py on CPU: a tiny model, a subset, two batch sizes (no timing asserted)."""
+"""benchmarks/training.py on CPU: a tiny model, a subset, one batch size (no timing asserted).
+
+One batch size: each is a whole Ray Train run (a minute or more on 2 cores), and the loop over
+them is the same code for one as for two."""
 
 import json
 import os
@@ -12,17 +15,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_benchmark_training_reports_an_epoch_per_batch_size(shared_data, tmp_path):
+def test_benchmark_training_reports_an_epoch_of_the_batch_size(shared_data, tmp_path):
     out = tmp_path / "training.json"
     run = subprocess.run([sys.executable, "-m", "benchmarks.training", "--data", str(shared_data / "labeled"),
-                          "--size", "tiny", "--limit", "300", "--batch-sizes", "8", "16", "--json", str(out)],
+                          "--size", "tiny", "--limit", "300", "--batch-sizes", "16", "--json", str(out)],
                          cwd=ROOT, env={**os.environ, "RAY_ADDRESS": "local"}, capture_output=True, text=True,
                          timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads(out.read_text())
-    assert [r["batch_size"] for r in rows] == [8, 16]
+    assert [r["batch_size"] for r in rows] == [16]
     for row in rows:
         assert 200 < row["train_rows"] < 300
         assert row["train_reviews_per_second"] * row["train_seconds"] == pytest.approx(row["train_rows"])
         assert row["epoch_seconds"] >= row["train_seconds"] > 0 and row["mfu"] is None
-    assert "| 8 | 1 |" in run.stdout and "| 16 | 1 |" in run.stdout and "n/a (CPU)" in run.stdout
+    assert "| 16 | 1 |" in run.stdout and "n/a (CPU)" in run.stdout
