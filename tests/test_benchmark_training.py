@@ -15,11 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_benchmark_training_reports_an_epoch_of_the_batch_size(shared_data, tmp_path):
+def test_benchmark_training_reports_an_epoch_of_the_batch_size(shared_data, tmp_path, ray_cluster):
+    from tests.helpers import session_cluster_env
+
     out = tmp_path / "training.json"
     run = subprocess.run([sys.executable, "-m", "benchmarks.training", "--data", str(shared_data / "labeled"),
                           "--size", "tiny", "--limit", "300", "--batch-sizes", "16", "--json", str(out)],
-                         cwd=ROOT, env={**os.environ, "RAY_ADDRESS": "local"}, capture_output=True, text=True,
+                         cwd=ROOT, env=session_cluster_env(), capture_output=True, text=True,
                          timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads(out.read_text())

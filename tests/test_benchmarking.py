@@ -203,16 +203,18 @@ def test_cross_domain_set_drops_texts_the_model_was_trained_on(tmp_path):
     assert list(pd.read_csv(kept["path"])["content"]) == ["love the widgets", "meh, it is ok"]
 
 
-def test_quality_benchmark_bag_of_words_row_scores_the_training_split(shared_data, tmp_path):
+def test_quality_benchmark_bag_of_words_row_scores_the_training_split(shared_data, tmp_path, ray_cluster):
     import json
     from pathlib import Path
+
+    from tests.helpers import session_cluster_env
 
     repo = Path(__file__).resolve().parents[1]
     table = tmp_path / "quality.md"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.quality", "--data", str(shared_data / "labeled"), "--limit", "3000",
          "--bow-baseline", "--settings", "--workdir", str(tmp_path / "work"), "--table", str(table)],
-        cwd=repo, capture_output=True, text=True, timeout=900)
+        cwd=repo, env=session_cluster_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     (row,) = json.loads((tmp_path / "work" / "quality.json").read_text())
     rows, test = row["rows"], row["test"]

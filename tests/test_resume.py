@@ -6,23 +6,24 @@ import subprocess
 
 import pytest
 
-from tests.helpers import assert_resumed_from_checkpoint, labeled_sample, start_held_after_first_epoch, tiny_train_command
+from tests.helpers import (assert_resumed_from_checkpoint, labeled_sample, session_cluster_env,
+                           start_held_after_first_epoch, tiny_train_command)
 
 EPOCHS = 2  # a checkpoint after epoch 1, the kill, and one epoch after the resume
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_from_its_last_checkpoint_when_rerun(shared_data, tiny_backbone, tmp_path, s3_server):
+def test_killed_run_resumes_from_its_last_checkpoint_when_rerun(shared_data, tiny_backbone, tmp_path, ray_cluster):
     data = labeled_sample(shared_data, tmp_path, 300, seed=2)
     output = tmp_path / "model"
     command = tiny_train_command(data, output, tiny_backbone, EPOCHS, "--run-name", "resume-me")
     snapshot = output / "checkpoints" / "resume-me" / "checkpoint_manager_snapshot.json"
     first, _ = start_held_after_first_epoch(command, snapshot, tmp_path / "first.log", tmp_path / "points", workers=2)
-    os.killpg(first.pid, signal.SIGKILL)  # the driver and its whole local cluster, held after epoch 1
+    os.killpg(first.pid, signal.SIGKILL)  # the driver, held after epoch 1 (Ray then kills its workers)
     first.wait()
     assert not (output / "metrics.json").exists()
 
-    second = subprocess.run(command, env={**os.environ, "RAY_ADDRESS": "local"}, capture_output=True,
+    second = subprocess.run(command, env=session_cluster_env(), capture_output=True,
                             text=True, timeout=900)
     log = second.stdout + second.stderr
     assert second.returncode == 0, log[-3000:]
@@ -32,7 +33,7 @@ def test_killed_run_resumes_from_its_last_checkpoint_when_rerun(shared_data, tin
                                              f"{restored['epoch']} (in {output}/checkpoints/resume-me)")
 
     # The same run folder with another learning rate is another run: refused, saying how to go on.
-    changed = subprocess.run([*command, "--lr", "2e-3"], env={**os.environ, "RAY_ADDRESS": "local"},
+    changed = subprocess.run([*command, "--lr", "2e-3"], env=session_cluster_env(),
                              capture_output=True, text=True, timeout=300)
     assert changed.returncode == 2, changed.stderr[-3000:]
     error = changed.stderr.strip().splitlines()[-1]

@@ -11,7 +11,8 @@ EPOCHS = 2  # a checkpoint after epoch 1, the kill, and one epoch after the rest
 
 
 @pytest.mark.slow
-def test_killed_ddp_worker_restarts_from_checkpoint_and_the_model_is_intact(shared_data, tiny_backbone, tmp_path, s3_server):
+def test_killed_ddp_worker_restarts_from_checkpoint_and_the_model_is_intact(shared_data, tiny_backbone, tmp_path,
+                                                                           ray_cluster):
     from sentiment.pause_points import release
 
     data = labeled_sample(shared_data, tmp_path, 300, seed=4)
