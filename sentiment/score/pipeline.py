@@ -25,6 +25,7 @@ from ray.data import ActorPoolStrategy, BlockBasedFileDatasink, SaveMode
 
 from sentiment.io import shards
 from sentiment.score import commit
+from sentiment.score.stages import enable_stage_timing, stage_table
 from sentiment.score.summary import build_summary
 from sentiment.errors import InputError
 from sentiment.score.failures import pipeline_failure
@@ -353,8 +354,10 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
              ", ".join(config.inputs), model_id(config.model), config.output, attempt.staging)
     filesystem, staging_path = arrow_filesystem(attempt.staging)
     sink = ScoredParquetSink(staging_path, filesystem=filesystem, rows_per_file=config.rows_per_file)
+    dataset = build_pipeline(config, found, config.model)
+    enable_stage_timing(dataset)
     try:
-        build_pipeline(config, found, config.model).write_datasink(sink)
+        dataset.write_datasink(sink)
     except Exception as error:
         failure = pipeline_failure(error, found.uris, found.paths, config.output)
         if failure is None:
@@ -365,6 +368,7 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
                                      precision=",".join(sink.precisions) or config.precision,
                                      input_rows=found.rows_by_uri, skipped=found.skipped)
     summary["max_error_fraction"] = config.max_error_fraction
+    summary["stages"] = stage_table(dataset)
     _check_nothing_lost(found, summary, attempt.staging)
     _check_error_fraction(summary, config.max_error_fraction, attempt.staging)
     commit.commit(attempt, summary, sink.written, found.rows_by_uri)
