@@ -50,8 +50,8 @@ def stage_table(ds) -> list[dict]:
     """One dict per stage present, in pipeline order, for a dataset that has been written.
 
     Each row: stage; operators (Ray's names for the operators it ran in); rows and blocks it
-    produced (the write: rows it received and files it wrote); wall_s (first start to last end of
-    its operators); task_s (summed wall time of its tasks, or of its function within fused
+    produced (the write: rows it received and files it wrote); start_s (after the first stage
+    started) and wall_s (first start to last end of its operators); task_s (summed wall time of its tasks, or of its function within fused
     tasks); cpu_s (summed CPU time of those tasks' processes, all threads); the model row adds
     wait_s and busy_fraction. Returns [] when Ray kept no stats (logged, never fatal: the table
     describes a run, it must not fail one).
@@ -72,22 +72,37 @@ def stage_table(ds) -> list[dict]:
         busy, span = _busy_and_span(metadata, model["operators"])
         model["wait_s"] = round(max(0.0, span - busy), 3) if span else None
         model["busy_fraction"] = round(busy / span, 3) if span else None
+    starts = [row["_start"] for row in rows.values() if row["_start"] is not None]
+    for row in rows.values():  # on one node's clock; across nodes only roughly
+        row["start_s"] = row["_start"] - min(starts) if row["_start"] is not None and starts else 0.0
     return [_rounded(rows[s]) for s in STAGES if s in rows]
+
+
+def pipeline_seconds(stages: list[dict]) -> float:
+    """From the first stage's start to the last one's end: the pipeline's own time, without
+    Ray's start-up or the up-front checks."""
+    return max((row["start_s"] + row["wall_s"] for row in stages), default=0.0)
 
 
 def format_stages(stages: list[dict]) -> str:
     """The table as text, one line per stage: what the benchmarks print first."""
-    lines = [f"{'stage':12}{'rows':>10}{'blocks':>8}{'wall s':>9}{'task s':>9}{'CPU s':>9}{'rows/task-s':>13}  notes"]
+    lines = [f"{'stage':12}{'rows':>10}{'blocks':>8}{'start s':>9}{'wall s':>9}{'task s':>9}{'CPU s':>9}"
+             f"{'rows/task-s':>13}  notes"]
     for row in stages:
         notes = []
         if row.get("fused_with"):
-            notes.append(f"fused: {row['fused_with']}")
+            others = sorted({stage_of(p) for p in row["fused_with"].split("->")} - {row["stage"]})
+            notes.append(f"in one task with {', '.join(others)}")
         if "wait_s" in row:
             notes.append(f"waited {row['wait_s']} s for input (busy {row['busy_fraction']:.0%})"
                          if row["wait_s"] is not None else "wait not measured")
         rate = row["rows"] / row["task_s"] if row["task_s"] else 0
-        lines.append(f"{row['stage']:12}{row['rows']:>10,}{row['blocks']:>8}{row['wall_s']:>9.2f}{row['task_s']:>9.2f}"
-                     f"{row['cpu_s']:>9.2f}{rate:>13,.0f}  {'; '.join(notes)}")
+        lines.append(f"{row['stage']:12}{row['rows']:>10,}{row['blocks']:>8}{row['start_s']:>9.2f}{row['wall_s']:>9.2f}"
+                     f"{row['task_s']:>9.2f}{row['cpu_s']:>9.2f}{rate:>13,.0f}  {'; '.join(notes)}")
+    seconds = pipeline_seconds(stages)
+    rows = max((row["rows"] for row in stages), default=0)
+    lines.append(f"pipeline: {seconds:.2f} s from the first read to the last write"
+                 + (f", {rows / seconds:,.0f} rows/s" if seconds else ""))
     return "\n".join(lines)
 
 
@@ -157,7 +172,7 @@ def _add(row: dict, op, share: float) -> None:
 
 def _rounded(row: dict) -> dict:
     out = {k: v for k, v in row.items() if not k.startswith("_")}
-    for key in ("wall_s", "task_s", "cpu_s"):
+    for key in ("start_s", "wall_s", "task_s", "cpu_s"):
         out[key] = round(out[key], 3)
     return out
 
