@@ -52,8 +52,9 @@ def stage_table(ds) -> list[dict]:
     Each row: stage; operators (Ray's names for the operators it ran in); rows and blocks it
     produced (the write: rows it received and files it wrote); start_s (after the first stage
     started) and wall_s (first start to last end of its operators); task_s (summed wall time of its tasks, or of its function within fused
-    tasks); cpu_s (summed CPU time of those tasks' processes, all threads); the model row adds
-    wait_s and busy_fraction. Returns [] when Ray kept no stats (logged, never fatal: the table
+    tasks); cpu_s (summed CPU time of those tasks' processes, all threads: two calls running at
+    once in one actor each count the process's CPU, so the model's can be up to twice its own).
+    The model row adds wait_s and busy_fraction. Returns [] when Ray kept no stats (logged, never fatal: the table
     describes a run, it must not fail one).
     """
     try:
