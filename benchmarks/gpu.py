@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline-batch-sizes", type=int, nargs="+", default=[64, 256])
     p.add_argument("--rows", type=int, default=2_000_000, help="rows for (d); 0 skips it (default: %(default)s)")
     p.add_argument("--shards", type=int, default=16, help="Parquet shards for (d) (default: %(default)s)")
+    p.add_argument("--end-to-end-only", action="store_true",
+                   help="only (d), `sentiment score` end to end: the pipeline's ceiling with --model-size tiny")
     p.add_argument("--score-args", default="", help="extra flags for `sentiment score`, e.g. '--tokens-per-batch 65536'")
     p.add_argument("--score-timeout", type=float, default=240, help="seconds before (d) is given up (default: %(default)s)")
     p.add_argument("--peak-size", type=int, default=8192, help="side of the square matmuls (default: %(default)s)")
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             model_size=args.model_size, sample=args.sample, baseline_n=args.baseline_n,
             batch_sizes=tuple(args.batch_sizes), pipeline_batch_sizes=tuple(args.pipeline_batch_sizes),
             rows=args.rows, shards=args.shards, score_args=tuple(args.score_args.split()),
-            score_timeout_s=args.score_timeout, peak_size=args.peak_size)
+            score_timeout_s=args.score_timeout, peak_size=args.peak_size, end_to_end_only=args.end_to_end_only)
         logging.info("benchmark config: %s", cfg)
         result = run_gpu_benchmark(cfg)
     result["command"] = " ".join(["python", "-m", "benchmarks.gpu", *(argv if argv is not None else sys.argv[1:])])

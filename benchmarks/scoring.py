@@ -52,8 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def format_table(result: dict) -> str:
+    from sentiment.score.stages import format_stages
+
     sample, limits = result["sample"], result["limits"]
-    lines = [f"{sample['reviews']} reviews, mean {sample['mean_tokens']:.1f} tokens, "
+    lines = []
+    for key in ("d", "d32"):  # where the end-to-end runs' time went, first
+        stages = ((result["runs"].get(key, {}).get("settings") or {}).get("summary") or {}).get("stages")
+        if stages:
+            lines.append(f"({key}) per stage, from Ray Data's stats:\n{format_stages(stages)}")
+    lines += [f"{sample['reviews']} reviews, mean {sample['mean_tokens']:.1f} tokens, "
              f"{sample['mean_gflop_per_review']:.3f} GFLOP/review"]
     for name, lim in limits.items():
         lines.append(f"{name} limit: matmul peak {lim['matmul_peak_gflops']:.0f} GFLOP/s -> {lim['max_reviews_per_s']:.0f} "

@@ -181,6 +181,8 @@ def test_gpu_benchmark_job_runs_the_whole_table_on_cpu(shared_data, tmp_path):
     assert "error" not in end, end.get("error")
     assert end["reviews"] == 300 and end["summary"]["rows_scored"] + end["summary"]["rows_errored"] == 300
     assert end["gpu_utilisation"]["source"] is None  # no GPU here: skipped, not faked
+    assert {row["stage"] for row in end["summary"]["stages"]} >= {"read", "tokenize", "model", "write"}
+    assert done.stdout.startswith("(d) per stage, from Ray Data's stats:\nstage")  # printed first
     assert result["limit"]["max_reviews_per_s"] > 0 and "forward only, bf16 weights, eager" in done.stdout
 
 

@@ -51,6 +51,7 @@ class GpuBenchmark:
     score_timeout_s: float = 240
     peak_size: int = 8192
     seed: int = 0
+    end_to_end_only: bool = False  # only (d): the pipeline's ceiling (tiny model) or bert-base end to end
 
 
 def save_tokenizer(directory: str) -> str:
@@ -215,6 +216,22 @@ def run_end_to_end(cfg: GpuBenchmark, model_dir: str, corpus: list[str]) -> dict
     return result
 
 
+def _in_process_runs(cfg: GpuBenchmark, model_dir: str, texts: list[str], dtype) -> dict:
+    """(a), (b), (c) and the forward pass alone."""
+    runs, base = {}, texts[:cfg.baseline_n]
+    runs["a"] = _rate(time_reference_loop(model_dir, base, device=cfg.device))
+    for bs in cfg.pipeline_batch_sizes:
+        runs[f"b/{bs}"] = _rate(time_hf_pipeline(model_dir, base, batch_size=bs, device=cfg.device, dtype=dtype))
+    runs["c/tokens"] = _rate(time_predictor(model_dir, texts, batch_size=None, device=cfg.device, precision="auto"))
+    for bs in cfg.batch_sizes:
+        runs[f"c/{bs}"] = _rate(time_predictor(model_dir, texts, batch_size=bs, device=cfg.device, precision="auto"))
+    for weights, attention in (("fp32", "sdpa"), ("bf16", "sdpa"), ("bf16", "eager")):
+        for bs in cfg.batch_sizes:
+            runs[f"fwd/{weights}/{attention}/{bs}"] = time_forward_only(model_dir, texts, bs, cfg.device, weights,
+                                                                        attention)
+    return runs
+
+
 def run_gpu_benchmark(cfg: GpuBenchmark) -> dict:
     """Measure the whole table; returns a JSON-ready dict (limit, runs by key, end to end)."""
     from transformers import AutoConfig, AutoTokenizer
@@ -234,17 +251,9 @@ def run_gpu_benchmark(cfg: GpuBenchmark) -> dict:
               "limit": {"matmul_peak_gflops": peak, "dtype": str(dtype), "gflop_per_review": gflop,
                         "mean_tokens": float(tokens.mean()), "max_reviews_per_s": peak / gflop}, "runs": {}}
     log.info("limit: %s", result["limit"])
-    runs, base = result["runs"], texts[:cfg.baseline_n]
-    runs["a"] = _rate(time_reference_loop(model_dir, base, device=cfg.device))
-    for bs in cfg.pipeline_batch_sizes:
-        runs[f"b/{bs}"] = _rate(time_hf_pipeline(model_dir, base, batch_size=bs, device=cfg.device, dtype=dtype))
-    runs["c/tokens"] = _rate(time_predictor(model_dir, texts, batch_size=None, device=cfg.device, precision="auto"))
-    for bs in cfg.batch_sizes:
-        runs[f"c/{bs}"] = _rate(time_predictor(model_dir, texts, batch_size=bs, device=cfg.device, precision="auto"))
-    for weights, attention in (("fp32", "sdpa"), ("bf16", "sdpa"), ("bf16", "eager")):
-        for bs in cfg.batch_sizes:
-            runs[f"fwd/{weights}/{attention}/{bs}"] = time_forward_only(model_dir, texts, bs, cfg.device, weights,
-                                                                        attention)
+    runs = result["runs"]
+    if not cfg.end_to_end_only:
+        runs.update(_in_process_runs(cfg, model_dir, texts, dtype))
     for key, run in runs.items():
         log.info("%-24s %10.0f reviews/s", key, run["reviews_per_s"])
     if cfg.rows:
@@ -257,9 +266,13 @@ def run_gpu_benchmark(cfg: GpuBenchmark) -> dict:
 
 
 def format_table(result: dict) -> str:
-    """The result as the table BENCHMARKS.md shows."""
+    """The result as the table BENCHMARKS.md shows, after where (d)'s time went, stage by stage."""
+    from sentiment.score.stages import format_stages
+
     lim = result["limit"]
-    lines = [f"{result['device']}: matmul peak {lim['matmul_peak_gflops']:,.0f} GFLOP/s ({lim['dtype']}), "
+    stages = result.get("end_to_end", {}).get("summary", {}).get("stages")
+    lines = [f"(d) per stage, from Ray Data's stats:\n{format_stages(stages)}" if stages
+             else "(d) per stage: not measured", f"{result['device']}: matmul peak {lim['matmul_peak_gflops']:,.0f} GFLOP/s ({lim['dtype']}), "
              f"{lim['gflop_per_review']:.2f} GFLOP/review (mean {lim['mean_tokens']:.1f} tokens) -> limit "
              f"{lim['max_reviews_per_s']:,.0f} reviews/s",
              f"{'key':26}{'what':52}{'reviews/s':>12}{'of limit':>10}  settings"]

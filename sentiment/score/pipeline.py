@@ -25,6 +25,7 @@ from ray.data import ActorPoolStrategy, BlockBasedFileDatasink, SaveMode
 
 from sentiment.io import shards
 from sentiment.score import commit
+from sentiment.score.stages import enable_stage_timing, stage_table
 from sentiment.score.summary import build_summary
 from sentiment.errors import InputError
 from sentiment.score.failures import pipeline_failure
@@ -240,16 +241,23 @@ def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
     window = batch_window_rows(config)
     ds = shards.read_shards(found).repartition(target_num_rows_per_block=window)
     drop_text = config.keep_columns is not None and config.text_column not in config.keep_columns
+    # OpenMP's threads spin while they wait for work (OMP_WAIT_POLICY's default). A model runs
+    # many small parallel regions, and on a node whose cores also read, tokenize and write, the
+    # spinning takes the cores the other thread needs: on a loaded 2-core machine the tiny model
+    # ran 20x slower in wall time on 2 torch threads than on 1, and as fast as on 1 with PASSIVE
+    # (BENCHMARKS.md, CPU scoring). It must be set before torch loads, so it travels with the
+    # actors (and the tokenize tasks: Ray fuses only stages with the same arguments, and on CPU
+    # tokenizing inside the actor's task saves a worker importing transformers); a value set for
+    # the driver wins. Tests hold actors at pause points on a cluster that
+    # was already running: those variables travel the same way (unset in every real run).
+    env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), **runtime_env_vars()}
+    remote_args = {"runtime_env": {"env_vars": env}}
     # Never more rows per tokenize call than per actor call: on CPU Ray fuses tokenize into the
     # actor stage, and a fused task as big as several windows would go to one actor alone.
     ds = ds.map_batches(_tokenize_for_model, batch_format="pyarrow", batch_size=min(_TOKENIZE_BATCH_ROWS, window),
                         fn_kwargs={"model_dir": model_dir, "text_column": config.text_column,
-                                   "max_length": config.max_length, "drop_text": drop_text})
+                                   "max_length": config.max_length, "drop_text": drop_text}, **remote_args)
     low, high = actor_pool_plan(config)
-    # Tests hold actors at pause points on a cluster that was already running: the variables
-    # travel with the actors (nothing is added when they are unset, as in every real run).
-    pause_env = runtime_env_vars()
-    remote_args = {"runtime_env": {"env_vars": pause_env}} if pause_env else {}
     # Overlap, so the model never waits for the host: Ray Data sends each actor up to 4 windows
     # (the default is 2), which it fetches while the model runs; two calls per actor let one
     # batch its input and output while the other runs the model (the model itself still runs
@@ -353,8 +361,10 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
              ", ".join(config.inputs), model_id(config.model), config.output, attempt.staging)
     filesystem, staging_path = arrow_filesystem(attempt.staging)
     sink = ScoredParquetSink(staging_path, filesystem=filesystem, rows_per_file=config.rows_per_file)
+    dataset = build_pipeline(config, found, config.model)
+    enable_stage_timing(dataset)
     try:
-        build_pipeline(config, found, config.model).write_datasink(sink)
+        dataset.write_datasink(sink)
     except Exception as error:
         failure = pipeline_failure(error, found.uris, found.paths, config.output)
         if failure is None:
@@ -365,6 +375,7 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
                                      precision=",".join(sink.precisions) or config.precision,
                                      input_rows=found.rows_by_uri, skipped=found.skipped)
     summary["max_error_fraction"] = config.max_error_fraction
+    summary["stages"] = stage_table(dataset)
     _check_nothing_lost(found, summary, attempt.staging)
     _check_error_fraction(summary, config.max_error_fraction, attempt.staging)
     commit.commit(attempt, summary, sink.written, found.rows_by_uri)

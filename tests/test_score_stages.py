@@ -1,0 +1,76 @@
+"""The per-stage table of `_summary.json` (sentiment/score/stages.py), from a real small run."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from sentiment.cli import main
+from sentiment.score.stages import STAGES, _busy_and_span, _split, format_stages, pipeline_seconds
+
+TEXT = "Review Text"
+
+
+def test_stage_table_accounts_for_every_row_of_a_real_run(ray_cluster, tiny_classifier, shared_data, tmp_path):
+    # Two CSV and two Parquet shards: two read operators and a union, so the read row must add
+    # them up; a blank review is an errored row, which every stage still carries.
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    source = pacsv.read_csv(shared_data / "unlabeled" / "lego.csv",
+                            parse_options=pacsv.ParseOptions(newlines_in_values=True)).select([TEXT])
+    for i in range(4):
+        texts = source.slice(i * 150, 150)[TEXT].to_pylist()
+        texts[0] = "  "
+        table = pa.table({TEXT: pa.array(texts, pa.string())})
+        if i % 2:
+            pq.write_table(table, inputs / f"part-{i}.parquet")
+        else:
+            pacsv.write_csv(table, inputs / f"part-{i}.csv")
+    output = tmp_path / "out"
+    assert main(["score", "--model", tiny_classifier, "--input", str(inputs), "--output", str(output),
+                 "--text-column", TEXT]) == 0
+    summary = json.loads((output / "_summary.json").read_text())
+    written = sum(pq.read_metadata(output / f["file"]).num_rows for f in json.loads((output / "_SUCCESS").read_text())["files"])
+    stages = {row["stage"]: row for row in summary["stages"]}
+
+    assert {"read", "tokenize", "model", "write"} <= set(stages), summary["stages"]
+    assert [row["stage"] for row in summary["stages"]] == [s for s in STAGES if s in stages]
+    for row in summary["stages"]:
+        assert row["rows"] == 600, row
+        assert row["blocks"] >= 1 and row["operators"], row
+        assert min(row["start_s"], row["wall_s"], row["task_s"], row["cpu_s"]) >= 0, row
+    assert len(stages["read"]["operators"]) >= 2  # a CSV read and a Parquet read, both counted
+    assert stages["model"]["rows"] == summary["rows_read"] == written == 600
+    assert summary["rows_errored"] == 4
+    model = stages["model"]
+    assert 0 <= model["wait_s"] <= model["wall_s"] and 0 < model["busy_fraction"] <= 1
+    assert model["task_s"] > 0 and model["cpu_s"] > 0  # the model really ran inside this stage
+    text = format_stages(summary["stages"])
+    assert "model" in text and f"{pipeline_seconds(summary['stages']):.2f} s from the first read" in text
+    assert pipeline_seconds(summary["stages"]) <= summary["wall_s"]
+
+
+def _block(node: str, start: float, end: float):
+    return SimpleNamespace(exec_stats=SimpleNamespace(node_id=node, start_time_s=start, end_time_s=end))
+
+
+def test_model_wait_is_the_gaps_between_calls_per_node():
+    # Node a: calls 0-2 and 1-3 overlap (two calls per actor), then nothing until 5-6: busy 4 of
+    # a 6 s span. Node b's clock is its own: 100-101, busy 1 of 1.
+    metadata = {"MapBatches(ScoringActor)": [_block("a", 0, 2), _block("a", 1, 3), _block("a", 5, 6),
+                                             _block("b", 100, 101)]}
+    assert _busy_and_span(metadata, ["MapBatches(ScoringActor)"]) == (5.0, 7.0)
+
+
+def test_a_fused_operator_is_shared_out_by_the_time_ray_measured_per_function():
+    op = SimpleNamespace(operator_name="MapBatches(_tokenize_for_model)->MapBatches(ScoringActor)",
+                         stage_time=[SimpleNamespace(sum=1.0), SimpleNamespace(sum=3.0)])
+    assert _split(op) == {"tokenize": 0.25, "model": 0.75}
+    op.stage_time = None  # not split by Ray: the model, the costlier kind of work, takes it all
+    assert _split(op) == {"model": 1.0}
+    assert _split(SimpleNamespace(operator_name="ReadFilesParquetV2->MapBatches(as_plain_strings)",
+                                  stage_time=None)) == {"read": 1.0}
