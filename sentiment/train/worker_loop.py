@@ -179,7 +179,7 @@ def train_loop_per_worker(config: dict) -> None:
         config["compile"], on_gpu=on_gpu, planned_steps=steps_per_epoch * (config["epochs"] - start_epoch),
         num_layers=base_model.config.num_hidden_layers, shapes=2 * len(lengths),
         recorded_seconds=recorded_compile_seconds(key) if config["compile"] == "auto" else None))
-    compiled_shapes = None
+    compiled_shapes, run_compile_seconds = None, 0.0
     if compiling:
         use_compile_cache()
         allow_recompiles(2 * len(lengths))
@@ -239,8 +239,11 @@ def train_loop_per_worker(config: dict) -> None:
             val_batches = (batch for batches in val_batches for batch in batches)
         val = run_epoch(model, val_batches, device, amp_dtype=amp_dtype, compiled_shapes=compiled_shapes)
         compile_seconds = train["compile_seconds"] + val["compile_seconds"]
+        run_compile_seconds += compile_seconds
         if compiling and rank == 0 and compile_seconds and not model.failed:
-            record_compile_seconds(key, compile_seconds)  # what the next run's --compile auto weighs
+            # This run's compiling so far (a rare length may first appear in a later epoch): what
+            # the next run's --compile auto weighs.
+            record_compile_seconds(key, run_compile_seconds)
         metrics = {"epoch": epoch + 1, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
                    "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
                    "val_confusion_matrix": val["confusion_matrix"], "global_batch_size": config["batch_size"] * world_size,
