@@ -1,8 +1,9 @@
 """Training throughput: one epoch of labeled data per batch size, through the real Ray Train loop.
 
-Prints, per batch size: seconds per epoch (training part, and with validation), reviews/s
-overall and per worker, and MFU on a GPU (3x forward matmul FLOPs of the real, unpadded tokens
-over the device's measured bf16 matmul peak). Data prep runs once, not per batch size.
+Prints, per batch size: seconds per epoch (training part, and with validation), seconds spent
+compiling (--compile), reviews/s overall, in steady state (the steps that compiled left out) and
+per worker, and MFU on a GPU (3x forward matmul FLOPs of the real, unpadded tokens over the
+device's measured bf16 matmul peak). Data prep runs once, not per batch size.
 
 On a GPU, bert-base size (BertConfig() defaults, random weights: speed does not depend on them):
 
@@ -11,6 +12,11 @@ On a GPU, bert-base size (BertConfig() defaults, random weights: speed does not 
     # the device call: carry [".gpukit", ".bench-tokenizer"]
     source .gpukit/setup.sh && python -m benchmarks.training --data ../shared/data/labeled \\
         --size bert-base --tokenizer .bench-tokenizer --gpu --batch-sizes 16 32 --json $OUT/training.json
+
+Compiled against eager (issue 26; BENCHMARKS.md, "GPU training", has the exact device call):
+
+    python -m benchmarks.training ... --gpu --batch-sizes 32 128 --compile off
+    python -m benchmarks.training ... --gpu --batch-sizes 32 128 --compile on
 
 On CPU, a smoke run (tiny model, a subset):
 
@@ -69,7 +75,9 @@ def run(args) -> list[dict]:
         result = build_trainer(config, splits).fit()
         last = result.metrics
         rows.append({"batch_size": batch_size, "workers": config.num_workers, "train_rows": splits.counts["train"],
-                     **{k: last.get(k) for k in ("train_seconds", "epoch_seconds", "train_reviews_per_second",
+                     "compile": args.compile,
+                     **{k: last.get(k) for k in ("train_seconds", "epoch_seconds", "compile_seconds",
+                                                 "train_reviews_per_second", "train_steady_reviews_per_second",
                                                  "train_reviews_per_second_per_worker", "train_tokens_per_review",
                                                  "mfu", "peak_tflops_per_worker", "train_loss", "val_accuracy")}})
     return rows
@@ -77,12 +85,14 @@ def run(args) -> list[dict]:
 
 def format_table(rows: list[dict], size: str, device: str) -> str:
     lines = [f"training, {size} size, {device}, last epoch of each run",
-             "| batch/worker | workers | train rows | s/epoch (train) | s/epoch (+val) | reviews/s | per worker | MFU |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| batch/worker | workers | --compile | train rows | s/epoch (train) | s/epoch (+val) | compile s | "
+             "reviews/s | steady reviews/s | per worker | MFU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "n/a (CPU)"
-        lines.append(f"| {r['batch_size']} | {r['workers']} | {r['train_rows']} | {r['train_seconds']:.1f} | "
-                     f"{r['epoch_seconds']:.1f} | {r['train_reviews_per_second']:.1f} | "
+        lines.append(f"| {r['batch_size']} | {r['workers']} | {r['compile']} | {r['train_rows']} | "
+                     f"{r['train_seconds']:.1f} | {r['epoch_seconds']:.1f} | {r['compile_seconds']:.1f} | "
+                     f"{r['train_reviews_per_second']:.1f} | {r['train_steady_reviews_per_second']:.1f} | "
                      f"{r['train_reviews_per_second_per_worker']:.1f} | {mfu} |")
     return "\n".join(lines)
 
@@ -99,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--cpus-per-worker", type=int, default=None)
     parser.add_argument("--gpu", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="torch.compile (compile time lands in the first epoch)")
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                        help="as `sentiment train --compile` (default: %(default)s); compile time lands in the "
+                             "first epoch and is shown apart")
     parser.add_argument("--limit", type=int, default=None, help="a seeded random sample of N rows")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ import traceback
 from sentiment.errors import SentimentError
 from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS
 from sentiment.model.recipes import describe_recipes
+from sentiment.train.compiled import COMPILE_HELP, COMPILE_MODES
 
 EXAMPLES = """\
 examples:
@@ -141,9 +142,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--select-metric", choices=["accuracy", "macro_f1"], default="accuracy",
                         help="validation metric that picks the best epoch; ties go to the lower validation loss "
                              "(default: %(default)s)")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the model (dynamic shapes); off by default: unmeasured on GPU, "
-                             "and compile time counts against short runs")
+    parser.add_argument("--compile", choices=COMPILE_MODES, default="auto", help=COMPILE_HELP)
     parser.add_argument("--max-length", type=max_length, default=DEFAULT_MAX_LENGTH, help=MAX_LENGTH_HELP)
     parser.add_argument("--num-workers", type=positive_int, default=1, help="DDP workers (default: %(default)s)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16/fp16 autocast")

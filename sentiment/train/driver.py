@@ -28,6 +28,7 @@ from sentiment.train.plots import plot_confusion_matrix, plot_training_history
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import largest_node_cpus, require
 from sentiment.model.recipes import HYPERPARAMETERS, recipe_for
+from sentiment.train.compiled import COMPILE_MODES
 from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
 from sentiment.train.resume import prepare_run, run_settings
 from sentiment.io.storage import arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir
@@ -58,7 +59,7 @@ class TrainConfig:
     use_gpu: bool = False
     cpus_per_worker: int | None = None  # None: GPU_WORKER_CPUS with --gpu, else sized by cpu_worker_cpus()
     select_metric: str = "accuracy"
-    compile: bool = False
+    compile: str = "auto"  # sentiment.train.compiled.COMPILE_MODES
     seed: int = 42  # initialisation and training-data order
     # The split (and the --limit sample) hash with their own seed, so runs that differ only in
     # --seed are selected and tested on the same rows. 42: the split of every earlier default run.
@@ -115,6 +116,8 @@ class TrainConfig:
             raise InputError("--label-smoothing must be at least 0 and below 1")
         if self.select_metric not in SELECT_METRICS:
             raise InputError(f"--select-metric must be one of {SELECT_METRICS}")
+        if self.compile not in COMPILE_MODES:
+            raise InputError(f"--compile must be one of {COMPILE_MODES}")
 
 
 def cpu_worker_cpus(node_cpus: int, num_workers: int) -> int:

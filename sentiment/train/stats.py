@@ -30,11 +30,18 @@ def new_totals(device: torch.device) -> torch.Tensor:
 @torch.no_grad()
 def add_batch(totals: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
               attention_mask: torch.Tensor) -> None:
-    """Add one batch to `totals` on the device (no host sync)."""
+    """Add one batch to `totals` on the device (no host sync).
+
+    Rows labelled below 0 (step.MASKED_LABEL: the filler of a static-shape batch) count nowhere;
+    `loss` is the mean over the other rows, as cross-entropy's ignore_index gives it. Masking by
+    weights, not by indexing, keeps every shape static.
+    """
+    real = labels >= 0
     predicted = logits.argmax(-1)
-    totals[:N_CLASSES ** 2] += torch.bincount(labels * N_CLASSES + predicted, minlength=N_CLASSES ** 2)
-    lengths = attention_mask.sum(-1).to(torch.float64)
-    totals[LOSS_SUM] += loss.detach().to(torch.float64) * labels.numel()
+    cells = torch.where(real, labels * N_CLASSES + predicted, 0)
+    totals[:N_CLASSES ** 2] += torch.bincount(cells, weights=real.to(torch.float64), minlength=N_CLASSES ** 2)
+    lengths = attention_mask.sum(-1).to(torch.float64) * real
+    totals[LOSS_SUM] += loss.detach().to(torch.float64) * real.sum()
     totals[TOKENS] += lengths.sum()
     totals[TOKENS_SQUARED] += (lengths * lengths).sum()
 

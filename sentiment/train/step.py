@@ -22,17 +22,36 @@ LOG_EVERY_STEPS = 50
 GPU_PAD_MULTIPLE = 8
 # Training batches are formed by length within windows of this many batches (length_bucketed_batches).
 BUCKET_WINDOW_BATCHES = 32
+# Static shapes (issue 26): a compiled step runs one graph per input shape, so batches pad to one
+# of these lengths (capped at --max-length), and a partial batch is filled with masked rows.
+# Real reviews average 50 tokens: 32 and 64 hold most batches.
+STATIC_LENGTHS = (32, 64, 96, 128, 160)
+# The label of a row that fills a partial batch: cross-entropy ignores it (its default
+# ignore_index), and the epoch's counts skip it (stats.add_batch).
+MASKED_LABEL = -100
 log = logging.getLogger("sentiment.train")
 
 
+def static_lengths(max_length: int) -> tuple[int, ...]:
+    """The padded lengths of static-shape batches: STATIC_LENGTHS below max_length, and max_length."""
+    return tuple(sorted({min(length, max_length) for length in STATIC_LENGTHS} | {max_length}))
+
+
 def length_bucketed_batches(tokenizer, texts: list[str], labels, *, max_length: int, batch_size: int,
-                            pad_to_multiple_of: int | None, seed: int, pin: bool) -> list[dict]:
+                            pad_to_multiple_of: int | None, seed: int, pin: bool,
+                            pad_lengths: tuple[int, ...] | None = None) -> list[dict]:
     """The rows of one window as batches of similar length, in random order.
 
     Random batches of 16 real reviews pad to 2.5x their tokens (one long review sets the
     length of all 16); sorting a window by length first cuts that to about 1.03x, and a CPU step
     costs what its padded tokens cost. The rows and the number of batches are unchanged; only
     which rows share a batch is.
+
+    With `pad_lengths` (static_lengths()), every batch has exactly batch_size rows and pads to the
+    shortest of `pad_lengths` that holds its longest row, so a compiled step sees a few shapes only.
+    A partial batch (the window's last) is filled with copies of its first row labelled
+    MASKED_LABEL: the loss and the epoch's counts ignore them, and copies of a real row keep
+    every attention row finite.
     """
     ids = tokenizer(list(texts), truncation=True, max_length=max_length, return_attention_mask=False)["input_ids"]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
@@ -43,9 +62,18 @@ def length_bucketed_batches(tokenizer, texts: list[str], labels, *, max_length: 
     labels = np.asarray(labels, dtype=np.int64)
     batches = []
     for rows in groups:
-        batch = dict(tokenizer.pad({"input_ids": [ids[i] for i in rows]}, padding=True,
-                                   pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt"))
-        batch["labels"] = torch.from_numpy(labels[rows])
+        if pad_lengths is None:
+            padding = {"padding": True, "pad_to_multiple_of": pad_to_multiple_of}
+        else:
+            longest = int(lengths[rows].max())
+            padding = {"padding": "max_length", "max_length": next(n for n in pad_lengths if n >= longest)}
+        batch_labels = labels[rows]
+        if pad_lengths is not None and len(rows) < batch_size:
+            filler = np.full(batch_size - len(rows), rows[0])
+            rows = np.concatenate([rows, filler])
+            batch_labels = np.concatenate([batch_labels, np.full(len(filler), MASKED_LABEL)])
+        batch = dict(tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt", **padding))
+        batch["labels"] = torch.from_numpy(batch_labels)
         batches.append({k: v.pin_memory() for k, v in batch.items()} if pin else batch)
     return batches
 
@@ -96,26 +124,45 @@ def training_loss(out, labels: torch.Tensor, label_smoothing: float) -> torch.Te
 
 
 def run_epoch(model, batches, device, *, optimizer=None, scheduler=None, scaler=None, amp_dtype=None,
-              label_smoothing=0.0, reduce=None, log_progress=False, epoch_label="", steps_total=None) -> dict:
-    """One pass; trains when an optimizer is given. Returns summarize() of the totals.
+              label_smoothing=0.0, reduce=None, log_progress=False, epoch_label="", steps_total=None,
+              compiled_shapes: set | None = None) -> dict:
+    """One pass; trains when an optimizer is given. Returns summarize() of the totals, plus
+    compile_seconds and compile_rows.
 
     label_smoothing applies to the training loss only, so validation loss (the tie-breaker of
     model selection) stays comparable across recipes. `reduce` sums the totals over workers
     (DDP) before they are read.
+
+    With a compiled model (compiled.CompiledModel), `compiled_shapes` holds the (mode, shape)
+    pairs compiled so far, across epochs: the first step of a new pair compiles, so it is timed
+    apart (compile_seconds; compile_rows its real rows) and, should it raise, the model falls back
+    to eager and the step runs again. Steps of known shapes are not timed: no host sync.
     """
     training = optimizer is not None
     model.train(training)
     totals = new_totals(device)
     started = time.time()
+    compile_seconds, compile_rows = 0.0, 0
     with torch.set_grad_enabled(training):
         for step, batch in enumerate(batches, start=1):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}  # no-op when prefetched
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                out = model(**batch)
-            loss = training_loss(out, batch["labels"], label_smoothing) if training else out.loss
+            shape = (training, tuple(batch["input_ids"].shape))
+            compiles = compiled_shapes is not None and not model.failed and shape not in compiled_shapes
+            if not compiles:
+                out, loss = _forward_backward(model, batch, amp_dtype, label_smoothing, optimizer, scaler)
+            else:
+                _synchronize(device)
+                step_started = time.time()
+                try:
+                    out, loss = _forward_backward(model, batch, amp_dtype, label_smoothing, optimizer, scaler)
+                except Exception as error:  # anything compiling raises; the eager retry re-raises real faults
+                    model.fall_back(error)
+                    out, loss = _forward_backward(model, batch, amp_dtype, label_smoothing, optimizer, scaler)
+                _synchronize(device)
+                compiled_shapes.add(shape)
+                compile_seconds += time.time() - step_started
+                compile_rows += int((batch["labels"] >= 0).sum())
             if training:
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
                 scaler.step(optimizer)
@@ -127,16 +174,39 @@ def run_epoch(model, batches, device, *, optimizer=None, scheduler=None, scaler=
                 log.info(f"[train] {epoch_label} step {step}/{steps_total} loss {so_far['loss']:.4f} "
                          f"acc {so_far['accuracy']:.3f} ({so_far['n'] / (time.time() - started):.1f} "
                          "reviews/s per worker)")
-    return summarize((reduce(totals) if reduce else totals).tolist())
+    return {**summarize((reduce(totals) if reduce else totals).tolist()), "compile_seconds": compile_seconds,
+            "compile_rows": compile_rows}
+
+
+def _forward_backward(model, batch, amp_dtype, label_smoothing, optimizer, scaler):
+    """The forward, and for training the backward: the part of a step that a compiled model compiles."""
+    with torch.autocast(batch["input_ids"].device.type, dtype=amp_dtype or torch.float32,
+                        enabled=amp_dtype is not None):
+        out = model(**batch)
+    if optimizer is None:
+        return out, out.loss
+    loss = training_loss(out, batch["labels"], label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    return out, loss
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def optimizer_and_schedule(model, *, lr: float, layer_decay: float, warmup_fraction: float, total_steps: int,
-                           device: torch.device):
+                           device: torch.device, capturable: bool = False):
     """AdamW (fused on CUDA) over layer_rate_groups, and linear decay to zero after a linear
     warmup over warmup_fraction of total_steps."""
     from transformers import get_linear_schedule_with_warmup
 
-    optimizer = torch.optim.AdamW(layer_rate_groups(model, lr, layer_decay), lr=lr, fused=device.type == "cuda")
+    on_gpu = device.type == "cuda"
+    # capturable (compiled runs on GPU): the optimizer's step counts and updates stay on the
+    # device, with no host read, as a captured CUDA graph needs.
+    optimizer = torch.optim.AdamW(layer_rate_groups(model, lr, layer_decay), lr=lr, fused=on_gpu,
+                                  capturable=on_gpu and capturable)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, num_warmup_steps=round(warmup_fraction * total_steps), num_training_steps=total_steps)
     return optimizer, scheduler
