@@ -281,9 +281,11 @@ def _train_subprocess(shared_data, tmp_path, backbone: str, pause_at: str):
     """`sentiment train` of a tiny backbone on 60 real reviews for 1 epoch, on a Ray cluster of its
     own (its process group), to be held at pause point pause_at.
 
-    Its own cluster, not the session's: a driver that joined the session's cluster did not always
-    exit within 2 minutes of Ctrl-C under CI load (stop 28's CI run), one started by it does."""
+    SIGINT is set back to its default in the child: pytest-xdist's workers ignore it, and an
+    ignored SIGINT is inherited, so Ctrl-C would never reach the driver (Python keeps an inherited
+    SIG_IGN), as in a shell's background job."""
     import os
+    import signal
     import subprocess
     import sys
 
@@ -298,7 +300,8 @@ def _train_subprocess(shared_data, tmp_path, backbone: str, pause_at: str):
                "--val-fraction", "0.2", "--test-fraction", "0.2"]
     env = {**os.environ, "RAY_ADDRESS": "local", "SENTIMENT_PAUSE_AT": pause_at, "SENTIMENT_PAUSE_DIR": str(points)}
     with open(log_path, "w") as log:
-        run = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        run = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return run, points, log_path
 
 
