@@ -34,14 +34,13 @@ def session_cluster_env(worker_env: dict[str, str] | None = None) -> dict[str, s
     The cluster's workers were started by this process, not by the driver, so variables they
     need (pause points) are given as `worker_env`: they reach the job's workers the way
     `ray job submit --runtime-env` sends them, through the job config Ray reads from the
-    driver's environment. They are set for the driver too."""
+    driver's environment."""
     import json
     import os
 
     import ray
 
-    env = {**os.environ, **(worker_env or {}), "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "TOKENIZERS_PARALLELISM": "false"}
     if worker_env:
         env["RAY_JOB_CONFIG_JSON_ENV_VAR"] = json.dumps({"runtime_env": {"env_vars": worker_env}})
     return env

@@ -3,7 +3,6 @@ bad file still fails with its own error type and message. Real files, a real loc
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from sentiment.errors import InputError, StorageError
 from sentiment.io.file_checks import CSV_PARSE, check_files, file_columns, file_groups
 from sentiment.io.shards import find_shards
 from sentiment.io.storage import InputFiles
+from tests.helpers import session_cluster_env
 
 _QUOTE_NEVER_CLOSED = b'row_id,content\n1,good app\n2,"this quote\n3,is never closed\n'
 
@@ -84,7 +84,7 @@ def test_several_bad_files_fail_the_run_with_one_line_naming_the_first(ray_clust
     (folder / "d.csv").write_bytes(b"row_id,content\n1,good app,extra\n")
     # A process of its own, on the session's cluster: Ray reports the failed tasks whose results
     # nobody fetched as the driver exits, after our line, so only the whole stderr shows them.
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    env = session_cluster_env()
     done = subprocess.run([sys.executable, "-m", "sentiment", "score", "--model", str(tmp_path / "model"),
                            "--input", str(folder), "--output", str(tmp_path / "out")],
                           capture_output=True, text=True, env=env, timeout=300)

@@ -24,6 +24,7 @@ from tests.local_s3 import MotoServer, free_port
 from sentiment.io.storage import arrow_filesystem, fsspec_filesystem, upload_dir
 from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, release, wait_until_reached
 from tests.conftest import SECRET_KEY
+from tests.helpers import session_cluster_env
 
 TEXT = "Review Text"
 # Ray fuses the tokenize tasks into the actor: "ray::MapWorker(MapBatches(tokenize_batch)->MapBatches(ScoringActor))".
@@ -49,18 +50,14 @@ def _write_parquet_shards(table: pa.Table, folder, shards: int) -> None:
 
 
 def _score_process(*args: str, worker_env: dict | None = None) -> subprocess.Popen:
-    """`sentiment score` in a subprocess, as a job on the session's Ray cluster.
+    """`sentiment score` in a subprocess, as a job on the session's Ray cluster
+    (tests/helpers.session_cluster_env, which says how `worker_env` reaches the job's workers).
 
     The session's cluster was started by this pytest process, so its workers are our
     descendants; a second cluster per test often misses Ray's fixed 30 s start-up window on a
-    loaded CI machine. `worker_env` reaches the job's workers the way `ray job submit
-    --runtime-env` sends it: through the job config Ray reads from the driver's environment.
+    loaded CI machine.
     """
-    import ray
-
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "TOKENIZERS_PARALLELISM": "false"}
-    if worker_env:
-        env["RAY_JOB_CONFIG_JSON_ENV_VAR"] = json.dumps({"runtime_env": {"env_vars": worker_env}})
+    env = session_cluster_env(worker_env)
     return subprocess.Popen([sys.executable, "-m", "sentiment", "score", "--text-column", TEXT, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 

@@ -29,6 +29,7 @@ from sentiment.errors import InputError
 from sentiment.io.storage import arrow_filesystem, fsspec_filesystem, upload_dir
 from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, release, wait_until_reached
 from sentiment.score.lock import OutputLock
+from tests.helpers import session_cluster_env
 
 TEXT = "Review Text"
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,9 +63,7 @@ def _input(shared_data, tmp_path, night: int) -> str:
 def _score_process(model: str, inputs: str, output: str, *extra: str, pause_at: str | None = None,
                    pause_dir=None) -> subprocess.Popen:
     """`sentiment score` as its own driver process on the session's Ray cluster."""
-    import ray
-
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "TOKENIZERS_PARALLELISM": "false"}
+    env = session_cluster_env()
     if pause_at:
         env.update({PAUSE_AT_ENV: pause_at, PAUSE_DIR_ENV: str(pause_dir)})
     return subprocess.Popen([sys.executable, "-m", "sentiment", "score", "--model", model, "--input", inputs,
