@@ -152,12 +152,3 @@ def minilm_fine_tuned(ray_cluster, shared_data, tmp_path_factory, worker_id) -> 
             assert main(["train", "--data", str(data), "--output", str(output), "--epochs", "1",
                          "--num-workers", "1", "--seed", "1"]) == 0
     return str(output)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (--dist loadgroup), a module's tests stay on one worker, so module-scoped
-    fixtures (one training run, one scored output) run once; the session's MiniLM fine-tune is
-    shared by its two users the same way."""
-    for item in items:
-        if not any(mark.name == "xdist_group" for mark in item.iter_markers()):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
