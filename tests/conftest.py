@@ -125,30 +125,3 @@ def tiny_classifier(tmp_path_factory, tiny_backbone) -> str:
     path = tmp_path_factory.mktemp("tiny-classifier")
     save_classifier(model, tokenizer, str(path))
     return str(path)
-
-
-@pytest.fixture(scope="session")
-def minilm_fine_tuned(ray_cluster, shared_data, tmp_path_factory, worker_id) -> str:
-    """The one MiniLM fine-tune of the session: `sentiment train` with MiniLM's own recipe, one
-    epoch on 2,000 real reviews, one worker. test_learning checks that it learned; tests that
-    need a trained model (not a tiny random one) use its folder.
-
-    Under pytest-xdist the workers share it through the session's base folder: the first to ask
-    trains under a file lock, the others wait for it and reuse its folder (3-4 minutes on 2 cores,
-    so not twice)."""
-    from filelock import FileLock
-
-    from sentiment.cli import main
-    from tests.helpers import labeled_sample
-
-    # Without xdist, getbasetemp() is this session's own folder; with it, its parent is.
-    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
-    workdir = shared / "minilm"
-    output = workdir / "model"
-    with FileLock(str(shared / "minilm.lock")):
-        if not (output / "metrics.json").exists():
-            workdir.mkdir(exist_ok=True)
-            data = labeled_sample(shared_data, workdir, 2000, seed=0)
-            assert main(["train", "--data", str(data), "--output", str(output), "--epochs", "1",
-                         "--num-workers", "1", "--seed", "1"]) == 0
-    return str(output)

@@ -1,18 +1,64 @@
-"""The packaged MiniLM really learns: one epoch on ~2,000 real reviews beats chance clearly."""
+"""What the packaged MiniLM does once fine-tuned on real reviews: it beats chance clearly, and bf16
+weights keep its labels. Both read one fine-tune, the session's only one, which is why they live
+in one module: under pytest-xdist (--dist loadfile) a module runs on one worker, so the
+module-scoped fine-tune runs once."""
 
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow.csv as pacsv
 import pytest
 
 
+@pytest.fixture(scope="module")
+def minilm_fine_tuned(ray_cluster, shared_data, tmp_path_factory) -> str:
+    """`sentiment train` with MiniLM's own recipe, one epoch on 2,000 real reviews, one worker."""
+    from sentiment.cli import main
+    from tests.helpers import labeled_sample
+
+    workdir = tmp_path_factory.mktemp("minilm")
+    output = workdir / "model"
+    data = labeled_sample(shared_data, workdir, 2000, seed=0)
+    assert main(["train", "--data", str(data), "--output", str(output), "--epochs", "1",
+                 "--num-workers", "1", "--seed", "1"]) == 0
+    return str(output)
+
+
 @pytest.mark.slow
-@pytest.mark.xdist_group("minilm")
 def test_minilm_one_epoch_on_2000_real_reviews_beats_chance(minilm_fine_tuned):
-    # The session's fine-tune (conftest): MiniLM's own recipe (lr 1e-4, 10% warmup, batch 32),
-    # one epoch; a broken recipe stays near the prior.
+    # MiniLM's own recipe (lr 1e-4, 10% warmup, batch 32), one epoch; a broken recipe stays near
+    # the prior.
     test = json.loads((Path(minilm_fine_tuned) / "metrics.json").read_text())["test"]
     # Chance is 0.33 macro-F1; measured here: 0.46 (accuracy 0.58) on the 98-review test split
     # (batch 16 before: 0.45 and 0.57).
     assert test["macro_f1"] > 0.40, test
     assert test["accuracy"] > 0.45, test
+
+
+@pytest.mark.slow
+def test_bf16_weights_keep_trained_labels_and_probabilities_close_to_fp32(shared_data, minilm_fine_tuned):
+    import torch
+
+    from sentiment.model.predictor import Predictor
+
+    # 400 reviews: 99.5% allows 2 changed labels. max_length 64 keeps CPU bf16 (emulated
+    # without AMX) affordable.
+    table = pacsv.read_csv(shared_data / "unlabeled" / "todoist.csv",
+                           parse_options=pacsv.ParseOptions(newlines_in_values=True))
+    texts = [t for t in table["Review Text"].slice(0, 500).to_pylist() if t and t.strip()][:400]
+    fp32 = Predictor(minilm_fine_tuned, precision="fp32", max_length=64)
+    bf16 = Predictor(minilm_fine_tuned, precision="bf16", max_length=64)
+    assert bf16.model.dtype == torch.bfloat16 and fp32.model.dtype == torch.float32
+    want, got = fp32.predict_proba(texts), bf16.predict_proba(texts)
+    # A trained model gives varied answers well above the 1/3 of an untrained head, so
+    # agreement is a real test.
+    assert want.max(axis=1).mean() > 0.5 and len(set(want.argmax(axis=1))) == 3
+    flipped = got.argmax(axis=1) != want.argmax(axis=1)
+    # Issue 14: >= 99.5% of real reviews keep their label. Measured with this module's MiniLM
+    # fine-tune: see the assertion message if it ever fails. (Before: a 60-step fine-tune of its
+    # own flipped 1 of 400, max probability difference 0.004; a linear probe before that flipped
+    # 3: its C=10 head amplified bf16 rounding in the pooled output.)
+    assert flipped.mean() <= 0.005, f"{flipped.sum()} of {len(texts)} labels changed"
+    assert 0 < np.abs(got - want).max() < 0.05  # the tolerance BENCHMARKS.md states
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)

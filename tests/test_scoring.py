@@ -282,32 +282,6 @@ def test_autoscaling_actor_pool_grows_from_one_to_two_actors(shared_data, ray_cl
     assert pq.read_table(tmp_path / "out").num_rows == len(texts)
 
 
-@pytest.mark.xdist_group("minilm")
-def test_bf16_weights_keep_trained_labels_and_probabilities_close_to_fp32(shared_data, minilm_fine_tuned):
-    import torch
-
-    from sentiment.model.predictor import Predictor
-
-    # 400 reviews: 99.5% allows 2 changed labels. max_length 64 keeps CPU bf16 (emulated
-    # without AMX) affordable.
-    texts = [t for t in _real_reviews(shared_data, "todoist.csv", 500)[TEXT].to_pylist() if t and t.strip()][:400]
-    fp32 = Predictor(minilm_fine_tuned, precision="fp32", max_length=64)
-    bf16 = Predictor(minilm_fine_tuned, precision="bf16", max_length=64)
-    assert bf16.model.dtype == torch.bfloat16 and fp32.model.dtype == torch.float32
-    want, got = fp32.predict_proba(texts), bf16.predict_proba(texts)
-    # A trained model gives varied answers well above the 1/3 of an untrained head, so
-    # agreement is a real test.
-    assert want.max(axis=1).mean() > 0.5 and len(set(want.argmax(axis=1))) == 3
-    flipped = got.argmax(axis=1) != want.argmax(axis=1)
-    # Issue 14: >= 99.5% of real reviews keep their label. Measured with the session's MiniLM
-    # fine-tune (conftest): see the assertion message if it ever fails. (Before: a 60-step
-    # fine-tune of its own flipped 1 of 400, max probability difference 0.004; a linear probe
-    # before that flipped 3: its C=10 head amplified bf16 rounding in the pooled output.)
-    assert flipped.mean() <= 0.005, f"{flipped.sum()} of {len(texts)} labels changed"
-    assert 0 < np.abs(got - want).max() < 0.05  # the tolerance BENCHMARKS.md states
-    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
-
-
 def test_auto_precision_follows_the_hardware():
     import torch
 
