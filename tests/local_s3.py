@@ -1,5 +1,6 @@
 """A moto S3 server on 127.0.0.1, for the load test and the test suite: real S3 protocol, no
-account, no network. Needs moto[server] (the `test` extra)."""
+account, no network. Needs moto[s3], flask and flask-cors (the `test`
+extra)."""
 
 from __future__ import annotations
 
