@@ -125,3 +125,18 @@ def tiny_classifier(tmp_path_factory, tiny_backbone) -> str:
     path = tmp_path_factory.mktemp("tiny-classifier")
     save_classifier(model, tokenizer, str(path))
     return str(path)
+
+
+# The costliest modules first (from `--durations=0` on 2 cores: 1.5-6 minutes each), so that the
+# last module handed to an xdist worker is a short one and neither worker idles while the other
+# finishes a long one. Order only: a module not listed runs after these, in collection order.
+COSTLIEST_FIRST = ["test_jobs_multinode", "test_learning", "test_scoring", "test_reliability_nothing_lost",
+                   "test_reliability_scoring", "test_demo", "test_train_compiled", "test_resume",
+                   "test_training_faults", "test_model_selection", "test_flags_and_inputs", "test_score_commit",
+                   "test_training", "test_data", "test_reliability_inputs", "test_benchmarking",
+                   "test_benchmark_training"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(COSTLIEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2], len(rank)))
