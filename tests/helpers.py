@@ -17,6 +17,18 @@ def labeled_sample(shared_data: Path, out_dir: Path, n: int, seed: int = 0) -> P
     return path
 
 
+UNLABELED_TEXT = "Review Text"  # the text column of the unlabeled files
+
+
+def unlabeled_reviews(shared_data: Path, name: str, rows: int):
+    """The first `rows` rows of one real unlabeled file (e.g. "todoist.csv"), as an Arrow table
+    of its text column. Reviews may span lines, so the CSV is read with newlines in values."""
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(shared_data / "unlabeled" / name, parse_options=pacsv.ParseOptions(newlines_in_values=True))
+    return table.select([UNLABELED_TEXT]).slice(0, rows)
+
+
 def tiny_train_command(data: Path, output: Path, backbone: str, epochs: int, *extra: str) -> list[str]:
     """`sentiment train` as a subprocess: 2 DDP workers, a tiny model, a high lr."""
     import sys

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.csv as pacsv
 import pytest
+
+from tests.helpers import UNLABELED_TEXT, unlabeled_reviews
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +45,8 @@ def test_bf16_weights_keep_trained_labels_and_probabilities_close_to_fp32(shared
 
     # 400 reviews: 99.5% allows 2 changed labels. max_length 64 keeps CPU bf16 (emulated
     # without AMX) affordable.
-    table = pacsv.read_csv(shared_data / "unlabeled" / "todoist.csv",
-                           parse_options=pacsv.ParseOptions(newlines_in_values=True))
-    texts = [t for t in table["Review Text"].slice(0, 500).to_pylist() if t and t.strip()][:400]
+    texts = [t for t in unlabeled_reviews(shared_data, "todoist.csv", 500)[UNLABELED_TEXT].to_pylist()
+             if t and t.strip()][:400]
     fp32 = Predictor(minilm_fine_tuned, precision="fp32", max_length=64)
     bf16 = Predictor(minilm_fine_tuned, precision="bf16", max_length=64)
     assert bf16.model.dtype == torch.bfloat16 and fp32.model.dtype == torch.float32

@@ -17,22 +17,18 @@ import pytest
 from sentiment.cli import main
 from sentiment.data.labels import LABELS, PROB_COLUMNS
 from sentiment.io.storage import arrow_filesystem, fsspec_filesystem, upload_dir
+from tests.helpers import UNLABELED_TEXT, unlabeled_reviews
 
-TEXT = "Review Text"
+TEXT = UNLABELED_TEXT
 SOURCES = ("copper.csv", "webmd.csv", "lego.csv", "newsmatic.csv")
 ROWS_PER_SHARD = 150
-
-
-def _real_reviews(shared_data, name: str, rows: int) -> pa.Table:
-    table = pacsv.read_csv(shared_data / "unlabeled" / name, parse_options=pacsv.ParseOptions(newlines_in_values=True))
-    return table.select([TEXT]).slice(0, rows)
 
 
 def _shard_tables(shared_data) -> list[pa.Table]:
     """Four shards of real reviews with row ids, plus blank texts of every kind we must survive."""
     tables, next_id = [], 0
     for name in SOURCES:
-        table = _real_reviews(shared_data, name, ROWS_PER_SHARD)
+        table = unlabeled_reviews(shared_data, name, ROWS_PER_SHARD)
         texts = table[TEXT].to_pylist()
         texts[:3] = ["", "   \n\t", None]  # a CSV cannot hold a null; it reads back as ""
         table = pa.table({"row_id": pa.array(range(next_id, next_id + len(texts)), pa.int64()),
@@ -185,7 +181,7 @@ def spread_classifier(shared_data, tmp_path_factory) -> str:
 
     torch.manual_seed(0)
     model, tokenizer = build_classifier("minilm")
-    texts = [t for t in _real_reviews(shared_data, "lego.csv", 200)[TEXT].to_pylist() if t.strip()]
+    texts = [t for t in unlabeled_reviews(shared_data, "lego.csv", 200)[TEXT].to_pylist() if t.strip()]
     with torch.no_grad():
         enc = tokenizer(texts, truncation=True, max_length=64, padding=True, return_tensors="pt")
         pooled = model.eval().bert(**enc).pooler_output
@@ -201,7 +197,7 @@ def spread_classifier(shared_data, tmp_path_factory) -> str:
 def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray_cluster, spread_classifier, tmp_path):
     from sentiment.model.predictor import Predictor
 
-    texts = _real_reviews(shared_data, "webmd.csv", 160)[TEXT].to_pylist()
+    texts = unlabeled_reviews(shared_data, "webmd.csv", 160)[TEXT].to_pylist()
     texts = [t for t in texts if t.strip()]
     shard = pa.table({"row_id": pa.array(range(len(texts)), pa.int64()), "content": texts,
                       "extra": pa.array(range(len(texts)))})
@@ -258,7 +254,7 @@ def test_autoscaling_actor_pool_grows_from_one_to_two_actors(shared_data, ray_cl
 
     from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, release, wait_until_reached
 
-    texts = [t for t in _real_reviews(shared_data, "copper.csv", 1500)[TEXT].to_pylist() if t.strip()]
+    texts = [t for t in unlabeled_reviews(shared_data, "copper.csv", 1500)[TEXT].to_pylist() if t.strip()]
     pq.write_table(pa.table({"content": texts}), tmp_path / "shard.parquet")
     # Each actor is held in its first call: the first one's windows (128 rows, --batch-size 2)
     # queue up behind it, so Ray Data must start a second actor, which is held in turn. Two
@@ -301,7 +297,7 @@ def test_tokenize_batch_emits_arrow_token_lists_with_nulls_for_unusable_rows(sha
     from sentiment.score.pipeline import INPUT_IDS_COLUMN, tokenize_batch
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_classifier)
-    texts = _real_reviews(shared_data, "lego.csv", 50)[TEXT].to_pylist()
+    texts = unlabeled_reviews(shared_data, "lego.csv", 50)[TEXT].to_pylist()
     texts[3:6] = [None, " ", "word " * 400]
     out = tokenize_batch(pa.table({"content": pa.array(texts, pa.string())}), tokenizer=tokenizer,
                          text_column="content", max_length=40, drop_text=False)
@@ -318,7 +314,7 @@ def test_token_budget_batches_real_reviews_with_little_padding(shared_data, tiny
 
     from sentiment.model.predictor import batch_bounds, tokenize_to_arrow
 
-    texts = [t for t in _real_reviews(shared_data, "webmd.csv", 5000)[TEXT].to_pylist() if t.strip()][:4096]
+    texts = [t for t in unlabeled_reviews(shared_data, "webmd.csv", 5000)[TEXT].to_pylist() if t.strip()][:4096]
     lengths = np.sort(pa.compute.list_value_length(tokenize_to_arrow(AutoTokenizer.from_pretrained(tiny_classifier),
                                                                       texts)).to_numpy())
     bounds = batch_bounds(lengths, 2048)
@@ -336,7 +332,7 @@ def test_token_budget_batches_real_reviews_with_little_padding(shared_data, tiny
 def test_token_budget_and_fixed_batches_give_the_same_probabilities(shared_data, spread_classifier):
     from sentiment.model.predictor import Predictor
 
-    texts = [t for t in _real_reviews(shared_data, "webmd.csv", 300)[TEXT].to_pylist() if t.strip()]
+    texts = [t for t in unlabeled_reviews(shared_data, "webmd.csv", 300)[TEXT].to_pylist() if t.strip()]
     by_tokens = Predictor(spread_classifier, precision="fp32", tokens_per_batch=512).predict_proba(texts)
     by_rows = Predictor(spread_classifier, precision="fp32", batch_size=5).predict_proba(texts)
     np.testing.assert_allclose(by_tokens, by_rows, atol=1e-5)
