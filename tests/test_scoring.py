@@ -194,6 +194,28 @@ def spread_classifier(shared_data, tmp_path_factory) -> str:
     return str(path)
 
 
+def test_held_out_splits_scored_in_the_driver_match_the_actor(shared_data, ray_cluster, spread_classifier,
+                                                              monkeypatch):
+    """`sentiment train` scores small held-out splits in its driver (IN_DRIVER_MAX_ROWS), large
+    ones in an actor: both give every row of every split the same prediction."""
+    import ray
+
+    import sentiment.evaluate as evaluate
+
+    texts = [t for t in unlabeled_reviews(shared_data, "webmd.csv", 160)[TEXT].to_pylist() if t.strip()]
+    # The label column carries a row number, so rows can be matched across the two paths.
+    splits = {name: ray.data.from_items([{"text": t, "label": i} for i, t in enumerate(texts) if i % 2 == part])
+              for part, name in enumerate(("validation", "test"))}
+    in_driver = evaluate.predict_labels_of_splits(splits, spread_classifier, max_length=64, precision="fp32")
+    monkeypatch.setattr(evaluate, "IN_DRIVER_MAX_ROWS", 0)
+    by_actor = evaluate.predict_labels_of_splits(splits, spread_classifier, max_length=64, precision="fp32")
+    for name in splits:
+        rows, predicted = in_driver[name]
+        assert sorted(rows) == [i for i in range(len(texts)) if i % 2 == (name == "test")]
+        assert dict(zip(*by_actor[name])) == dict(zip(rows, predicted))
+    assert len(set(np.concatenate([in_driver[name][1] for name in splits]))) == 3
+
+
 def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray_cluster, spread_classifier, tmp_path):
     from sentiment.model.predictor import Predictor
 
