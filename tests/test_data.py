@@ -22,7 +22,7 @@ def test_split_is_a_pure_function_of_seed_and_text():
     assert shares["test"] == pytest.approx(0.05, abs=0.015)
 
 
-def test_bad_rows_are_counted_and_duplicates_dropped_without_leakage(ray_cluster, tmp_path):
+def test_bad_rows_are_counted_and_duplicates_dropped_without_leakage(ray_cluster, tmp_path, monkeypatch):
     rows = [(f"distinct review {i}", 1 + i % 5) for i in range(300)]
     rows += [("good", 5)] * 6 + [("good", 3)] * 2          # duplicates, conflicting stars
     rows += [("", 4), ("   ", 2), (None, 1)]               # empty text
@@ -42,8 +42,15 @@ def test_bad_rows_are_counted_and_duplicates_dropped_without_leakage(ray_cluster
     everything = pd.concat([s.to_pandas() for s in (splits.train, splits.validation, splits.test)])
     assert everything.loc[everything.text == "good", "label"].tolist() == [2]  # majority of 5-star votes
 
+    # Data this small is deduplicated and split in the driver; larger data by a hash shuffle on
+    # the cluster. Both give the same rows, counts and splits.
+    import sentiment.data.labeled
+
+    monkeypatch.setattr(sentiment.data.labeled, "IN_DRIVER_MAX_BYTES", 0)
     again = prepare_splits([str(path)], "content", "score", seed=3, val_fraction=0.1, test_fraction=0.1)
-    assert _texts(again.test) == test and _texts(again.validation) == val
+    assert again.counts == counts and again.split_hash == splits.split_hash
+    assert _texts(again.test) == test and _texts(again.validation) == val and _texts(again.train) == train
+    assert again.train.count() == counts["train"] and len(train) == counts["train"]
 
 
 def test_both_real_files_with_different_columns_read_as_one(ray_cluster, shared_data):

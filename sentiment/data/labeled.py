@@ -120,6 +120,38 @@ def _dedupe_and_split(block: pd.DataFrame, seed: int, val_fraction: float, test_
     return unique
 
 
+# Labeled data up to this size (read, as Arrow) is deduplicated and split in the driver. Above it,
+# a hash shuffle by text does it on the cluster, but the shuffle's aggregator actors take 15-25 s
+# to start on 2 cores, far longer than deduplicating 15,000 reviews (8 MB) takes with pandas.
+IN_DRIVER_MAX_BYTES = 128 * 1024 * 1024
+
+
+def _dedupe_and_split_in_driver(labeled: ray.data.Dataset, split_args: dict) -> tuple[dict, ray.data.Dataset | None]:
+    """Rows per problem kind, and the unique usable rows with their split (None if there are none)."""
+    frame = labeled.to_pandas()
+    problems = {str(problem): int(n) for problem, n in frame["problem"].value_counts().items()}
+    usable = frame[frame["problem"] == ""].drop(columns=["problem"])
+    if usable.empty:
+        return problems, None
+    unique = _dedupe_and_split(usable, **split_args)
+    # As many blocks as the shuffle path makes, so the training split streams to the workers alike.
+    blocks = max(2, int(ray.cluster_resources().get("CPU", 2)))
+    return problems, ray.data.from_pandas([unique.iloc[i::blocks] for i in range(blocks)])
+
+
+def _dedupe_and_split_by_shuffle(labeled: ray.data.Dataset, split_args: dict) -> tuple[dict, ray.data.Dataset | None]:
+    """As _dedupe_and_split_in_driver, on the cluster."""
+    problems = count_problems(labeled)
+    if not problems.get("", 0):
+        return problems, None
+    usable = labeled.filter(expr=col("problem") == "").drop_columns(["problem"])
+    # Hash-partition by text so all copies of a text share a block, then dedupe each block with
+    # vectorised pandas. (groupby().map_groups() calls Python once per text: 20x slower here.)
+    blocks = max(2, int(ray.cluster_resources().get("CPU", 2)))
+    return problems, usable.repartition(blocks, keys=["text"]).map_batches(
+        _dedupe_and_split, batch_size=None, batch_format="pandas", fn_kwargs=split_args).materialize()
+
+
 @dataclass
 class LabeledSplits:
     """Train/validation/test datasets (columns text, label) and the row accounting behind them."""
@@ -172,18 +204,15 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
     if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
         raise InputError("--val-fraction and --test-fraction must be positive and sum to less than 1")
     labeled = read_labeled(paths, text_column, score_column, fmt, limit, seed).materialize()
-    problems = count_problems(labeled)
-    usable = labeled.filter(expr=col("problem") == "").drop_columns(["problem"])
+    split_args = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+    if labeled.size_bytes() <= IN_DRIVER_MAX_BYTES:
+        problems, with_split = _dedupe_and_split_in_driver(labeled, split_args)
+    else:
+        problems, with_split = _dedupe_and_split_by_shuffle(labeled, split_args)
     n_usable = problems.get("", 0)
     if n_usable == 0:
         raise InputError(f"no usable rows in {paths}: {problems.get(EMPTY_TEXT, 0)} with empty text, "
                          f"{problems.get(INVALID_SCORE, 0)} with a score outside 1-5")
-    # Hash-partition by text so all copies of a text share a block, then dedupe each block with
-    # vectorised pandas. (groupby().map_groups() calls Python once per text: 20x slower here.)
-    partitions = max(2, int(ray.cluster_resources().get("CPU", 2)))
-    with_split = usable.repartition(partitions, keys=["text"]).map_batches(
-        _dedupe_and_split, batch_size=None, batch_format="pandas",
-        fn_kwargs={"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}).materialize()
     splits = {name: with_split.filter(expr=col("split") == name).drop_columns(["split"])
               for name in ("train", "validation", "test")}
     # A seeded shuffle once, so the local shuffle buffer in the training loop is not stuck with
