@@ -94,30 +94,48 @@ def start_held_after_first_epoch(command: list[str], snapshot: Path, log_path: P
     return proc, pids
 
 
-def assert_resumed_from_checkpoint(output: Path, epochs: int) -> dict:
-    """metrics.json shows a run that restored exactly its last checkpoint, then finished.
+def wait_for_checkpoint_of_epoch(snapshot: Path, epoch: int, timeout_s: float = 120.0) -> None:
+    """Block until Ray Train's checkpoint-manager snapshot has registered the checkpoint of `epoch`
+    (only a registered checkpoint is resumable)."""
+    import json
+    import time
 
-    The resumed epoch records the fingerprint of the weights it loaded and the optimizer step it
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result") or {}
+            if latest.get("metrics", {}).get("epoch", 0) >= epoch:
+                return
+        except (OSError, ValueError):  # not written yet, or being replaced
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the checkpoint of epoch {epoch} was never registered in {snapshot}")
+
+
+def assert_resumed_from_checkpoint(output: Path, epochs: int, restored_epochs: list[int]) -> list[dict]:
+    """metrics.json shows a run that restored exactly the checkpoints of `restored_epochs`, in
+    order, each time the one it had last saved, then finished.
+
+    Each resumed epoch records the fingerprint of the weights it loaded and the optimizer step it
     restored; both must equal what the checkpointed epoch recorded when it saved them, and the
     final optimizer step must count every epoch's steps (a fresh optimizer would count fewer).
 
     Returns:
-        The `resumed_from` record.
+        The `resumed_from` records, in epoch order.
     """
     import json
 
     history = json.loads((output / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
     resumed = [h["resumed_from"] for h in history if "resumed_from" in h]
-    assert len(resumed) >= 1, history
-    restored = resumed[-1]
-    assert 1 <= restored["epoch"] < epochs
-    saved = history[restored["epoch"] - 1]
-    assert restored["weights_fingerprint"] == saved["weights_fingerprint"]
+    assert [r["epoch"] for r in resumed] == restored_epochs, history
     steps_per_epoch = history[0]["optimizer_step"]
-    assert restored["optimizer_step"] == saved["optimizer_step"] == restored["epoch"] * steps_per_epoch
+    for restored in resumed:
+        saved = history[restored["epoch"] - 1]
+        assert restored["weights_fingerprint"] == saved["weights_fingerprint"]
+        assert restored["optimizer_step"] == saved["optimizer_step"] == restored["epoch"] * steps_per_epoch
     assert history[-1]["optimizer_step"] == epochs * steps_per_epoch
-    return restored
+    return resumed
 
 
 VOCAB_SIZE = 30522  # the MiniLM tokenizer's, which every tiny encoder reuses

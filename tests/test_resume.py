@@ -1,4 +1,5 @@
-"""A training run killed after a checkpoint continues from it when re-run with the same name."""
+"""Training survives faults: a lost DDP worker (Ray Train restarts the group from the last
+checkpoint), and a killed driver (a re-run with the same name continues from the last checkpoint)."""
 
 import os
 import signal
@@ -7,30 +8,49 @@ import subprocess
 import pytest
 
 from tests.helpers import (assert_resumed_from_checkpoint, labeled_sample, session_cluster_env,
-                           start_held_after_first_epoch, tiny_train_command)
+                           start_held_after_first_epoch, tiny_train_command, wait_for_checkpoint_of_epoch)
 
-EPOCHS = 2  # a checkpoint after epoch 1, the kill, and one epoch after the resume
+# Epoch 1, then a DDP worker killed and the group restarted from its checkpoint; epoch 2, then the
+# driver killed; the re-run resumes from epoch 2's checkpoint and trains epoch 3.
+EPOCHS = 3
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_from_its_last_checkpoint_when_rerun(shared_data, tiny_backbone, tmp_path, ray_cluster):
+def test_a_lost_worker_restarts_and_a_killed_run_resumes_from_its_last_checkpoint(shared_data, tiny_backbone,
+                                                                                  tmp_path, ray_cluster):
+    from sentiment.pause_points import wait_until_reached
+
     data = labeled_sample(shared_data, tmp_path, 300, seed=2)
     output = tmp_path / "model"
-    command = tiny_train_command(data, output, tiny_backbone, EPOCHS, "--run-name", "resume-me")
+    command = tiny_train_command(data, output, tiny_backbone, EPOCHS, "--run-name", "resume-me", "--max-failures", "2")
     snapshot = output / "checkpoints" / "resume-me" / "checkpoint_manager_snapshot.json"
-    first, _ = start_held_after_first_epoch(command, snapshot, tmp_path / "first.log", tmp_path / "points", workers=2)
-    os.killpg(first.pid, signal.SIGKILL)  # the driver, held after epoch 1 (Ray then kills its workers)
-    first.wait()
+    points = tmp_path / "points"
+    first, held = start_held_after_first_epoch(command, snapshot, tmp_path / "first.log", points, workers=2)
+    try:
+        os.kill(held[1], signal.SIGKILL)  # one DDP worker, held right after its epoch-1 report
+        # The restarted group's workers are new processes: each holds at its first report, epoch 2's.
+        restarted = set(wait_until_reached(str(points), "train.epoch_reported", timeout_s=600, count=4)) - set(held)
+        assert len(restarted) == 2, restarted
+        wait_for_checkpoint_of_epoch(snapshot, 2)
+    except (TimeoutError, AssertionError) as error:
+        raise AssertionError(f"{error}; training log:\n" + (tmp_path / "first.log").read_text()[-3000:]) from None
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the driver, held after epoch 2 (Ray then kills its workers)
+        first.wait()
     assert not (output / "metrics.json").exists()
 
     second = subprocess.run(command, env=session_cluster_env(), capture_output=True,
                             text=True, timeout=900)
     log = second.stdout + second.stderr
     assert second.returncode == 0, log[-3000:]
-    restored = assert_resumed_from_checkpoint(output, EPOCHS)
+    after_worker_loss, after_rerun = assert_resumed_from_checkpoint(output, EPOCHS, restored_epochs=[1, 2])
     # The driver says so first, before anything else it prints.
     assert second.stdout.splitlines()[0] == (f"resuming run 'resume-me' from its checkpoint of epoch "
-                                             f"{restored['epoch']} (in {output}/checkpoints/resume-me)")
+                                             f"{after_rerun['epoch']} (in {output}/checkpoints/resume-me)")
+    from transformers import pipeline
+
+    predictions = pipeline("text-classification", model=str(output))(["works great", "crashes constantly"])
+    assert all(p["label"] in ("negative", "neutral", "positive") for p in predictions)
 
     # The same run folder with another learning rate is another run: refused, saying how to go on.
     changed = subprocess.run([*command, "--lr", "2e-3"], env=session_cluster_env(),
