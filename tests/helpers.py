@@ -20,9 +20,9 @@ def labeled_sample(shared_data: Path, out_dir: Path, n: int, seed: int = 0) -> P
 UNLABELED_TEXT = "Review Text"  # the text column of the unlabeled files
 
 
-def unlabeled_reviews(shared_data: Path, name: str, rows: int):
-    """The first `rows` rows of one real unlabeled file (e.g. "todoist.csv"), as an Arrow table
-    of its text column. Reviews may span lines, so the CSV is read with newlines in values."""
+def unlabeled_reviews(shared_data: Path, name: str, rows: int | None = None):
+    """The first `rows` rows (default all) of one real unlabeled file (e.g. "todoist.csv"), as an
+    Arrow table of its text column. Reviews may span lines, so the CSV is read with newlines in values."""
     import pyarrow.csv as pacsv
 
     table = pacsv.read_csv(shared_data / "unlabeled" / name, parse_options=pacsv.ParseOptions(newlines_in_values=True))

@@ -15,15 +15,14 @@ import pytest
 
 from sentiment.cli import build_parser, main
 from sentiment.score.pipeline import ERROR_COLUMN
+from tests.helpers import UNLABELED_TEXT, unlabeled_reviews
 
 TEXT = "content"
 
 
 def _reviews(shared_data, n: int, start: int = 0) -> pa.Table:
     """n real reviews with row_ids start..start+n-1."""
-    table = pacsv.read_csv(shared_data / "unlabeled" / "lego.csv",
-                           parse_options=pacsv.ParseOptions(newlines_in_values=True))
-    texts = table["Review Text"].slice(start, n).to_pylist()
+    texts = unlabeled_reviews(shared_data, "lego.csv", start + n)[UNLABELED_TEXT].slice(start, n).to_pylist()
     return pa.table({"row_id": pa.array(range(start, start + n), pa.int64()), TEXT: pa.array(texts, pa.string())})
 
 

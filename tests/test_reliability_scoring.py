@@ -17,14 +17,13 @@ from contextlib import contextmanager
 import boto3
 import psutil
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from tests.local_s3 import MotoServer, free_port
 from sentiment.io.storage import arrow_filesystem, fsspec_filesystem, upload_dir
 from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, release, wait_until_reached
 from tests.conftest import SECRET_KEY
-from tests.helpers import session_cluster_env
+from tests.helpers import UNLABELED_TEXT, session_cluster_env, unlabeled_reviews
 
 TEXT = "Review Text"
 # Ray fuses the tokenize tasks into the actor: "ray::MapWorker(MapBatches(tokenize_batch)->MapBatches(ScoringActor))".
@@ -35,9 +34,7 @@ def _reviews(shared_data, rows: int) -> pa.Table:
     """`rows` real reviews (two apps, cycled) with a unique row_id."""
     texts = []
     for name in ("webmd.csv", "lego.csv"):
-        table = pacsv.read_csv(shared_data / "unlabeled" / name,
-                               parse_options=pacsv.ParseOptions(newlines_in_values=True))
-        texts += table[TEXT].to_pylist()
+        texts += unlabeled_reviews(shared_data, name)[UNLABELED_TEXT].to_pylist()
     return pa.table({"row_id": pa.array(range(rows), pa.int64()),
                      TEXT: pa.array([texts[i % len(texts)] for i in range(rows)], pa.string())})
 

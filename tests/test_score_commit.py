@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -29,7 +28,7 @@ from sentiment.errors import InputError
 from sentiment.io.storage import arrow_filesystem, fsspec_filesystem, upload_dir
 from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, release, wait_until_reached
 from sentiment.score.lock import OutputLock
-from tests.helpers import session_cluster_env
+from tests.helpers import UNLABELED_TEXT, session_cluster_env, unlabeled_reviews
 
 TEXT = "Review Text"
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +41,7 @@ MARKER_WRITTEN = ("commit.before_delete", "commit.deleting")
 
 def _night(shared_data, night: int) -> pa.Table:
     """ROWS real reviews whose row_ids (night * 1000 + i) say which night they belong to."""
-    table = pacsv.read_csv(shared_data / "unlabeled" / "lego.csv",
-                           parse_options=pacsv.ParseOptions(newlines_in_values=True))
-    texts = table[TEXT].slice(night * 7, ROWS).to_pylist()
+    texts = unlabeled_reviews(shared_data, "lego.csv", night * 7 + ROWS)[UNLABELED_TEXT].slice(night * 7, ROWS).to_pylist()
     return pa.table({"row_id": pa.array(range(night * 1000, night * 1000 + ROWS), pa.int64()),
                      TEXT: pa.array(texts, pa.string())})
 

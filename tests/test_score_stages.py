@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from sentiment.cli import main
 from sentiment.score.stages import STAGES, _busy_and_span, _split, format_stages, pipeline_seconds
+from tests.helpers import UNLABELED_TEXT, unlabeled_reviews
 
 TEXT = "Review Text"
 
@@ -20,10 +21,9 @@ def test_stage_table_accounts_for_every_row_of_a_real_run(ray_cluster, tiny_clas
     # them up; a blank review is an errored row, which every stage still carries.
     inputs = tmp_path / "in"
     inputs.mkdir()
-    source = pacsv.read_csv(shared_data / "unlabeled" / "lego.csv",
-                            parse_options=pacsv.ParseOptions(newlines_in_values=True)).select([TEXT])
+    source = unlabeled_reviews(shared_data, "lego.csv", 600)
     for i in range(4):
-        texts = source.slice(i * 150, 150)[TEXT].to_pylist()
+        texts = source.slice(i * 150, 150)[UNLABELED_TEXT].to_pylist()
         texts[0] = "  "
         table = pa.table({TEXT: pa.array(texts, pa.string())})
         if i % 2:
