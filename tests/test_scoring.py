@@ -270,7 +270,7 @@ def test_actor_threads_come_from_the_actors_own_resources_and_node(ray_cluster):
                     half_cpu.threads.remote(True)]) == [2, 1, 4]
 
 
-def test_autoscaling_actor_pool_grows_from_one_to_two_actors(shared_data, ray_cluster, spread_classifier, tmp_path,
+def test_autoscaling_actor_pool_grows_from_one_to_two_actors(shared_data, ray_cluster, tiny_classifier, tmp_path,
                                                               monkeypatch):
     import threading
 
@@ -280,14 +280,15 @@ def test_autoscaling_actor_pool_grows_from_one_to_two_actors(shared_data, ray_cl
     pq.write_table(pa.table({"content": texts}), tmp_path / "shard.parquet")
     # Each actor is held in its first call: the first one's windows (128 rows, --batch-size 2)
     # queue up behind it, so Ray Data must start a second actor, which is held in turn. Two
-    # processes held at the point are two actors that each received work.
+    # processes held at the point are two actors that each received work. The tiny model: what
+    # is scored does not matter here, and MiniLM at batch 2 took most of the test's time.
     points = tmp_path / "points"
     points.mkdir()
     monkeypatch.setenv(PAUSE_AT_ENV, "score.actor_batch")
     monkeypatch.setenv(PAUSE_DIR_ENV, str(points))
     status = {}
     run = threading.Thread(target=lambda: status.setdefault("code", main([
-        "score", "--model", spread_classifier, "--input", str(tmp_path / "shard.parquet"), "--output",
+        "score", "--model", tiny_classifier, "--input", str(tmp_path / "shard.parquet"), "--output",
         str(tmp_path / "out"), "--concurrency", "1,2", "--batch-size", "2", "--precision", "fp32"])))
     run.start()
     try:
