@@ -194,10 +194,10 @@ def spread_classifier(shared_data, tmp_path_factory) -> str:
     return str(path)
 
 
-def test_held_out_splits_scored_in_the_driver_match_the_actor(shared_data, ray_cluster, spread_classifier,
+def test_small_datasets_scored_in_the_driver_match_the_actor(shared_data, ray_cluster, spread_classifier,
                                                               monkeypatch):
-    """`sentiment train` scores small held-out splits in its driver (IN_DRIVER_MAX_ROWS), large
-    ones in an actor: both give every row of every split the same prediction."""
+    """`sentiment train` and `evaluate` score small datasets in the driver (IN_DRIVER_MAX_ROWS),
+    large ones in an actor: both give every row the same prediction."""
     import ray
 
     import sentiment.evaluate as evaluate
@@ -209,10 +209,13 @@ def test_held_out_splits_scored_in_the_driver_match_the_actor(shared_data, ray_c
     in_driver = evaluate.predict_labels_of_splits(splits, spread_classifier, max_length=64, precision="fp32")
     monkeypatch.setattr(evaluate, "IN_DRIVER_MAX_ROWS", 0)
     by_actor = evaluate.predict_labels_of_splits(splits, spread_classifier, max_length=64, precision="fp32")
+    # `sentiment evaluate`'s path, one dataset, by the actor
+    evaluated = evaluate.predict_labels(splits["validation"], spread_classifier, max_length=64, precision="fp32")
     for name in splits:
         rows, predicted = in_driver[name]
         assert sorted(rows) == [i for i in range(len(texts)) if i % 2 == (name == "test")]
         assert dict(zip(*by_actor[name])) == dict(zip(rows, predicted))
+    assert dict(zip(*evaluated)) == dict(zip(*in_driver["validation"]))
     assert len(set(np.concatenate([in_driver[name][1] for name in splits]))) == 3
 
 
