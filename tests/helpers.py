@@ -72,7 +72,6 @@ def start_held_after_first_epoch(command: list[str], snapshot: Path, log_path: P
     """
     import os
     import subprocess
-    import time
 
     from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, wait_until_reached
 
@@ -83,10 +82,7 @@ def start_held_after_first_epoch(command: list[str], snapshot: Path, log_path: P
     log.close()  # the child holds its own copy of the descriptor
     try:
         pids = wait_until_reached(str(points), "train.epoch_reported", timeout_s=600, count=workers)
-        deadline = time.time() + 120
-        while not snapshot.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        assert snapshot.exists(), "epoch 1 was reported but its checkpoint was never registered"
+        wait_for_checkpoint_of_epoch(snapshot, 1)
     except (TimeoutError, AssertionError) as error:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)

@@ -43,7 +43,7 @@ def test_a_lost_worker_restarts_and_a_killed_run_resumes_from_its_last_checkpoin
                             text=True, timeout=900)
     log = second.stdout + second.stderr
     assert second.returncode == 0, log[-3000:]
-    after_worker_loss, after_rerun = assert_resumed_from_checkpoint(output, EPOCHS, restored_epochs=[1, 2])
+    _, after_rerun = assert_resumed_from_checkpoint(output, EPOCHS, restored_epochs=[1, 2])
     # The driver says so first, before anything else it prints.
     assert second.stdout.splitlines()[0] == (f"resuming run 'resume-me' from its checkpoint of epoch "
                                              f"{after_rerun['epoch']} (in {output}/checkpoints/resume-me)")

@@ -126,6 +126,12 @@ def _dedupe_and_split(block: pd.DataFrame, seed: int, val_fraction: float, test_
 IN_DRIVER_MAX_BYTES = 128 * 1024 * 1024
 
 
+def _split_blocks() -> int:
+    """Blocks of the deduplicated rows, either way they are made: one per CPU of the cluster (at
+    least 2), so the training split streams to the workers alike."""
+    return max(2, int(ray.cluster_resources().get("CPU", 2)))
+
+
 def _dedupe_and_split_in_driver(labeled: ray.data.Dataset, split_args: dict) -> tuple[dict, ray.data.Dataset | None]:
     """Rows per problem kind, and the unique usable rows with their split (None if there are none)."""
     frame = labeled.to_pandas()
@@ -134,8 +140,7 @@ def _dedupe_and_split_in_driver(labeled: ray.data.Dataset, split_args: dict) -> 
     if usable.empty:
         return problems, None
     unique = _dedupe_and_split(usable, **split_args)
-    # As many blocks as the shuffle path makes, so the training split streams to the workers alike.
-    blocks = max(2, int(ray.cluster_resources().get("CPU", 2)))
+    blocks = _split_blocks()
     return problems, ray.data.from_pandas([unique.iloc[i::blocks] for i in range(blocks)])
 
 
@@ -147,8 +152,7 @@ def _dedupe_and_split_by_shuffle(labeled: ray.data.Dataset, split_args: dict) ->
     usable = labeled.filter(expr=col("problem") == "").drop_columns(["problem"])
     # Hash-partition by text so all copies of a text share a block, then dedupe each block with
     # vectorised pandas. (groupby().map_groups() calls Python once per text: 20x slower here.)
-    blocks = max(2, int(ray.cluster_resources().get("CPU", 2)))
-    return problems, usable.repartition(blocks, keys=["text"]).map_batches(
+    return problems, usable.repartition(_split_blocks(), keys=["text"]).map_batches(
         _dedupe_and_split, batch_size=None, batch_format="pandas", fn_kwargs=split_args).materialize()
 
 
