@@ -143,6 +143,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="validation metric that picks the best epoch; ties go to the lower validation loss "
                              "(default: %(default)s)")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="auto", help=COMPILE_HELP)
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="matmul precision of training (autocast; weights, gradients and optimizer state stay "
+                             "fp32). auto: bf16 on GPUs and on CPUs that multiply bf16 natively (AMX or "
+                             "AVX512-BF16), fp32 elsewhere, where bf16 would be emulated and slower. Validation "
+                             "and test are scored at the same precision (default: %(default)s)")
     parser.add_argument("--max-length", type=max_length, default=DEFAULT_MAX_LENGTH, help=MAX_LENGTH_HELP)
     parser.add_argument("--num-workers", type=positive_int, default=1, help="DDP workers (default: %(default)s)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16/fp16 autocast")

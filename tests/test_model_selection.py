@@ -93,9 +93,13 @@ def test_select_metric_macro_f1_saves_the_epoch_of_best_validation_macro_f1(sele
 
 
 def test_validation_and_test_are_scored_at_one_recorded_precision(selected_by_macro_f1):
+    from sentiment.train.step import native_bf16_cpu
+
     _, _, metrics = selected_by_macro_f1
-    assert metrics["eval_precision"] == "fp32"  # what the CPU workers validated at
     validation, chosen = metrics["validation"], metrics["history"][metrics["best_epoch"] - 1]
+    # --precision auto: the CPU workers validated in bf16 where this CPU multiplies bf16 natively.
+    assert chosen["precision"] == ("bf16" if native_bf16_cpu() else "fp32")
+    assert metrics["eval_precision"] == chosen["precision"]
     assert validation["n"] == metrics["rows"]["validation"] and metrics["test"]["n"] == metrics["rows"]["test"]
     # The driver's re-scoring of the saved model agrees with the worker's validation at that epoch
     # (same weights, same precision; batching may flip at most a row on a near tie).

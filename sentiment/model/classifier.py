@@ -20,7 +20,8 @@ from sentiment.io.storage import describe_failure, fetch_dir_files, fsspec_files
 DEFAULT_BACKBONE = "minilm"
 HEAD_DROPOUT = 0.3
 DEFAULT_MAX_LENGTH = 160
-# Inference precision: "auto" is bf16 where the hardware multiplies bf16 natively (see predictor).
+# Precision of scoring (predictor) and of training matmuls (train.step.autocast_dtype): "auto" is
+# bf16 where the hardware multiplies bf16 natively.
 PRECISIONS = ("auto", "fp32", "bf16")
 log = logging.getLogger("sentiment.model")
 

@@ -22,7 +22,7 @@ from ray.train.torch import TorchTrainer
 from sentiment.data.labeled import prepare_splits
 from sentiment.evaluate import predict_labels_of_splits
 from sentiment.train.metrics import classification_metrics, format_metrics
-from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, backbone_config, build_classifier, check_max_length
+from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS, backbone_config, build_classifier, check_max_length
 from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
 from sentiment.train.plots import plot_confusion_matrix, plot_training_history
 from sentiment.cluster.connect import ensure_connected
@@ -60,6 +60,7 @@ class TrainConfig:
     cpus_per_worker: int | None = None  # None: GPU_WORKER_CPUS with --gpu, else sized by cpu_worker_cpus()
     select_metric: str = "accuracy"
     compile: str = "auto"  # sentiment.train.compiled.COMPILE_MODES
+    precision: str = "auto"  # sentiment.model.classifier.PRECISIONS; see train.step.autocast_dtype
     seed: int = 42  # initialisation and training-data order
     # The split (and the --limit sample) hash with their own seed, so runs that differ only in
     # --seed are selected and tested on the same rows. 42: the split of every earlier default run.
@@ -80,6 +81,7 @@ class TrainConfig:
                    label_smoothing=args.label_smoothing,
                    max_length=args.max_length, num_workers=args.num_workers, use_gpu=args.gpu,
                    cpus_per_worker=args.cpus_per_worker, select_metric=args.select_metric, compile=args.compile,
+                   precision=args.precision,
                    seed=args.seed, split_seed=args.split_seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                    limit=args.limit, run_name=args.run_name, storage_path=args.storage_path,
                    max_failures=args.max_failures, shared_fs=args.shared_fs)
@@ -118,6 +120,8 @@ class TrainConfig:
             raise InputError(f"--select-metric must be one of {SELECT_METRICS}")
         if self.compile not in COMPILE_MODES:
             raise InputError(f"--compile must be one of {COMPILE_MODES}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision must be one of {PRECISIONS}")
 
 
 def cpu_worker_cpus(node_cpus: int, num_workers: int) -> int:
@@ -154,7 +158,7 @@ def build_trainer(config: TrainConfig, splits) -> TorchTrainer:
                      "label_smoothing": config.label_smoothing, "max_length": config.max_length,
                      "seed": config.seed, "train_rows": splits.counts["train"],
                      "cpus_per_worker": config.cpus_per_worker, "select_metric": config.select_metric,
-                     "compile": config.compile}
+                     "compile": config.compile, "precision": config.precision}
     # Our per-step and per-epoch lines are the progress display; Ray Data's per-shard bars from
     # every worker would bury them. Each dataset carries its own copy of the context.
     for dataset in (splits.train, splits.validation):
@@ -227,13 +231,13 @@ def train(config: TrainConfig) -> dict:
     copy_dir(f"{_checkpoint_uri(config, best)}/{MODEL_SUBDIR}", staged)
     history = json.loads(read_bytes(f"{_checkpoint_uri(config, result.checkpoint)}/{HISTORY_FILE}"))
     with tempfile.TemporaryDirectory() as scratch:
-        precision = evaluation_precision(config.use_gpu)
+        best_epoch = max(history, key=lambda h: selection_score(h, config.select_metric))["epoch"]
+        precision = evaluation_precision(history[best_epoch - 1])
         labels = predict_labels_of_splits({"validation": splits.validation, "test": splits.test}, staged,
                                           max_length=config.max_length, use_gpu=config.use_gpu, precision=precision)
         held_out = {name: classification_metrics(*pair) for name, pair in labels.items()}
         test = held_out["test"]
         print(format_metrics(*labels["test"], test))
-        best_epoch = max(history, key=lambda h: selection_score(h, config.select_metric))["epoch"]
         metrics = {
             "history": history,
             "best_epoch": best_epoch,
@@ -265,13 +269,16 @@ def train(config: TrainConfig) -> dict:
     return metrics
 
 
-def evaluation_precision(use_gpu: bool) -> str:
-    """The precision the workers validate at, for scoring the chosen model on validation and test.
+def evaluation_precision(best: dict) -> str:
+    """The predictor precision for scoring the chosen model on validation and test: the one its
+    epoch was validated at, so that the epoch is chosen and tested at one precision.
 
-    Workers run fp32 on CPU and autocast to bf16 on GPU (step.autocast_dtype). The predictor's
-    "auto" would pick bf16 on an AMX CPU, so a best epoch chosen in fp32 would be tested in bf16.
+    Args:
+        best: the chosen epoch's history entry; "precision" is what the workers' autocast ran
+            (step.precision_name). fp16 (GPUs without bf16) is scored as bf16, the predictor's
+            only reduced precision.
     """
-    return "bf16" if use_gpu else "fp32"
+    return "fp32" if best.get("precision", "fp32") == "fp32" else "bf16"
 
 
 def _fit_interruptibly(trainer: TorchTrainer):

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from sentiment.model.classifier import PRECISIONS
 from sentiment.train.stats import add_batch, new_totals, summarize
 
 LOG_EVERY_STEPS = 50
@@ -78,11 +79,31 @@ def length_bucketed_batches(tokenizer, texts: list[str], labels, *, max_length: 
     return batches
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 on GPU (fp16 where bf16 is missing), None (plain fp32) on CPU."""
-    if device.type != "cuda":
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 in hardware: AMX tiles (Intel Sapphire Rapids and later)
+    or AVX512-BF16 (AMD Zen 4 and later, Intel Cooper Lake). Elsewhere bf16 is emulated and slower
+    than fp32."""
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of a training step; None is plain fp32.
+
+    auto: bf16 on GPU (fp16 where bf16 is missing) and on CPUs with native bf16 (native_bf16_cpu),
+    fp32 elsewhere. bf16: bf16 wherever the device has it (emulated on older CPUs). The weights,
+    gradients and optimizer state stay fp32 either way: autocast only runs the matmuls in bf16.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bf16" or native_bf16_cpu() else None
+
+
+def precision_name(amp_dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
 
 
 # Encoder layer k is "...encoder.layer.k." in BERT, RoBERTa, MPNet and DeBERTa,

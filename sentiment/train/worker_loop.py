@@ -1,7 +1,8 @@
 """What each Ray Train worker runs: the reference recipe as a plain loop, built not to stall a GPU.
 
 AdamW (fused on CUDA), linear decay to zero after an optional linear warmup, gradient clipping
-at 1.0, bf16 autocast on GPU (fp16 with a grad scaler where bf16 is missing), validation every
+at 1.0, bf16 autocast on GPU (fp16 with a grad scaler where bf16 is missing) and on CPUs that
+multiply bf16 natively (--precision, step.autocast_dtype), validation every
 epoch, and a checkpoint per epoch that holds everything needed to resume: the model as an HF
 folder, optimizer and scheduler state, and the metric history so far.
 
@@ -38,7 +39,7 @@ from sentiment.train.compiled import (CompiledModel, allow_recompiles, compile_d
                                        record_compile_seconds, recorded_compile_seconds, use_compile_cache)
 from sentiment.train.stats import measured_peak_flops, selection_score, training_flops, weights_fingerprint
 from sentiment.train.step import (BUCKET_WINDOW_BATCHES, GPU_PAD_MULTIPLE, autocast_dtype, length_bucketed_batches,
-                                   optimizer_and_schedule, run_epoch, static_lengths)
+                                   optimizer_and_schedule, precision_name, run_epoch, static_lengths)
 
 MODEL_SUBDIR = "model"
 STATE_FILE = "train_state.pt"
@@ -140,7 +141,7 @@ def _throughput(train: dict, seconds: float, world_size: int, model_config, peak
 
 def _epoch_line(label: str, m: dict) -> str:
     mfu = f", MFU {m['mfu']:.1%}" if "mfu" in m else ""
-    compiling = f" (compile: {m['compile']})" if "compile" in m else ""
+    compiling = f" ({m['precision']}, compile: {m['compile']})" if "compile" in m else ""
     compile_seconds = (f", {m['compile_seconds']:.1f}s compiling, steady {m['train_steady_reviews_per_second']:.1f} "
                        "reviews/s" if m["compile_seconds"] else "")
     return (f"[train] {label}{compiling}: train loss {m['train_loss']:.4f} acc {m['train_accuracy']:.3f} | "
@@ -169,7 +170,7 @@ def train_loop_per_worker(config: dict) -> None:
     base_model = model  # what gets saved: neither DDP- nor compile-wrapped
 
     model = ray.train.torch.prepare_model(model)
-    amp_dtype = autocast_dtype(device)
+    amp_dtype = autocast_dtype(device, config["precision"])
     on_gpu = device.type == "cuda"
     # streaming_split(equal=True) gives every worker the same row count, hence the same steps.
     steps_per_epoch = max(1, math.ceil((config["train_rows"] // world_size) / config["batch_size"]))
@@ -250,6 +251,7 @@ def train_loop_per_worker(config: dict) -> None:
                    **_throughput(train, train_seconds, world_size, base_model.config, peak_flops),
                    "compile_seconds": compile_seconds,
                    "epoch_seconds": time.time() - started, "optimizer_step": _optimizer_step(optimizer)}
+        metrics["precision"] = precision_name(amp_dtype)
         if epoch == start_epoch:
             metrics["compile"] = compile_reason
         if compiling and model.failed:
