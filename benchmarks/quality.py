@@ -48,11 +48,18 @@ def run_setting(data: list[str], workdir: str, index: int, setting: str, limit: 
                "--run-name", f"quality-{index}-{time.strftime('%Y%m%d-%H%M%S')}", *shlex.split(setting)]
     if limit:
         command += ["--limit", str(limit)]
+    # A base-size run takes over an hour on 2 cores: its epoch and step lines go to a log as they
+    # come (`tail -f` it), and a failure shows that log's end.
+    log_path = f"{output}.log"
+    print(f"setting {setting or '(defaults)'!r}: training, progress in {log_path}", flush=True)
     started = time.time()
-    finished = subprocess.run(command, capture_output=True, text=True)
+    with open(log_path, "w") as log:
+        finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, text=True)
     wall = time.time() - started
     if finished.returncode != 0:
-        raise RuntimeError(f"setting {setting!r} failed ({finished.returncode}):\n{finished.stderr[-3000:]}")
+        with open(log_path) as log:
+            tail = log.read()[-3000:]
+        raise RuntimeError(f"setting {setting!r} failed ({finished.returncode}), log {log_path}:\n{tail}")
     with open(os.path.join(output, "metrics.json")) as f:
         metrics = json.load(f)
     best = metrics["history"][metrics["best_epoch"] - 1]

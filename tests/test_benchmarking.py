@@ -238,3 +238,15 @@ def test_quality_table_gives_one_standard_error_beside_each_accuracy():
     assert standard_error(0.676, 608) == pytest.approx(0.01898, abs=1e-5)
     line = format_table([row]).splitlines()[2]
     assert "| 0.500 ± 0.025 |" in line and "| 0.676 ± 0.019 |" in line
+
+
+def test_quality_benchmark_streams_each_run_to_a_log_and_shows_its_end_on_failure(tmp_path):
+    """A setting the CLI refuses (exit 2 at parse time) fails the benchmark with the log's end in
+    the message; the log it wrote as the run went holds the CLI's own error line."""
+    from benchmarks.quality import run_setting
+
+    with pytest.raises(RuntimeError) as failed:
+        run_setting(["../shared/data/labeled"], str(tmp_path), 0, "--batch-size 0", limit=None)
+    log = (tmp_path / "run-0.log").read_text()
+    assert "--batch-size" in log and "error" in log
+    assert str(tmp_path / "run-0.log") in str(failed.value) and log.strip()[-200:] in str(failed.value)
