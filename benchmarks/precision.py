@@ -2,6 +2,9 @@
 
 Runs on CPU or GPU, on real unlabeled reviews, and prints, per precision, the share of labels
 kept, each flipped review's fp32 top-2 margin, and the max and mean probability difference.
+Then times the Predictor at fp32 and at bf16 (what `--precision auto` runs on GPUs and on CPUs
+with native bf16) alternately, `--rounds` times each on the same reviews, and prints the median
+rates and their ratio: whether bf16 pays on this machine.
 
     python -m benchmarks.precision --model MODEL_DIR --reviews 2000
 """
@@ -9,7 +12,9 @@ kept, each flipped review's fp32 top-2 margin, and the max and mean probability 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 
 import numpy as np
 import pyarrow.csv as pacsv
@@ -36,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="../shared/data/unlabeled", help="folder of the unlabeled app CSVs")
     parser.add_argument("--reviews", type=int, default=2000)
     parser.add_argument("--gpu", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes per precision, alternating (0: none)")
     args = parser.parse_args(argv)
     texts = real_reviews(args.data, args.reviews)
     device = pick_device(args.gpu)
@@ -52,7 +58,28 @@ def main(argv: list[str] | None = None) -> int:
         margins = np.round(top2[flipped, 1] - top2[flipped, 0], 4).tolist()
         print(f"{name}: labels kept {1 - flipped.mean():.2%} ({flipped.sum()} flipped, fp32 margins {margins}), "
               f"max prob diff {np.abs(got - want).max():.4f}, mean {np.abs(got - want).mean():.5f}")
+    if args.rounds:
+        time_precisions(args.model, texts, device, args.rounds)
     return 0
+
+
+def time_precisions(model: str, texts: list[str], device: torch.device, rounds: int) -> dict[str, float]:
+    """Median reviews/s of predict_proba at fp32 and at bf16, measured alternately (one warm-up
+    batch each first), so that a busy machine slows both alike; prints them and bf16's speed-up."""
+    predictors = {name: Predictor(model, precision=name, device=device) for name in ("fp32", "bf16")}
+    seconds: dict[str, list[float]] = {name: [] for name in predictors}
+    for predictor in predictors.values():
+        predictor.predict_proba(texts[:64])
+    for _ in range(rounds):
+        for name, predictor in predictors.items():
+            started = time.perf_counter()
+            predictor.predict_proba(texts)
+            seconds[name].append(time.perf_counter() - started)
+    rates = {name: len(texts) / statistics.median(s) for name, s in seconds.items()}
+    print(f"speed, median of {rounds} alternating passes on {device.type} ({torch.get_num_threads()} threads): "
+          + ", ".join(f"{name} {rate:.0f} reviews/s" for name, rate in rates.items())
+          + f"; bf16 {rates['bf16'] / rates['fp32']:.2f}x fp32")
+    return rates
 
 
 if __name__ == "__main__":

@@ -190,9 +190,9 @@ def _add_precision_argument(parser: argparse.ArgumentParser, gpu: bool = True) -
     if gpu:
         parser.add_argument("--gpu", action="store_true", help="run the model on a GPU")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: bf16 weights on GPUs and on CPUs with AMX, fp32 elsewhere; bf16 moves "
-                             "probabilities by less than 0.05 (measured: under 0.01) and keeps >= 99.5%% of labels "
-                             "(default: %(default)s)")
+                        help="auto: bf16 weights on GPUs and on CPUs that multiply bf16 natively (AMX or "
+                             "AVX512-BF16), fp32 elsewhere; bf16 moves probabilities by less than 0.05 (measured: "
+                             "under 0.01) and keeps >= 99.5%% of labels (default: %(default)s)")
     parser.add_argument("--tokens-per-batch", type=positive_int, default=None,
                         help="forward batches of rows sorted by length, cut at this many tokens (rows x padded "
                              "length); default: 32768 on GPU, 2048 on CPU")

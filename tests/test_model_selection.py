@@ -93,7 +93,7 @@ def test_select_metric_macro_f1_saves_the_epoch_of_best_validation_macro_f1(sele
 
 
 def test_validation_and_test_are_scored_at_one_recorded_precision(selected_by_macro_f1):
-    from sentiment.train.step import native_bf16_cpu
+    from sentiment.model.predictor import native_bf16_cpu
 
     _, _, metrics = selected_by_macro_f1
     validation, chosen = metrics["validation"], metrics["history"][metrics["best_epoch"] - 1]

@@ -310,8 +310,8 @@ def test_auto_precision_follows_the_hardware():
     from sentiment.model.predictor import resolve_precision
 
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
-    amx = torch.cpu._is_amx_tile_supported()
-    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if amx else "fp32")
+    native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
     assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp16", torch.device("cpu"))

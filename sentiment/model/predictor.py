@@ -41,10 +41,16 @@ def pick_device(use_gpu: bool | None = None) -> torch.device:
     return torch.device("cuda" if use_gpu else "cpu")
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """"fp32" or "bf16": auto picks bf16 on GPUs and on CPUs with AMX tiles, fp32 elsewhere.
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 in hardware: AMX tiles (Intel Sapphire Rapids and later)
+    or AVX512-BF16 (AMD Zen 4 and later, Intel Cooper Lake). Elsewhere bf16 is emulated and slower
+    than fp32."""
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
-    Without AMX a CPU emulates bf16 matmuls and is slower than fp32, so auto stays on fp32 there.
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"fp32" or "bf16": auto picks bf16 on GPUs and on CPUs that multiply bf16 natively
+    (native_bf16_cpu), fp32 elsewhere, where bf16 would be emulated and slower.
 
     Raises:
         ValueError: precision is not one of model.PRECISIONS.
@@ -55,8 +61,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "bf16"
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    return "bf16" if amx() else "fp32"
+    return "bf16" if native_bf16_cpu() else "fp32"
 
 
 def tokenize_to_arrow(tokenizer, texts: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH) -> pa.ListArray:

@@ -17,7 +17,7 @@ def build_summary(written: list[dict], *, wall_s: float, model: str, output: str
             errors (error text -> count).
         wall_s: seconds from the start of the run to the last file written.
         model: the model identifier stored in every row.
-        precision: the --precision asked for ("auto" resolves per actor: bf16 on GPUs and AMX CPUs).
+        precision: the --precision asked for ("auto" resolves per actor: bf16 on GPUs and CPUs with native bf16).
         output, inputs: URIs, recorded for whoever reads the summary tomorrow.
         input_rows: rows of every input file read, by URI.
         skipped: files under the inputs that were not read (markers, notes, other formats).

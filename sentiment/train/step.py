@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from sentiment.model.classifier import PRECISIONS
+from sentiment.model.predictor import native_bf16_cpu
 from sentiment.train.stats import add_batch, new_totals, summarize
 
 LOG_EVERY_STEPS = 50
@@ -77,13 +78,6 @@ def length_bucketed_batches(tokenizer, texts: list[str], labels, *, max_length: 
         batch["labels"] = torch.from_numpy(batch_labels)
         batches.append({k: v.pin_memory() for k, v in batch.items()} if pin else batch)
     return batches
-
-
-def native_bf16_cpu() -> bool:
-    """Whether this CPU multiplies bf16 in hardware: AMX tiles (Intel Sapphire Rapids and later)
-    or AVX512-BF16 (AMD Zen 4 and later, Intel Cooper Lake). Elsewhere bf16 is emulated and slower
-    than fp32."""
-    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
