@@ -278,18 +278,19 @@ def test_train_refuses_an_output_folder_holding_files_that_are_not_ours(tmp_path
 
 
 def _train_subprocess(shared_data, tmp_path, backbone: str, pause_at: str):
-    """`sentiment train` of a tiny backbone on 60 real reviews for 1 epoch, on a Ray cluster of its
-    own (its process group), to be held at pause point pause_at.
+    """`sentiment train` of a tiny backbone on 60 real reviews for 1 epoch, on the session's Ray
+    cluster (no Ray start of its own, which under load can time out before the test begins), its
+    worker to be held at pause point pause_at.
 
     SIGINT is set back to its default in the child: pytest-xdist's workers ignore it, and an
     ignored SIGINT is inherited, so Ctrl-C would never reach the driver (Python keeps an inherited
     SIG_IGN), as in a shell's background job."""
-    import os
     import signal
     import subprocess
     import sys
 
-    from tests.helpers import labeled_sample
+    from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV
+    from tests.helpers import labeled_sample, session_cluster_env
 
     data = labeled_sample(shared_data, tmp_path, 200, seed=3)
     points = tmp_path / "points"
@@ -298,7 +299,7 @@ def _train_subprocess(shared_data, tmp_path, backbone: str, pause_at: str):
     command = [sys.executable, "-m", "sentiment", "train", "--data", str(data), "--output", str(tmp_path / "model"),
                "--model", backbone, "--limit", "60", "--epochs", "1", "--num-workers", "1", "--batch-size", "16",
                "--val-fraction", "0.2", "--test-fraction", "0.2"]
-    env = {**os.environ, "RAY_ADDRESS": "local", "SENTIMENT_PAUSE_AT": pause_at, "SENTIMENT_PAUSE_DIR": str(points)}
+    env = session_cluster_env({PAUSE_AT_ENV: pause_at, PAUSE_DIR_ENV: str(points)})
     with open(log_path, "w") as log:
         run = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -317,7 +318,8 @@ def _wait_showing_the_log(points, name: str, log_path) -> None:
 
 
 def _stop_group(pid: int) -> None:
-    """SIGKILL what is left of a subprocess's group (its own Ray cluster's processes)."""
+    """SIGKILL what is left of a subprocess's group (the driver, if Ctrl-C did not end it; Ray then
+    kills the actors it owned)."""
     import os
     import signal
 
@@ -380,7 +382,7 @@ def test_a_kill_during_the_model_commit_leaves_no_folder_that_looks_complete(tmp
 
 # Case 7: SIGINT during train ended with exit 1 and a Ray traceback.
 @pytest.mark.slow
-def test_sigint_during_training_prints_interrupted_and_exits_130(shared_data, tiny_backbone, tmp_path):
+def test_sigint_during_training_prints_interrupted_and_exits_130(ray_cluster, shared_data, tiny_backbone, tmp_path):
     import os
     import signal
 
