@@ -7,6 +7,8 @@ import pyarrow.csv as pacsv
 import pytest
 import torch
 
+from sentiment.io.file_checks import CSV_PARSE
+from sentiment.model import predictor
 from sentiment.train import step
 from sentiment.train.driver import evaluation_precision
 from sentiment.train.step import autocast_dtype, length_bucketed_batches, optimizer_and_schedule, run_epoch
@@ -16,7 +18,7 @@ CPU = torch.device("cpu")
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_is_bf16_on_a_cpu_with_native_bf16_and_fp32_elsewhere(native, monkeypatch):
-    monkeypatch.setattr(step, "native_bf16_cpu", lambda: native)
+    monkeypatch.setattr(predictor, "native_bf16_cpu", lambda: native)
     assert autocast_dtype(CPU, "auto") == (torch.bfloat16 if native else None)
     # An explicit choice holds whatever the CPU: fp32 is plain, bf16 is bf16 even where emulated.
     assert autocast_dtype(CPU, "fp32") is None
@@ -26,7 +28,7 @@ def test_auto_is_bf16_on_a_cpu_with_native_bf16_and_fp32_elsewhere(native, monke
 
 def test_native_bf16_follows_what_torch_reports_of_this_cpu():
     reported = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-    assert step.native_bf16_cpu() == reported
+    assert predictor.native_bf16_cpu() == reported
 
 
 def test_an_unknown_precision_is_refused():
@@ -49,7 +51,7 @@ def test_a_bf16_epoch_learns_what_an_fp32_epoch_learns(shared_data, tiny_classif
     from sentiment.model.classifier import build_classifier
 
     table = pacsv.read_csv(shared_data / "labeled" / "gplay-2024.csv",
-                           parse_options=pacsv.ParseOptions(newlines_in_values=True))
+                           parse_options=CSV_PARSE)
     texts = [t for t in table["content"].to_pylist()[:200] if t and t.strip()][:96]
     labels = np.arange(len(texts)) % 3
     losses = {}

@@ -15,8 +15,7 @@ import time
 import numpy as np
 import torch
 
-from sentiment.model.classifier import PRECISIONS
-from sentiment.model.predictor import native_bf16_cpu
+from sentiment.model.predictor import resolve_precision
 from sentiment.train.stats import add_batch, new_totals, summarize
 
 LOG_EVERY_STEPS = 50
@@ -83,17 +82,16 @@ def length_bucketed_batches(tokenizer, texts: list[str], labels, *, max_length: 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype of a training step; None is plain fp32.
 
-    auto: bf16 on GPU (fp16 where bf16 is missing) and on CPUs with native bf16 (native_bf16_cpu),
-    fp32 elsewhere. bf16: bf16 wherever the device has it (emulated on older CPUs). The weights,
-    gradients and optimizer state stay fp32 either way: autocast only runs the matmuls in bf16.
+    The choice is scoring's (predictor.resolve_precision): auto is bf16 on GPU and on CPUs with
+    native bf16, fp32 elsewhere; bf16 is bf16 wherever asked (emulated on older CPUs). A GPU
+    without bf16 trains in fp16 instead. The weights, gradients and optimizer state stay fp32
+    either way: autocast only runs the matmuls in the lower precision.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32":
+    if resolve_precision(precision, device) == "fp32":
         return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if precision == "bf16" or native_bf16_cpu() else None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
 
 
 def precision_name(amp_dtype: torch.dtype | None) -> str:

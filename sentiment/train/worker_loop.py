@@ -250,8 +250,8 @@ def train_loop_per_worker(config: dict) -> None:
                    "val_confusion_matrix": val["confusion_matrix"], "global_batch_size": config["batch_size"] * world_size,
                    **_throughput(train, train_seconds, world_size, base_model.config, peak_flops),
                    "compile_seconds": compile_seconds,
-                   "epoch_seconds": time.time() - started, "optimizer_step": _optimizer_step(optimizer)}
-        metrics["precision"] = precision_name(amp_dtype)
+                   "epoch_seconds": time.time() - started, "optimizer_step": _optimizer_step(optimizer),
+                   "precision": precision_name(amp_dtype)}
         if epoch == start_epoch:
             metrics["compile"] = compile_reason
         if compiling and model.failed:
