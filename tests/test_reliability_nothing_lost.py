@@ -9,6 +9,7 @@ import gzip
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -48,14 +49,29 @@ def _read_json(path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_every_data_file_in_a_folder_is_scored_and_listed_with_its_rows(shared_data, ray_cluster, tmp_path, capsys,
-                                                                        tiny_classifier):
-    import pyarrow.json  # noqa: F401  (the JSON array file is written with json below)
+# One folder holds every kind of valid input the tests below are about, and is scored once: each
+# scoring run costs a Ray Data pipeline and a model actor (about 10 s on 2 cores, 3x that beside the
+# rest of the suite), and what each test checks is its own files' rows in the one output. Row ids:
+KINDS = ["a.csv", "b.csv.gz", "c.CSV", "d.jsonl", "e.csv.bz2", "f.json", "g.csv.zst", "h.PQ"]  # 0-399, 50 each
+TEXT_ENCODINGS_START = 400  # category.parquet 400-429, large.parquet 430-459
+DIFFERING_TYPES_START = 460  # ints.parquet 460-461, strings.parquet 462-463, more.csv 464-465
+ISSUE_22_START = 500  # huge.csv 500-529 (row 500 is 2.1 MB), B.CSV.GZ, c.jsonl.gz, d.json.gz: 530-619
+NOT_DATA = ["README", "notes.txt", "CHANGES.md", "_SUCCESS", ".DS_Store"]
 
-    folder = tmp_path / "in"
+
+@pytest.fixture(scope="module")
+def mixed_folder(shared_data, ray_cluster, tiny_classifier, tmp_path_factory):
+    """The folder, scored once in-process: (output folder, exit code, stderr, WARNING log text,
+    {file name: its table as written}, the 2.1 MB review)."""
+    import logging
+
+    tmp = tmp_path_factory.mktemp("mixed")
+    folder = tmp / "in"
     folder.mkdir()
-    parts = {name: _reviews(shared_data, 50, start=50 * i) for i, name in enumerate(
-        ["a.csv", "b.csv.gz", "c.CSV", "d.jsonl", "e.csv.bz2", "f.json", "g.csv.zst", "h.PQ"])}
+    written = {}
+
+    # Every data kind the reader knows, 50 rows each.
+    parts = {name: _reviews(shared_data, 50, start=50 * i) for i, name in enumerate(KINDS)}
     (folder / "a.csv").write_bytes(_csv_bytes(parts["a.csv"]))
     (folder / "b.csv.gz").write_bytes(gzip.compress(_csv_bytes(parts["b.csv.gz"])))
     (folder / "c.CSV").write_bytes(_csv_bytes(parts["c.CSV"]))
@@ -65,19 +81,78 @@ def test_every_data_file_in_a_folder_is_scored_and_listed_with_its_rows(shared_d
     with pa.CompressedOutputStream(str(folder / "g.csv.zst"), "zstd") as out:
         out.write(_csv_bytes(parts["g.csv.zst"]))
     pq.write_table(parts["h.PQ"], folder / "h.PQ")
-    for note in ("README", "notes.txt", "CHANGES.md", "_SUCCESS", ".DS_Store"):
+    written.update(parts)
+    for note in NOT_DATA:
         (folder / note).write_text("not data")
-    code, err = _score(capsys, "--model", tiny_classifier, "--input", str(folder), "--output", str(tmp_path / "out"))
-    assert code == 0, err
-    out = pq.read_table(tmp_path / "out")
-    assert sorted(out["row_id"].to_pylist()) == list(range(400))
-    assert out[ERROR_COLUMN].null_count == 400
-    summary, marker = _read_json(tmp_path / "out" / "_summary.json"), _read_json(tmp_path / "out" / "_SUCCESS")
+
+    # Two more text encodings: what pandas writes for a `category` column, and large_string.
+    reviews = _reviews(shared_data, 60, start=TEXT_ENCODINGS_START)
+    frame = reviews.slice(0, 30).to_pandas()
+    frame[TEXT] = frame[TEXT].astype("category")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / "category.parquet")
+    large = reviews.slice(30, 30)
+    pq.write_table(large.set_column(1, TEXT, large[TEXT].cast(pa.large_string())), folder / "large.parquet")
+    assert pa.types.is_dictionary(pq.read_schema(folder / "category.parquet").field(TEXT).type)
+    written.update({"category.parquet": reviews.slice(0, 30), "large.parquet": large})
+
+    # Another column whose type differs across files.
+    reviews = _reviews(shared_data, 6, start=DIFFERING_TYPES_START)
+    written["ints.parquet"] = reviews.slice(0, 2).append_column("app_id", pa.array([7, 8], pa.int64()))
+    written["strings.parquet"] = reviews.slice(2, 2).append_column("app_id", pa.array(["x9", "y10"]))
+    written["more.csv"] = reviews.slice(4, 2).append_column("app_id", pa.array([11, 12], pa.int64()))
+    pq.write_table(written["ints.parquet"], folder / "ints.parquet")
+    pq.write_table(written["strings.parquet"], folder / "strings.parquet")
+    (folder / "more.csv").write_bytes(_csv_bytes(written["more.csv"]))
+
+    # Issue 22: each of these valid files was refused (Python csv's field limit, Arrow's
+    # lower-case-only codec detection, .jsonl.gz not listed as data).
+    first = _reviews(shared_data, 30, start=ISSUE_22_START)
+    texts = first[TEXT].to_pylist()
+    huge = (" ".join(texts) + " ") * (2_100_000 // len(" ".join(texts)) + 1)
+    texts[0] = huge[:2_100_000]  # one real-text review of 2.1 MB
+    written["huge.csv"] = first.set_column(1, TEXT, pa.array(texts, pa.string()))
+    (folder / "huge.csv").write_bytes(_csv_bytes(written["huge.csv"]))
+    written["B.CSV.GZ"] = _reviews(shared_data, 30, start=ISSUE_22_START + 30)
+    (folder / "B.CSV.GZ").write_bytes(gzip.compress(_csv_bytes(written["B.CSV.GZ"])))
+    for name, start in (("c.jsonl.gz", ISSUE_22_START + 60), ("d.json.gz", ISSUE_22_START + 90)):
+        written[name] = _reviews(shared_data, 30, start=start)
+        lines = "".join(json.dumps(row) + "\n" for row in written[name].to_pylist())
+        (folder / name).write_bytes(gzip.compress(lines.encode()))
+
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger().addHandler(handler)
+    try:
+        code = main(["score", "--model", tiny_classifier, "--input", str(folder), "--output", str(tmp / "out")])
+    finally:
+        logging.getLogger().removeHandler(handler)
+    return tmp / "out", code, "\n".join(warnings), written, texts[0]
+
+
+def _rows_of(mixed_folder, *files: str) -> pa.Table:
+    """The scored rows that came from these input files, by row id."""
+    output, code, _, written, _ = mixed_folder
+    assert code == 0
+    ids = set(pa.concat_tables([written[f].select(["row_id"]) for f in files])["row_id"].to_pylist())
+    out = pq.read_table(output)
+    return out.filter(pc.is_in(out["row_id"], pa.array(sorted(ids), pa.int64()))).sort_by("row_id")
+
+
+def test_every_data_file_in_a_folder_is_scored_and_listed_with_its_rows(mixed_folder):
+    output, code, _, written, _ = mixed_folder
+    assert code == 0
+    out = pq.read_table(output)
+    assert sorted(out["row_id"].to_pylist()) == sorted(i for t in written.values() for i in t["row_id"].to_pylist())
+    assert out[ERROR_COLUMN].null_count == out.num_rows  # every row scored, the 2 MB one included
+    assert _rows_of(mixed_folder, *KINDS)["row_id"].to_pylist() == list(range(400))
+    summary, marker = _read_json(output / "_summary.json"), _read_json(output / "_SUCCESS")
     listed = {f["file"].rsplit("/", 1)[-1]: f["rows"] for f in summary["input_files"]}
-    assert listed == {name: 50 for name in parts}
+    assert listed == {name: table.num_rows for name, table in written.items()}
+    assert {name: listed[name] for name in KINDS} == {name: 50 for name in KINDS}
     assert marker["inputs"] == summary["input_files"]
     skipped = sorted(u.rsplit("/", 1)[-1] for u in summary["skipped_files"])
-    assert skipped == sorted(["README", "notes.txt", "CHANGES.md", "_SUCCESS", ".DS_Store"])
+    assert skipped == sorted(NOT_DATA)
     assert marker["skipped_inputs"] == summary["skipped_files"]
 
 
@@ -101,22 +176,9 @@ def test_a_compressed_csv_gets_the_strict_check_too(ray_cluster, tmp_path, capsy
     assert "quote.csv.gz is malformed CSV in the row starting at line 3" in err and "never closed" in err
 
 
-def test_dictionary_and_large_string_text_columns_are_scored(shared_data, ray_cluster, tmp_path, capsys,
-                                                             tiny_classifier):
-    (tmp_path / "in").mkdir()
-    reviews = _reviews(shared_data, 60)
-    # What pandas writes for a `category` column, next to a large_string file: two text encodings.
-    frame = reviews.slice(0, 30).to_pandas()
-    frame[TEXT] = frame[TEXT].astype("category")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "in" / "category.parquet")
-    large = reviews.slice(30, 30)
-    pq.write_table(large.set_column(1, TEXT, large[TEXT].cast(pa.large_string())), tmp_path / "in" / "large.parquet")
-    assert pa.types.is_dictionary(pq.read_schema(tmp_path / "in" / "category.parquet").field(TEXT).type)
-    code, err = _score(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "in"),
-                       "--output", str(tmp_path / "out"))
-    assert code == 0, err
-    out = pq.read_table(tmp_path / "out").sort_by("row_id")
-    assert out["row_id"].to_pylist() == list(range(60))
+def test_dictionary_and_large_string_text_columns_are_scored(mixed_folder):
+    out = _rows_of(mixed_folder, "category.parquet", "large.parquet")
+    assert out["row_id"].to_pylist() == list(range(TEXT_ENCODINGS_START, TEXT_ENCODINGS_START + 60))
     assert out[ERROR_COLUMN].null_count == 60, out[ERROR_COLUMN].drop_null().to_pylist()[:3]
     assert out["sentiment"].null_count == 0
 
@@ -136,23 +198,11 @@ def test_tokenize_reads_string_view_and_dictionary_text_as_text():
         assert out[ERROR_COLUMN].to_pylist() == [None, "text is null"], text.type
 
 
-def test_other_columns_whose_types_differ_across_files_are_read_as_strings(shared_data, ray_cluster, tmp_path,
-                                                                          capsys, tiny_classifier, caplog):
-    (tmp_path / "in").mkdir()
-    reviews = _reviews(shared_data, 4)
-    pq.write_table(reviews.slice(0, 2).append_column("app_id", pa.array([7, 8], pa.int64())),
-                   tmp_path / "in" / "ints.parquet")
-    pq.write_table(reviews.slice(2, 2).append_column("app_id", pa.array(["x9", "y10"])),
-                   tmp_path / "in" / "strings.parquet")
-    (tmp_path / "in" / "more.csv").write_bytes(_csv_bytes(
-        _reviews(shared_data, 2, start=4).append_column("app_id", pa.array([11, 12], pa.int64()))))
-    with caplog.at_level("WARNING"):
-        code, err = _score(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "in"),
-                           "--output", str(tmp_path / "out"))
-    assert code == 0, err
-    out = pq.read_table(tmp_path / "out").sort_by("row_id")
+def test_other_columns_whose_types_differ_across_files_are_read_as_strings(mixed_folder):
+    out = _rows_of(mixed_folder, "ints.parquet", "strings.parquet", "more.csv")
     assert out["app_id"].to_pylist() == ["7", "8", "x9", "y10", "11", "12"]
-    assert "'app_id' has different types" in caplog.text and "ints.parquet" in caplog.text
+    warnings = mixed_folder[2]
+    assert "'app_id' has different types" in warnings and "ints.parquet" in warnings
 
 
 def test_more_errored_rows_than_allowed_fail_naming_the_commonest_error_and_keep_the_previous_output(
@@ -303,31 +353,17 @@ def test_pipeline_failures_are_told_apart_by_type_not_by_text(tmp_path):
     assert pipeline_failure(remote(KeyError("label")), files, files, str(tmp_path / "out")) is None  # a bug keeps its traceback
 
 
-def test_a_2_mb_review_an_upper_case_csv_gz_and_compressed_json_lines_are_all_scored(
-        shared_data, ray_cluster, tmp_path, capsys, tiny_classifier):
-    # Issue 22: each of these valid files was refused (Python csv's field limit, Arrow's
-    # lower-case-only codec detection, .jsonl.gz not listed as data).
-    folder = tmp_path / "in"
-    folder.mkdir()
-    first = _reviews(shared_data, 30)
-    texts = first[TEXT].to_pylist()
-    huge = (" ".join(texts) + " ") * (2_100_000 // len(" ".join(texts)) + 1)
-    texts[0] = huge[:2_100_000]  # one real-text review of 2.1 MB
-    first = first.set_column(1, TEXT, pa.array(texts, pa.string()))
-    (folder / "a.csv").write_bytes(_csv_bytes(first))
-    (folder / "B.CSV.GZ").write_bytes(gzip.compress(_csv_bytes(_reviews(shared_data, 30, start=30))))
-    for name, start in (("c.jsonl.gz", 60), ("d.json.gz", 90)):
-        lines = "".join(json.dumps(row) + "\n" for row in _reviews(shared_data, 30, start=start).to_pylist())
-        (folder / name).write_bytes(gzip.compress(lines.encode()))
-    code, err = _score(capsys, "--model", tiny_classifier, "--input", str(folder), "--output", str(tmp_path / "out"))
-    assert code == 0, err[-3000:]
-    out = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "out").glob("*.parquet"))])
-    assert sorted(out["row_id"].to_pylist()) == list(range(120))
+def test_a_2_mb_review_an_upper_case_csv_gz_and_compressed_json_lines_are_all_scored(mixed_folder):
+    output, _, _, written, huge = mixed_folder
+    out = _rows_of(mixed_folder, "huge.csv", "B.CSV.GZ", "c.jsonl.gz", "d.json.gz")
+    assert out["row_id"].to_pylist() == list(range(ISSUE_22_START, ISSUE_22_START + 120))
     assert out[ERROR_COLUMN].null_count == 120  # every row scored, the 2 MB one included
     by_id = dict(zip(out["row_id"].to_pylist(), out[TEXT].to_pylist()))
-    assert by_id[0] == texts[0] and by_id[30] == _reviews(shared_data, 1, start=30)[TEXT][0].as_py()
-    rows = {f["file"].rsplit("/", 1)[-1]: f["rows"] for f in _read_json(tmp_path / "out" / "_SUCCESS")["inputs"]}
-    assert rows == {"a.csv": 30, "B.CSV.GZ": 30, "c.jsonl.gz": 30, "d.json.gz": 30}
+    assert by_id[ISSUE_22_START] == huge and len(huge) == 2_100_000
+    assert by_id[ISSUE_22_START + 30] == written["B.CSV.GZ"][TEXT][0].as_py()
+    rows = {f["file"].rsplit("/", 1)[-1]: f["rows"] for f in _read_json(output / "_SUCCESS")["inputs"]}
+    assert {name: rows[name] for name in ("huge.csv", "B.CSV.GZ", "c.jsonl.gz", "d.json.gz")} == {
+        "huge.csv": 30, "B.CSV.GZ": 30, "c.jsonl.gz": 30, "d.json.gz": 30}
 
 
 def test_an_unreadable_file_is_named_in_one_short_printable_line(ray_cluster, tmp_path, capsys, tiny_classifier):
