@@ -130,3 +130,23 @@ def test_tokenize_marks_a_non_string_text_column_and_truncates_long_texts():
                          drop_text=False)["__sentiment_input_ids"].to_pylist()[0]
     assert len(ids) == 8
     assert np.all(np.array(ids) > 0)
+
+
+def test_a_parquet_read_asks_ray_for_one_footer_reader_per_batch_of_files_and_keeps_the_users_setting(monkeypatch):
+    import os
+
+    import ray.data
+
+    from sentiment.io import shards
+
+    asked = []
+    monkeypatch.setattr(ray.data, "read_parquet", lambda paths, **kwargs: asked.append(
+        os.environ.get(shards.FOOTER_ACTORS_ENV)))
+    monkeypatch.delenv(shards.FOOTER_ACTORS_ENV, raising=False)
+    for files in (1, 10, 11, 1000):
+        shards.read_parquet([f"part-{i}.parquet" for i in range(files)])
+    assert asked == ["1", "1", "2", "32"]  # Ray's own default is 32 for any number of files
+    assert shards.FOOTER_ACTORS_ENV not in os.environ
+    monkeypatch.setenv(shards.FOOTER_ACTORS_ENV, "4")
+    shards.read_parquet(["part-0.parquet"])
+    assert asked[-1] == "4" and os.environ[shards.FOOTER_ACTORS_ENV] == "4"

@@ -22,7 +22,7 @@ from sentiment.errors import InputError
 from sentiment.io.file_checks import CSV_PARSE, check_files, csv_read_options
 from sentiment.data.labels import INVALID_LABEL, LABELS, scores_to_label_ids
 from sentiment.io.shards import (as_plain_strings, by_compression, format_of, group_by_column_types, list_shard_files,
-                                 read_options)
+                                 read_options, read_parquet)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
             parts.append(ray.data.read_csv(group, parse_options=CSV_PARSE, convert_options=convert,
                                            read_options=blocks, arrow_open_stream_args={"compression": codec},
                                            **read_options(files.filesystem, "csv")))
-    for kind, read in (("parquet", ray.data.read_parquet), ("json", ray.data.read_json)):
+    for kind, read in (("parquet", read_parquet), ("json", ray.data.read_json)):
         for group in group_by_column_types(by_format.get(kind, []), schemas, columns):
             codecs = by_compression(group).items() if kind == "json" else [(None, group)]
             for codec, same_codec in codecs:

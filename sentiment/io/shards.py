@@ -10,6 +10,8 @@ front. The strict CSV pass runs at about 100 MB/s per core, far faster than scor
 from __future__ import annotations
 
 import logging
+import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -189,6 +191,31 @@ def read_options(filesystem, fmt: str) -> dict:
     return {"filesystem": filesystem, "file_extensions": [suffix.lstrip(".") for suffix in SUFFIXES[fmt]]}
 
 
+# Ray Data 2.60 lists Parquet files by reading their footers on a pool of FooterReader actors, 32
+# by default, started anew for every read_parquet call whatever the number of files; each pool
+# actor reads footers in batches of 10 files. One actor per batch is all a read can use, so that
+# is the pool asked for: on 2 cores, 32 actor processes starting (each importing Ray and Arrow) for
+# a read of a few files put the load above 30 and cost seconds of CPU per read.
+FOOTER_ACTORS_ENV = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
+FOOTERS_PER_ACTOR, MAX_FOOTER_ACTORS = 10, 32
+
+
+def read_parquet(paths: list[str], **kwargs):
+    """ray.data.read_parquet with a footer-reader pool sized to the files (see FOOTER_ACTORS_ENV).
+
+    Ray reads the pool size from the environment when the read is created, in this process;
+    a size the user set there is kept."""
+    import ray.data
+
+    if FOOTER_ACTORS_ENV in os.environ:
+        return ray.data.read_parquet(paths, **kwargs)
+    os.environ[FOOTER_ACTORS_ENV] = str(min(MAX_FOOTER_ACTORS, max(1, math.ceil(len(paths) / FOOTERS_PER_ACTOR))))
+    try:
+        return ray.data.read_parquet(paths, **kwargs)
+    finally:
+        del os.environ[FOOTER_ACTORS_ENV]
+
+
 def read_shards(shards: Shards):
     """A lazy, streaming Ray Dataset over all shards, with the kept columns and the text column.
 
@@ -213,7 +240,7 @@ def read_shards(shards: Shards):
             continue
         for group in group_by_column_types(paths, shards.schemas, shards.as_string):
             if fmt == "parquet":
-                parts.append(_selected(ray.data.read_parquet(group, **common), read, shards.as_string))
+                parts.append(_selected(read_parquet(group, **common), read, shards.as_string))
                 continue
             for codec, same_codec in by_compression(group).items():
                 part = ray.data.read_json(same_codec, arrow_open_stream_args={"compression": codec}, **common)
