@@ -29,7 +29,7 @@ def test_the_split_and_its_hash_do_not_move_with_the_training_seed(ray_cluster, 
     assert one.split_hash == two.split_hash and len(one.split_hash) == 64
     assert one.train.to_pandas()["text"].tolist() != two.train.to_pandas()["text"].tolist()  # order follows --seed
     # The hash is of the held-out texts (split_of's seed sensitivity: tests/test_data.py).
-    assert held_out_hash(one.test, one.validation) != one.split_hash
+    assert held_out_hash(_texts(one.test), _texts(one.validation)) != one.split_hash
 
 
 def _history(val_accuracy, val_macro_f1):

@@ -132,20 +132,16 @@ def _split_blocks() -> int:
     return max(2, int(ray.cluster_resources().get("CPU", 2)))
 
 
-def _dedupe_and_split_in_driver(labeled: ray.data.Dataset, split_args: dict) -> tuple[dict, ray.data.Dataset | None]:
-    """Rows per problem kind, and the unique usable rows with their split (None if there are none)."""
+def _usable_in_driver(labeled: ray.data.Dataset) -> tuple[dict, pd.DataFrame]:
+    """Rows per problem kind, and the usable rows (text, label) as one frame on the driver."""
     frame = labeled.to_pandas()
     problems = {str(problem): int(n) for problem, n in frame["problem"].value_counts().items()}
-    usable = frame[frame["problem"] == ""].drop(columns=["problem"])
-    if usable.empty:
-        return problems, None
-    unique = _dedupe_and_split(usable, **split_args)
-    blocks = _split_blocks()
-    return problems, ray.data.from_pandas([unique.iloc[i::blocks] for i in range(blocks)])
+    return problems, frame[frame["problem"] == ""].drop(columns=["problem"])
 
 
 def _dedupe_and_split_by_shuffle(labeled: ray.data.Dataset, split_args: dict) -> tuple[dict, ray.data.Dataset | None]:
-    """As _dedupe_and_split_in_driver, on the cluster."""
+    """Rows per problem kind, and the unique usable rows with their split (None if there are
+    none): what _usable_in_driver and _dedupe_and_split do for small data, on the cluster."""
     problems = count_problems(labeled)
     if not problems.get("", 0):
         return problems, None
@@ -209,27 +205,60 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
         raise InputError("--val-fraction and --test-fraction must be positive and sum to less than 1")
     labeled = read_labeled(paths, text_column, score_column, fmt, limit, seed).materialize()
     split_args = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+    shuffle_seed = seed if shuffle_seed is None else shuffle_seed
     if labeled.size_bytes() <= IN_DRIVER_MAX_BYTES:
-        problems, with_split = _dedupe_and_split_in_driver(labeled, split_args)
-    else:
-        problems, with_split = _dedupe_and_split_by_shuffle(labeled, split_args)
-    n_usable = problems.get("", 0)
-    if n_usable == 0:
-        raise InputError(f"no usable rows in {paths}: {problems.get(EMPTY_TEXT, 0)} with empty text, "
-                         f"{problems.get(INVALID_SCORE, 0)} with a score outside 1-5")
+        problems, usable = _usable_in_driver(labeled)
+        _refuse_if_none_usable(paths, problems)
+        return _splits_in_driver(problems, _dedupe_and_split(usable, **split_args), shuffle_seed, split_args)
+    problems, with_split = _dedupe_and_split_by_shuffle(labeled, split_args)
+    _refuse_if_none_usable(paths, problems)
     splits = {name: with_split.filter(expr=col("split") == name).drop_columns(["split"])
               for name in ("train", "validation", "test")}
     # A seeded shuffle once, so the local shuffle buffer in the training loop is not stuck with
     # one input file's rows at a time.
-    splits["train"] = splits["train"].random_shuffle(seed=seed if shuffle_seed is None else shuffle_seed)
+    splits["train"] = splits["train"].random_shuffle(seed=shuffle_seed)
     splits = {name: ds.materialize() for name, ds in splits.items()}
-    n_unique = with_split.count()
+    counts = _row_counts(problems, with_split.count(), {name: ds.count() for name, ds in splits.items()}, split_args)
+    counts["classes"] = _classes_per_split(count_rows_by(with_split, ["split", "label"]))
+    log.info("rows: %s", counts)
+    return LabeledSplits(splits["train"], splits["validation"], splits["test"], counts,
+                         held_out_hash(*(_texts_of(splits[name]) for name in ("validation", "test"))))
+
+
+def _splits_in_driver(problems: dict, unique: pd.DataFrame, shuffle_seed: int, split_args: dict) -> LabeledSplits:
+    """prepare_splits for data that fits on the driver: splits, counts, classes and the held-out
+    hash from the one frame of unique rows, with no further Ray Data step. (Each one, the train
+    split's all-to-all shuffle above all, costs seconds of scheduling on 2 cores for a few
+    hundred rows.) The datasets come out in blocks as the cluster path's do (_split_blocks)."""
+    frames = {name: unique[unique["split"] == name].drop(columns=["split"]) for name in ("train", "validation", "test")}
+    # The seeded shuffle of the training rows, as the cluster path's random_shuffle does.
+    frames["train"] = frames["train"].sample(frac=1.0, random_state=shuffle_seed)
+    counts = _row_counts(problems, len(unique), {name: len(frame) for name, frame in frames.items()}, split_args)
+    per_split_label = unique.groupby(["split", "label"]).size()
+    counts["classes"] = _classes_per_split({key: int(n) for key, n in per_split_label.items()})
+    log.info("rows: %s", counts)
+    blocks = _split_blocks()
+    datasets = {name: ray.data.from_pandas([frame.iloc[i::blocks].reset_index(drop=True) for i in range(blocks)])
+                for name, frame in frames.items()}
+    return LabeledSplits(datasets["train"], datasets["validation"], datasets["test"], counts,
+                         held_out_hash(frames["validation"]["text"], frames["test"]["text"]))
+
+
+def _refuse_if_none_usable(paths: list[str], problems: dict) -> None:
+    if not problems.get("", 0):
+        raise InputError(f"no usable rows in {paths}: {problems.get(EMPTY_TEXT, 0)} with empty text, "
+                         f"{problems.get(INVALID_SCORE, 0)} with a score outside 1-5")
+
+
+def _row_counts(problems: dict, n_unique: int, per_split: dict, split_args: dict) -> dict:
+    """The row accounting of prepare_splits; refuses splits left empty."""
+    val_fraction, test_fraction = split_args["val_fraction"], split_args["test_fraction"]
     counts = {
         "rows_read": sum(problems.values()),
         "dropped_empty_text": problems.get(EMPTY_TEXT, 0),
         "dropped_invalid_score": problems.get(INVALID_SCORE, 0),
-        "dropped_duplicate_text": n_usable - n_unique,
-        **{name: ds.count() for name, ds in splits.items()},
+        "dropped_duplicate_text": problems.get("", 0) - n_unique,
+        **per_split,
     }
     held_out = f"--val-fraction {val_fraction:g} and --test-fraction {test_fraction:g}"
     if counts["train"] == 0:
@@ -239,29 +268,30 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
         if counts[name] == 0:
             raise InputError(f"the {name} split is empty ({n_unique} unique usable rows, {held_out}); use more data "
                              f"or a larger --{'val' if name == 'validation' else 'test'}-fraction")
-    counts["classes"] = _classes_per_split(with_split)
-    log.info("rows: %s", counts)
-    return LabeledSplits(splits["train"], splits["validation"], splits["test"], counts,
-                         held_out_hash(splits["validation"], splits["test"]))
+    return counts
 
 
-def held_out_hash(validation: ray.data.Dataset, test: ray.data.Dataset) -> str:
+def _texts_of(dataset: ray.data.Dataset) -> list[str]:
+    """The texts of a held-out split (a few percent of the data: they fit on the driver)."""
+    return dataset.select_columns(["text"]).to_pandas()["text"].tolist()
+
+
+def held_out_hash(validation_texts, test_texts) -> str:
     """sha256 over the sorted texts of validation, then of test: two runs with the same hash
-    were selected and tested on the same rows. (The held-out splits are a few percent of the
-    data, so their texts fit on the driver.)"""
+    were selected and tested on the same rows."""
     digest = hashlib.sha256()
-    for name, dataset in (("validation", validation), ("test", test)):
+    for name, texts in (("validation", validation_texts), ("test", test_texts)):
         digest.update(f"{name}\x00".encode())
-        for text in sorted(dataset.select_columns(["text"]).to_pandas()["text"]):
+        for text in sorted(texts):
             digest.update(text.encode("utf-8") + b"\x00")
     return digest.hexdigest()
 
 
-def _classes_per_split(with_split: ray.data.Dataset) -> dict[str, dict[str, int]]:
+def _classes_per_split(rows_by_split_and_label: dict[tuple, int]) -> dict[str, dict[str, int]]:
     """Rows of each class in each split, with a warning for every split that lacks a class:
     a model never shown a class cannot predict it, and a split without one cannot test it."""
     classes = {name: dict.fromkeys(LABELS, 0) for name in ("train", "validation", "test")}
-    for (split, label), n in count_rows_by(with_split, ["split", "label"]).items():
+    for (split, label), n in rows_by_split_and_label.items():
         classes[split][LABELS[int(label)]] = n
     for name, per_class in classes.items():
         missing = [label for label, n in per_class.items() if n == 0]
