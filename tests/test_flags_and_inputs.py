@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -400,3 +401,16 @@ def test_sigint_during_training_prints_interrupted_and_exits_130(ray_cluster, sh
     driver = [line for line in printed.splitlines() if not line.lstrip("\x1b[0123456789m").startswith("(")]
     assert driver[-1] == "sentiment train: interrupted", printed[-3000:]
     assert not any(line.startswith("Traceback") for line in driver), printed[-3000:]
+
+
+def test_a_train_job_whose_input_does_not_exist_ends_with_exit_2_and_one_line(ray_cluster, tmp_path, capsys):
+    # jobs/train.py as `ray job submit` runs it, on the session's cluster: a non-zero exit is
+    # what makes the job FAILED (tests/test_jobs_multinode.py shows that on a real head node).
+    import runpy
+
+    missing = tmp_path / "no-such-reviews.csv"
+    job = runpy.run_path(str(Path(__file__).resolve().parents[1] / "jobs" / "train.py"), run_name="job")
+    assert job["main"](["--data", str(missing), "--output", str(tmp_path / "model")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"sentiment train: error: input not found: {missing}"
+    assert "Traceback" not in err

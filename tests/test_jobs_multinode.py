@@ -307,24 +307,11 @@ def test_train_then_score_jobs_on_a_two_node_cluster(two_node_cluster, s3_bucket
 
 
 
-def test_a_failing_job_ends_failed_with_one_clear_line(two_node_cluster, tmp_path):
-    # What a scheduler sees for a user mistake: `ray job submit` exits non-zero, the job is
-    # FAILED, and its log says what is wrong in one line instead of a traceback.
-    cluster = two_node_cluster
-    job_id = f"train-bad-{uuid.uuid4().hex[:8]}"
-    missing = tmp_path / "no-such-reviews.csv"
-    result = _submit(cluster, job_id, "train.py", "--data", str(missing), "--output", str(tmp_path / "model"),
-                     "--shared-fs")
-    status, logs = _job_record(cluster, job_id)
-    assert result.returncode != 0
-    assert cluster.job_info(job_id)["status"] == "FAILED" and "failed" in status
-    assert f"sentiment train: error: input not found: {missing}" in logs
-    assert "Traceback" not in logs
-
-
-
 def test_local_paths_on_two_nodes_fail_up_front_unless_declared_shared(two_node_cluster, tmp_path, shared_data,
                                                                       tiny_classifier):
+    # What a scheduler sees for a user mistake: `ray job submit` exits non-zero, the job is
+    # FAILED, and its log says what is wrong in one line instead of a traceback. (The same
+    # runner's line for a missing train input: tests/test_flags_and_inputs.py.)
     # Without the declaration, Ray Data would write the Parquet files on whichever node runs each
     # write task and _SUCCESS on the driver's: the job must refuse before anything is written.
     cluster = two_node_cluster
