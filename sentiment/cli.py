@@ -220,7 +220,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default="sentiment-demo", help="where the demo writes its model and outputs (default: %(default)s)")
-    parser.add_argument("--epochs", type=positive_int, default=6, help="default: %(default)s")
+    parser.add_argument("--epochs", type=positive_int, default=4, help="default: %(default)s")
     parser.add_argument("--num-workers", type=positive_int, default=2, help="DDP workers on the local Ray cluster (default: %(default)s)")
 
 

@@ -38,7 +38,7 @@ EXPECTED = {"The app crashes every time I open it": "negative",
 @dataclass
 class DemoConfig:
     workdir: str = "sentiment-demo"
-    epochs: int = 6
+    epochs: int = 4
     num_workers: int = 2
 
     @classmethod

@@ -16,8 +16,11 @@ def test_demo_learns_picks_a_real_best_epoch_and_gets_clear_texts_right(ray_clus
     best = history[metrics["best_epoch"] - 1]
     assert best["val_accuracy"] == max(h["val_accuracy"] for h in history)
     tied = [h for h in history if round(h["val_accuracy"], 6) == round(best["val_accuracy"], 6)]
-    assert best["val_loss"] == min(h["val_loss"] for h in tied)  # measured: epochs 4-6 tie at 0.962, 6 wins
-    assert best["val_accuracy"] >= 0.6 and history[-1]["train_loss"] < history[0]["train_loss"] / 2
+    assert best["val_loss"] == min(h["val_loss"] for h in tied)
+    # Learned, visibly: measured on 2 AVX2 cores, validation accuracy 0.615, 0.731, 0.885, 0.923
+    # over the 4 epochs and training loss 1.086 -> 0.555 (6 epochs, before: 0.577 -> 0.962).
+    assert best["val_accuracy"] >= 0.6 and best["val_accuracy"] >= history[0]["val_accuracy"] + 0.15
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
     assert metrics["test"]["accuracy"] >= 0.5  # chance is 0.33 on three classes
     predicted = {r["text"]: r["sentiment"] for r in result["predictions"]}
     assert {text: predicted[text] for text in EXPECTED} == EXPECTED
