@@ -1,4 +1,5 @@
-"""Commits without Ray or a model, for the commit kill tests.
+"""Commits without Ray or a model, for the commit kill tests, and the previous complete night
+that tests of a failed run check is kept (commit_night, called in the test's own process).
 
 Each stages files by hand and commits them through the library's own commit code, exactly as the
 command does once its real work has filled the staging folder:

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sentiment.cli import build_parser, main
+from tests.hand_commit import commit_night
 from sentiment.score.pipeline import ERROR_COLUMN
 from tests.helpers import UNLABELED_TEXT, unlabeled_reviews
 
@@ -207,10 +208,7 @@ def test_other_columns_whose_types_differ_across_files_are_read_as_strings(mixed
 
 def test_more_errored_rows_than_allowed_fail_naming_the_commonest_error_and_keep_the_previous_output(
         shared_data, ray_cluster, tmp_path, capsys, tiny_classifier):
-    pq.write_table(_reviews(shared_data, 10), tmp_path / "good.parquet")
-    code, err = _score(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "good.parquet"),
-                       "--output", str(tmp_path / "out"))
-    assert code == 0, err
+    commit_night(str(tmp_path / "out"), 0, rows=10, files=1)  # yesterday's night, through the commit code
     before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     texts = [None] * 6 + ["", "  "] + ["fine", "bad"]
     pq.write_table(pa.table({"row_id": range(10), TEXT: pa.array(texts, pa.string())}), tmp_path / "bad.parquet")
@@ -233,9 +231,7 @@ def test_a_failed_rerun_leaves_the_previous_complete_output_untouched(shared_dat
                                                                       tiny_classifier):
     (tmp_path / "in").mkdir()
     pq.write_table(_reviews(shared_data, 20), tmp_path / "in" / "a.parquet")
-    code, err = _score(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "in"),
-                       "--output", str(tmp_path / "out"))
-    assert code == 0, err
+    commit_night(str(tmp_path / "out"), 0, rows=20, files=1)  # yesterday's night, through the commit code
     before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     # The next night's shard is damaged past its footer: only the pipeline can find out.
     pq.write_table(_reviews(shared_data, 2000), tmp_path / "whole.parquet", compression="none",

@@ -141,10 +141,15 @@ def _hand_commit_process(output: str, night: int, pause_at: str | None = None, p
 
 
 def _kill_at_each_step_then_rerun(tmp_path, start_night, output: str, steps) -> None:
-    """start_night(night, pause_at=None, pause_dir=None) starts a run committing that night into output."""
+    """start_night(night, pause_at=None, pause_dir=None) starts a run committing that night into output.
+
+    Night 0, the complete night the kills must not lose, is committed in this process through the
+    library's commit code (tests/hand_commit.py), as every later night is by its run."""
+    from tests.hand_commit import commit_night
+
     pauses = tmp_path / "pauses"
     pauses.mkdir()
-    _finished(start_night(0))
+    commit_night(output, 0, ROWS, 3)
     assert len(_read_json(f"{output}/_SUCCESS")["files"]) >= 2, "one part file cannot show a half-done move"
     committed = 0
     for night, step in enumerate(steps, start=1):
@@ -168,7 +173,7 @@ def test_a_committer_killed_at_each_commit_step_leaves_one_whole_night_and_the_n
                                   output, COMMIT_STEPS)
 
 
-@pytest.mark.slow  # three scoring drivers in turn, ~30 s each on a loaded 2-core machine
+@pytest.mark.slow  # two scoring drivers in turn, ~30 s each on a loaded 2-core machine
 def test_a_scoring_driver_killed_mid_move_on_s3_leaves_one_whole_night_and_the_next_run_cleans_up(
         shared_data, ray_cluster, s3_bucket, tmp_path, tiny_classifier):
     # The real driver end to end; on S3 a move is a copy and a delete: the step where the old
