@@ -413,4 +413,4 @@ def test_a_train_job_whose_input_does_not_exist_ends_with_exit_2_and_one_line(ra
     assert job["main"](["--data", str(missing), "--output", str(tmp_path / "model")]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == f"sentiment train: error: input not found: {missing}"
-    assert "Traceback" not in err
+    assert "Traceback" not in err and not (tmp_path / "model").exists()  # no run record left behind

@@ -31,6 +31,7 @@ from sentiment.model.recipes import HYPERPARAMETERS, recipe_for
 from sentiment.train.compiled import COMPILE_MODES
 from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
 from sentiment.train.resume import prepare_run, run_settings
+from sentiment.io.shards import list_shard_files
 from sentiment.io.storage import arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir
 from sentiment.train.worker_loop import HISTORY_FILE, MODEL_SUBDIR, train_loop_per_worker
 from sentiment.train.stats import SELECT_METRICS, selection_score
@@ -193,6 +194,9 @@ def train(config: TrainConfig) -> dict:
     check_reachable(config.resolved_output)
     check_reachable(config.resolved_storage_path)
     check_output_is_ours(config.resolved_output)
+    # Before anything of this run is written: a --data path that matches nothing leaves no run
+    # record (prepare_run's) behind. prepare_splits lists the same files again once Ray is up.
+    list_shard_files(config.data, config.format)
     resumed_epoch = prepare_run(f"{config.resolved_storage_path}/{config.run_name}", run_settings(_recorded(config)))
     if resumed_epoch is not None:
         print(f"resuming run {config.run_name!r} from its checkpoint of epoch {resumed_epoch} "
