@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.files):
             pq.write_table(pa.table({"content": texts[i * 50:(i + 1) * 50]}), os.path.join(shards, f"part-{i}.parquet"))
 
-        def run(name: str, pool: str | None, n: int) -> dict:
+        def run(pool: str | None, n: int) -> dict:
             if pool is None:
                 os.environ.pop(FOOTER_ACTORS_ENV, None)
             else:
@@ -73,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
             return {"wall_s": time.perf_counter() - wall - 2, "cpu_s": machine_cpu_seconds() - cpu,
                     "workers": workers_started() - workers}
 
-        run("warm-up", None, 0)
+        run(None, 0)  # warm-up
         results = {"sized to the files": [], "Ray's default (32)": []}
         n = 1
         for _ in range(args.rounds):
             for name, pool in (("sized to the files", None), ("Ray's default (32)", "32")):
-                results[name].append(run(name, pool, n))
+                results[name].append(run(pool, n))
                 n += 1
                 r = results[name][-1]
                 print(f"{name:<20} wall {r['wall_s']:6.2f} s  machine CPU {r['cpu_s']:6.2f} s  "

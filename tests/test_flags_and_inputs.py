@@ -4,7 +4,6 @@ line (issue 24): each test is one case a new user hit, on small samples of the r
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd

@@ -207,7 +207,7 @@ def test_other_columns_whose_types_differ_across_files_are_read_as_strings(mixed
 
 
 def test_more_errored_rows_than_allowed_fail_naming_the_commonest_error_and_keep_the_previous_output(
-        shared_data, ray_cluster, tmp_path, capsys, tiny_classifier):
+        ray_cluster, tmp_path, capsys, tiny_classifier):
     commit_night(str(tmp_path / "out"), 0, rows=10, files=1)  # yesterday's night, through the commit code
     before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     texts = [None] * 6 + ["", "  "] + ["fine", "bad"]

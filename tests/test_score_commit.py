@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sentiment.errors import InputError
-from sentiment.io.storage import arrow_filesystem, fsspec_filesystem, upload_dir
+from sentiment.io.storage import arrow_filesystem, fsspec_filesystem
 from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, release, wait_until_reached
 from sentiment.score.lock import OutputLock
 from tests.helpers import UNLABELED_TEXT, session_cluster_env, unlabeled_reviews
