@@ -1,6 +1,7 @@
 """`sentiment train` with real DDP (2 CPU workers, gloo) on a real local Ray cluster."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -17,8 +18,8 @@ DRIVER_READS = {}  # output -> what the training driver (this process) read from
 
 @pytest.fixture(scope="module")
 def trained_on_s3(ray_cluster, s3_server, shared_data, tiny_backbone, tmp_path_factory):
-    """One 2-worker run on 400 real reviews plus a shard of 6 bad rows; model, checkpoints and
-    metrics go to the S3 server."""
+    """One 2-worker run on 400 real reviews plus a shard of 6 bad rows, the tiny backbone named by
+    a relative path; model, checkpoints and metrics go to the S3 server."""
     import boto3
 
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="models")
@@ -28,10 +29,18 @@ def trained_on_s3(ray_cluster, s3_server, shared_data, tiny_backbone, tmp_path_f
     (data / "bad.csv").write_text('content,score\n"fine text",0\n"more text",five\n"x y",6\n"no score",\n'
                                   '"",5\n"   ",4\n')
     output = "s3://models/tiny-ddp"
-    with recording_s3_reads() as DRIVER_READS[output]:
-        status = main(["train", "--data", str(data), "--output", output, "--model", tiny_backbone,
-                       "--num-workers", "2", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3",
-                       "--val-fraction", "0.1", "--test-fraction", "0.1", "--seed", "1"])
+    # --model as a folder relative to where the user runs the command: Ray Train's workers run
+    # in another directory, where it named nothing until the driver made it absolute.
+    here = os.getcwd()
+    os.chdir(os.path.dirname(tiny_backbone))
+    try:
+        with recording_s3_reads() as DRIVER_READS[output]:
+            status = main(["train", "--data", str(data), "--output", output,
+                           "--model", os.path.basename(tiny_backbone),
+                           "--num-workers", "2", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3",
+                           "--val-fraction", "0.1", "--test-fraction", "0.1", "--seed", "1"])
+    finally:
+        os.chdir(here)
     assert status == 0
     return output
 
@@ -48,7 +57,7 @@ def test_artifact_is_a_standard_hf_model_the_pipeline_loads(trained_on_s3):
     from sentiment.io.storage import fetch_dir_files
 
     local = fetch_dir_files(trained_on_s3)
-    names = set(__import__("os").listdir(local))
+    names = set(os.listdir(local))
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in names)
     classify = pipeline("text-classification", model=local)
