@@ -79,15 +79,6 @@ def s3_bucket(s3_server) -> str:
     return f"s3://{name}"
 
 
-# Ray keeps at most num_cpus idle worker processes, and kills an idle one above that after 1 s.
-# Each Ray Train run and scoring run holds several actors, so a test's next Ray Data task, or the
-# next run in the same process, mostly found its worker killed and started a new one (about 3
-# CPU-s of imports each, on 2 cores). Keeping idle workers for the session's short life: two
-# tiny 2-epoch trainings in one process started 19 worker processes instead of 32, 143 CPU-s
-# instead of 178; test_model_selection and test_training together 107-110 s instead of 126-131.
-KEEP_IDLE_WORKERS = {"num_workers_soft_limit": 16, "idle_worker_killing_time_threshold_ms": 600_000}
-
-
 @pytest.fixture(scope="session")
 def ray_cluster(s3_server):
     """A real local Ray cluster for the whole session.
@@ -97,9 +88,11 @@ def ray_cluster(s3_server):
     """
     import ray
 
+    from sentiment.cluster.connect import OWN_CLUSTER_CONFIG  # idle workers kept, as a command's own cluster
+
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=True,
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
-             _system_config=KEEP_IDLE_WORKERS)
+             _system_config=OWN_CLUSTER_CONFIG)
     yield
     ray.shutdown()
 

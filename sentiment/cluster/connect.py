@@ -7,11 +7,21 @@ import os
 from sentiment.errors import SentimentError
 
 
+# A cluster a command starts for itself lives only as long as that command. Ray keeps at most
+# num_cpus idle worker processes and kills the others after 1 s; a training or scoring run holds
+# several actors, so its next task mostly found its worker killed and started a new one (about
+# 3 CPU-s of imports each). Two tiny trainings in one process started 19 workers instead of 32
+# with this (BENCHMARKS.md, CPU training). Only for a cluster we start: a cluster someone else
+# runs keeps its own settings (Ray refuses _system_config when connecting).
+OWN_CLUSTER_CONFIG = {"num_workers_soft_limit": 16, "idle_worker_killing_time_threshold_ms": 600_000}
+
+
 def ensure_connected() -> None:
     """Connect to Ray unless already connected, as Ray Data or Ray Train would on first use.
 
     Under `ray job submit`, RAY_ADDRESS names the cluster the job was submitted to; on a node
-    where `ray start` ran, Ray finds that cluster; anywhere else `ray.init()` starts a local one.
+    where `ray start` ran, Ray finds that cluster; anywhere else a local one starts, which keeps its
+    idle workers (OWN_CLUSTER_CONFIG).
 
     Raises:
         SentimentError: if RAY_ADDRESS names a cluster that cannot be reached (one line, not
@@ -21,8 +31,18 @@ def ensure_connected() -> None:
 
     if ray.is_initialized():
         return
+    address = os.environ.get("RAY_ADDRESS")
     try:
-        ray.init()
+        if address and address != "local":
+            ray.init()
+            return
+        if not address:
+            try:
+                ray.init(address="auto")  # a cluster `ray start` left on this node
+                return
+            except ConnectionError:
+                pass
+        ray.init(_system_config=OWN_CLUSTER_CONFIG)  # RAY_ADDRESS=local, or no cluster: our own
     except ConnectionError as error:
         where = os.environ.get("RAY_ADDRESS") or "the address recorded by `ray start`"
         raise SentimentError(f"cannot connect to the Ray cluster at {where}: {error}") from None
