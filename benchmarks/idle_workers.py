@@ -40,7 +40,7 @@ def one_run(variant: str, workdir: str) -> dict:
     from sentiment.cluster.connect import OWN_CLUSTER_CONFIG
 
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             _system_config=OWN_CLUSTER_CONFIG if variant == VARIANTS[1] else {})
+             _system_config=dict(OWN_CLUSTER_CONFIG) if variant == VARIANTS[1] else {})
     logs = ray._private.worker._global_node.get_logs_dir_path()
     workers = lambda: len(glob.glob(os.path.join(logs, "python-core-worker-*.log")))  # noqa: E731
     started_workers, cpu, wall = workers(), machine_cpu_seconds(), time.perf_counter()

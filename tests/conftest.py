@@ -92,7 +92,7 @@ def ray_cluster(s3_server):
 
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=True,
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
-             _system_config=OWN_CLUSTER_CONFIG)
+             _system_config=dict(OWN_CLUSTER_CONFIG))
     yield
     ray.shutdown()
 

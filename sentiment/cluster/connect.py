@@ -10,10 +10,13 @@ from sentiment.errors import SentimentError
 # A cluster a command starts for itself lives only as long as that command. Ray keeps at most
 # num_cpus idle worker processes and kills the others after 1 s; a training or scoring run holds
 # several actors, so its next task mostly found its worker killed and started a new one (about
-# 3 CPU-s of imports each). Two tiny trainings in one process started 19 workers instead of 32
-# with this (BENCHMARKS.md, CPU training). Only for a cluster we start: a cluster someone else
-# runs keeps its own settings (Ray refuses _system_config when connecting).
-OWN_CLUSTER_CONFIG = {"num_workers_soft_limit": 16, "idle_worker_killing_time_threshold_ms": 600_000}
+# 3 CPU-s of imports each). Kept 10 s instead, they bridge the gaps within and between runs
+# (BENCHMARKS.md, CPU training: 0.87x the CPU of two trainings and a scoring run), and die in
+# quiet spells: an idle worker still costs about 1% of a core (15 idle workers: 3.9 CPU-s in
+# 30 s): kept 10 minutes, 30 of them idled through the test suite, which ran 16% slower. Only for a
+# cluster we start: a cluster someone else runs keeps its own settings (Ray refuses
+# _system_config when connecting). Pass a copy: ray.init adds its own keys to the dict it gets.
+OWN_CLUSTER_CONFIG = {"num_workers_soft_limit": 16, "idle_worker_killing_time_threshold_ms": 10_000}
 
 
 def ensure_connected() -> None:
@@ -42,7 +45,7 @@ def ensure_connected() -> None:
                 return
             except ConnectionError:
                 pass
-        ray.init(_system_config=OWN_CLUSTER_CONFIG)  # RAY_ADDRESS=local, or no cluster: our own
+        ray.init(_system_config=dict(OWN_CLUSTER_CONFIG))  # RAY_ADDRESS=local, or no cluster: our own
     except ConnectionError as error:
         where = os.environ.get("RAY_ADDRESS") or "the address recorded by `ray start`"
         raise SentimentError(f"cannot connect to the Ray cluster at {where}: {error}") from None
