@@ -11,20 +11,12 @@ their ratios. The first run of all warms Ray's workers up and is not counted.
 """
 
 import argparse
-import glob
 import os
 import statistics
 import tempfile
 import time
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "unlabeled")
-
-
-def machine_cpu_seconds() -> float:
-    """Busy CPU seconds of the whole machine since boot (user+nice+system+irq+softirq)."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:8]]
-    return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow.parquet as pq
     import ray
 
+    from benchmarks.lib.machine_cost import machine_cpu_seconds, ray_workers_started
     from benchmarks.lib.review_sample import sample_reviews
     from benchmarks.lib.scoring_benchmark import save_benchmark_model
     from sentiment.io.shards import FOOTER_ACTORS_ENV
@@ -46,10 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
     ray.data.DataContext.get_current().enable_progress_bars = False
-    logs = ray._private.worker._global_node.get_logs_dir_path()
-
-    def workers_started() -> int:
-        return len(glob.glob(os.path.join(logs, "python-core-worker-*.log")))
 
     with tempfile.TemporaryDirectory(prefix="sentiment-footers-") as tmp:
         model = save_benchmark_model(os.path.join(tmp, "model"), "tiny")
@@ -64,14 +53,14 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ.pop(FOOTER_ACTORS_ENV, None)
             else:
                 os.environ[FOOTER_ACTORS_ENV] = pool
-            workers, cpu, wall = workers_started(), machine_cpu_seconds(), time.perf_counter()
+            workers, cpu, wall = ray_workers_started(), machine_cpu_seconds(), time.perf_counter()
             summary = score(ScoreConfig(model=model, inputs=[shards], output=os.path.join(tmp, f"out-{n}"),
                                         text_column="content"))
             assert summary["rows_scored"] == 50 * args.files, summary
             # Ray kills the pool when the listing is done; let the killed processes go before counting.
             time.sleep(2)
             return {"wall_s": time.perf_counter() - wall - 2, "cpu_s": machine_cpu_seconds() - cpu,
-                    "workers": workers_started() - workers}
+                    "workers": ray_workers_started() - workers}
 
         run(None, 0)  # warm-up
         results = {"sized to the files": [], "Ray's default (32)": []}

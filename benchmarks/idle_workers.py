@@ -12,7 +12,6 @@ Cluster start-up is not counted.
 """
 
 import argparse
-import glob
 import json
 import os
 import statistics
@@ -25,25 +24,17 @@ SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..
 VARIANTS = ("Ray's defaults", "idle workers kept")
 
 
-def machine_cpu_seconds() -> float:
-    """Busy CPU seconds of the whole machine since boot (user+nice+system+irq+softirq)."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:8]]
-    return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / os.sysconf("SC_CLK_TCK")
-
-
 def one_run(variant: str, workdir: str) -> dict:
     """In this process: start a cluster with the variant's settings, then train twice and score once."""
     import ray
 
+    from benchmarks.lib.machine_cost import machine_cpu_seconds, ray_workers_started
     from sentiment.cli import main
     from sentiment.cluster.connect import OWN_CLUSTER_CONFIG
 
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
              _system_config=dict(OWN_CLUSTER_CONFIG) if variant == VARIANTS[1] else {})
-    logs = ray._private.worker._global_node.get_logs_dir_path()
-    workers = lambda: len(glob.glob(os.path.join(logs, "python-core-worker-*.log")))  # noqa: E731
-    started_workers, cpu, wall = workers(), machine_cpu_seconds(), time.perf_counter()
+    started_workers, cpu, wall = ray_workers_started(), machine_cpu_seconds(), time.perf_counter()
     common = ["--data", os.path.join(workdir, "labeled.csv"), "--model", os.path.join(workdir, "model"),
               "--epochs", "2", "--num-workers", "2", "--lr", "1e-3"]
     for n in range(2):
@@ -51,7 +42,7 @@ def one_run(variant: str, workdir: str) -> dict:
     assert main(["score", "--model", os.path.join(workdir, "model"), "--input", os.path.join(workdir, "unlabeled.csv"),
                  "--output", os.path.join(workdir, f"{variant[:4]}-scored"), "--text-column", "content"]) == 0
     result = {"wall_s": time.perf_counter() - wall, "cpu_s": machine_cpu_seconds() - cpu,
-              "workers": workers() - started_workers}
+              "workers": ray_workers_started() - started_workers}
     ray.shutdown()
     return result
 
@@ -68,13 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from benchmarks.lib.review_sample import sample_reviews
+    from benchmarks.lib.review_sample import load_labeled, sample_reviews
     from benchmarks.lib.scoring_benchmark import save_benchmark_model
 
     with tempfile.TemporaryDirectory(prefix="sentiment-idle-workers-") as workdir:
         save_benchmark_model(os.path.join(workdir, "model"), "tiny")
-        labeled = pd.concat(pd.read_csv(path, usecols=["content", "score"])
-                            for path in sorted(glob.glob(os.path.join(args.data, "labeled", "*.csv"))))
+        labeled = load_labeled(os.path.join(args.data, "labeled"))
         labeled.sample(n=300, random_state=2).to_csv(os.path.join(workdir, "labeled.csv"), index=False)
         pd.DataFrame({"content": sample_reviews(os.path.join(args.data, "unlabeled"), 200, seed=0)}).to_csv(
             os.path.join(workdir, "unlabeled.csv"), index=False)

@@ -28,17 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpus", type=int, default=4, help="logical CPUs of the local Ray cluster (default: %(default)s)")
     args = p.parse_args(argv)
 
-    import pandas as pd
     import ray
 
     import sentiment.data.labeled as labeled
+    from benchmarks.lib.review_sample import load_labeled
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     with tempfile.TemporaryDirectory(prefix="sentiment-splits-") as tmp:
-        frames = [pd.read_csv(os.path.join(args.data, name), usecols=["content", "score"])
-                  for name in sorted(os.listdir(args.data)) if name.endswith(".csv")]
-        sample = pd.concat(frames)
+        sample = load_labeled(args.data)
         if args.rows:
             sample = sample.sample(n=args.rows, random_state=0)
         path = os.path.join(tmp, "labeled.csv")

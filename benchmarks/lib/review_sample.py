@@ -40,6 +40,12 @@ def load_corpus(data_dir: str, keep_blank: bool = False) -> list[str]:
     return texts
 
 
+def load_labeled(data_dir: str) -> pd.DataFrame:
+    """The text and star columns (content, score) of every labeled CSV file in `data_dir`, in file order."""
+    return pd.concat(pd.read_csv(path, usecols=["content", "score"])
+                     for path in sorted(glob.glob(os.path.join(data_dir, "*.csv"))))
+
+
 def sample_reviews(data_dir: str, n: int, seed: int = 0) -> list[str]:
     """`n` reviews drawn at random, without replacement, from the whole corpus in `data_dir`."""
     corpus = load_corpus(data_dir)

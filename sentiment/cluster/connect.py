@@ -47,7 +47,7 @@ def ensure_connected() -> None:
                 pass
         ray.init(_system_config=dict(OWN_CLUSTER_CONFIG))  # RAY_ADDRESS=local, or no cluster: our own
     except ConnectionError as error:
-        where = os.environ.get("RAY_ADDRESS") or "the address recorded by `ray start`"
+        where = address or "the address recorded by `ray start`"
         raise SentimentError(f"cannot connect to the Ray cluster at {where}: {error}") from None
 
 
