@@ -17,7 +17,7 @@ from sentiment.train.metrics import classification_metrics, format_metrics
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import largest_node_cpus, require
-from sentiment.io.storage import check_reachable, is_s3, write_bytes
+from sentiment.io.storage import absolute_uri, check_reachable, is_s3, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,8 @@ def _predictions(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int |
     require({"CPU": 1, "GPU": 1 if use_gpu else 0}, 1, "evaluate --gpu" if use_gpu else "evaluate")
     cpus = largest_node_cpus()
     predicted = dataset.map_batches(
-        _LabelPredictor, fn_constructor_kwargs={"model_uri": model_uri, "batch_size": batch_size,
+        # The actor runs in a directory of its own: a relative model folder must travel absolute.
+        _LabelPredictor, fn_constructor_kwargs={"model_uri": absolute_uri(model_uri), "batch_size": batch_size,
                                                 "max_length": max_length, "use_gpu": use_gpu, "threads": cpus,
                                                 "precision": precision, "tokens_per_batch": tokens_per_batch},
         # 4096 rows per call: the predictor sorts them by length, so its batches pad little.

@@ -7,6 +7,7 @@ Shards are built from ../shared/data/unlabeled with a row_id column, so every as
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -209,8 +210,11 @@ def test_small_datasets_scored_in_the_driver_match_the_actor(shared_data, ray_cl
     in_driver = evaluate.predict_labels_of_splits(splits, spread_classifier, max_length=64, precision="fp32")
     monkeypatch.setattr(evaluate, "IN_DRIVER_MAX_ROWS", 0)
     by_actor = evaluate.predict_labels_of_splits(splits, spread_classifier, max_length=64, precision="fp32")
-    # `sentiment evaluate`'s path, one dataset, by the actor
-    evaluated = evaluate.predict_labels(splits["validation"], spread_classifier, max_length=64, precision="fp32")
+    # `sentiment evaluate`'s path, one dataset, by the actor, the model named relative to the
+    # user's directory (the actor runs in another one)
+    monkeypatch.chdir(Path(spread_classifier).parent)
+    evaluated = evaluate.predict_labels(splits["validation"], Path(spread_classifier).name, max_length=64,
+                                        precision="fp32")
     for name in splits:
         rows, predicted = in_driver[name]
         assert sorted(rows) == [i for i in range(len(texts)) if i % 2 == (name == "test")]
@@ -219,7 +223,10 @@ def test_small_datasets_scored_in_the_driver_match_the_actor(shared_data, ray_cl
     assert len(set(np.concatenate([in_driver[name][1] for name in splits]))) == 3
 
 
-def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray_cluster, spread_classifier, tmp_path):
+def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray_cluster, spread_classifier, tmp_path,
+                                                                monkeypatch):
+    import os
+
     from sentiment.model.predictor import Predictor
 
     texts = unlabeled_reviews(shared_data, "webmd.csv", 160)[TEXT].to_pylist()
@@ -227,12 +234,16 @@ def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray
     shard = pa.table({"row_id": pa.array(range(len(texts)), pa.int64()), "content": texts,
                       "extra": pa.array(range(len(texts)))})
     pq.write_table(shard, tmp_path / "shard.parquet")
+    # Every path relative to the user's directory: the cluster's actors and tasks run in another
+    # one (this test process's), where the model folder named nothing until the driver made it absolute.
+    monkeypatch.chdir(tmp_path)
+    model = os.path.relpath(spread_classifier)
     # --batch-size 7 makes the actor's batches (and so their padding) differ from predict's.
-    assert main(["score", "--model", spread_classifier, "--input", str(tmp_path / "shard.parquet"),
-                 "--output", str(tmp_path / "out"), "--keep-columns", "row_id", "--batch-size", "7",
-                 "--precision", "fp32"]) == 0
+    assert main(["score", "--model", model, "--input", "shard.parquet", "--output", "out", "--keep-columns", "row_id",
+                 "--batch-size", "7", "--precision", "fp32"]) == 0
     out = pq.read_table(tmp_path / "out").sort_by("row_id")
     assert out.column_names == ["row_id", "sentiment", *PROB_COLUMNS, "error", "model"]
+    assert set(out["model"].to_pylist()) == {spread_classifier}  # recorded absolute
     got = np.stack([out[c].to_numpy() for c in PROB_COLUMNS], axis=1)
     want = Predictor(spread_classifier, batch_size=64, precision="fp32").predict_proba(texts)
     # The comparison has teeth: confident rows, every class predicted, rows that differ.

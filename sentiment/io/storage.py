@@ -58,6 +58,13 @@ def is_s3(uri: str) -> bool:
     return uri.startswith(("s3://", "s3a://"))
 
 
+def absolute_uri(uri: str) -> str:
+    """uri as a process in any directory opens it: s3:// as given, a local path made absolute
+    (with ~ expanded). Ray's workers and actors do not run in the driver's directory, where a
+    relative path named something."""
+    return uri if is_s3(uri) else os.path.abspath(os.path.expanduser(uri))
+
+
 def _strip_scheme(uri: str) -> str:
     return uri.split("://", 1)[1]
 

@@ -35,7 +35,7 @@ from sentiment.cluster.placement import require_shared_paths
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import require
 from sentiment.pause_points import pause_point, runtime_env_vars
-from sentiment.io.storage import arrow_filesystem, check_reachable, fetch_dir_files, is_s3
+from sentiment.io.storage import absolute_uri, arrow_filesystem, check_reachable, fetch_dir_files, is_s3
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class ScoreConfig:
 
 def model_id(model_uri: str) -> str:
     """What the `model` column holds: the URI as given for s3://, the absolute path for local."""
-    return model_uri if is_s3(model_uri) else os.path.abspath(os.path.expanduser(model_uri))
+    return absolute_uri(model_uri)
 
 
 def tokenize_batch(batch: pa.Table, *, tokenizer, text_column: str, max_length: int, drop_text: bool) -> pa.Table:
@@ -265,7 +265,7 @@ def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
     # launch asynchronously and the host pads batch i+1 while the GPU runs batch i.
     return ds.map_batches(
         ScoringActor, batch_format="pyarrow", batch_size=window,
-        fn_constructor_kwargs={"model_uri": config.model, "gpu": config.gpu, "batch_size": config.batch_size,
+        fn_constructor_kwargs={"model_uri": model_dir, "gpu": config.gpu, "batch_size": config.batch_size,
                                "tokens_per_batch": config.tokens_per_batch, "max_length": config.max_length,
                                "threads": config.threads_per_actor, "whole_node": high == 1 and not config.gpu,
                                "precision": config.precision},
@@ -361,7 +361,8 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
              ", ".join(config.inputs), model_id(config.model), config.output, attempt.staging)
     filesystem, staging_path = arrow_filesystem(attempt.staging)
     sink = ScoredParquetSink(staging_path, filesystem=filesystem, rows_per_file=config.rows_per_file)
-    dataset = build_pipeline(config, found, config.model)
+    # The model as the actors and tokenize tasks open it, in their own directories.
+    dataset = build_pipeline(config, found, absolute_uri(config.model))
     enable_stage_timing(dataset)
     try:
         dataset.write_datasink(sink)
