@@ -138,7 +138,7 @@ def tiny_classifier(tmp_path_factory, tiny_backbone) -> str:
 # finishes a long one. Order only: a module not listed runs after these, in collection order.
 COSTLIEST_FIRST = ["test_jobs_multinode", "test_learning", "test_scoring", "test_reliability_nothing_lost",
                    "test_reliability_scoring", "test_demo", "test_train_compiled", "test_resume",
-                   "test_model_selection", "test_flags_and_inputs", "test_score_commit",
+                   "test_flags_and_inputs", "test_score_commit",
                    "test_training", "test_data", "test_reliability_inputs", "test_benchmarking",
                    "test_benchmark_training"]
 

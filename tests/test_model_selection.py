@@ -1,16 +1,11 @@
-"""Model selection you can trust: a split that --seed does not move, recorded by its hash;
-validation and test scored at one precision; the saved epoch is the --select-metric argmax, and
-the history plot marks that epoch. The end-to-end run trains a tiny DistilBERT, so it also shows
-`sentiment train` on an encoder other than BERT."""
+"""Model selection you can trust: a split that --seed does not move, and a history plot that marks
+the epoch --select-metric chose. The end-to-end checks (the saved epoch is the macro-F1 argmax,
+validation and test at one recorded precision, the split hash of --split-seed) read
+tests/test_training.py's run, which is selected by macro-F1: one Ray Train run fewer."""
 
 from __future__ import annotations
 
-import json
-
-import pytest
-
-from sentiment.data.labels import LABELS
-from tests.helpers import labeled_sample, save_tiny_encoder
+from tests.helpers import labeled_sample
 
 
 def _texts(dataset) -> list[str]:
@@ -57,75 +52,3 @@ def test_the_history_plot_marks_the_epoch_select_metric_chose():
         assert "saved epoch 2" in fig.texts[0].get_text()
     finally:
         plt.close(fig)
-
-
-@pytest.fixture(scope="module")
-def selected_by_macro_f1(ray_cluster, shared_data, tmp_path_factory):
-    """Two epochs of a tiny DistilBERT on 300 real reviews, selected by validation macro-F1, with
-    a --seed other than the default (the split must not follow it)."""
-    from sentiment.cli import main
-
-    backbone = save_tiny_encoder("distilbert", tmp_path_factory.mktemp("distilbert"))
-    work = tmp_path_factory.mktemp("macro-f1")
-    data = labeled_sample(shared_data, work, 300)
-    output = work / "model"
-    status = main(["train", "--data", str(data), "--output", str(output), "--model", backbone,
-                   "--num-workers", "1", "--epochs", "2", "--batch-size", "16", "--lr", "2e-3",
-                   "--val-fraction", "0.2", "--test-fraction", "0.2", "--select-metric", "macro_f1", "--seed", "5"])
-    assert status == 0
-    return data, output, json.loads((output / "metrics.json").read_text())
-
-
-def test_select_metric_macro_f1_saves_the_epoch_of_best_validation_macro_f1(selected_by_macro_f1):
-    from safetensors.torch import load_file
-
-    from sentiment.train.stats import selection_score, weights_fingerprint
-
-    _, output, metrics = selected_by_macro_f1
-    history = metrics["history"]
-    assert [h["epoch"] for h in history] == [1, 2] and metrics["config"]["select_metric"] == "macro_f1"
-    best_f1 = max(round(h["val_macro_f1"], 6) for h in history)
-    candidates = [h for h in history if round(h["val_macro_f1"], 6) == best_f1]
-    chosen = min(candidates, key=lambda h: h["val_loss"])  # a tie goes to the lower validation loss
-    assert metrics["best_epoch"] == chosen["epoch"] == max(history, key=lambda h: selection_score(h, "macro_f1"))["epoch"]
-    saved = load_file(f"{output}/model.safetensors")
-    assert weights_fingerprint(saved) == chosen["weights_fingerprint"]
-
-
-def test_validation_and_test_are_scored_at_one_recorded_precision(selected_by_macro_f1):
-    from sentiment.model.predictor import native_bf16_cpu
-
-    _, _, metrics = selected_by_macro_f1
-    validation, chosen = metrics["validation"], metrics["history"][metrics["best_epoch"] - 1]
-    # --precision auto: the CPU workers validated in bf16 where this CPU multiplies bf16 natively.
-    assert chosen["precision"] == ("bf16" if native_bf16_cpu() else "fp32")
-    assert metrics["eval_precision"] == chosen["precision"]
-    assert validation["n"] == metrics["rows"]["validation"] and metrics["test"]["n"] == metrics["rows"]["test"]
-    # The driver's re-scoring of the saved model agrees with the worker's validation at that epoch
-    # (same weights, same precision; batching may flip at most a row on a near tie).
-    assert abs(validation["accuracy"] - chosen["val_accuracy"]) <= 1 / validation["n"] + 1e-9
-
-
-def test_metrics_record_the_split_hash_of_split_seed_not_seed(selected_by_macro_f1, ray_cluster):
-    from sentiment.data.labeled import prepare_splits
-
-    data, _, metrics = selected_by_macro_f1
-    assert metrics["config"]["seed"] == 5 and metrics["config"]["split_seed"] == 42
-    again = prepare_splits([str(data)], "content", "score", seed=42, val_fraction=0.2, test_fraction=0.2)
-    assert metrics["split_hash"] == again.split_hash
-
-
-def test_sentiment_train_on_a_distilbert_folder_saves_a_distilbert_classifier(selected_by_macro_f1):
-    from safetensors.torch import load_file
-    from transformers import pipeline
-
-    from sentiment.model.classifier import HEAD_DROPOUT
-
-    _, output, _ = selected_by_macro_f1
-    config = json.loads((output / "config.json").read_text())
-    assert config["architectures"] == ["DistilBertForSequenceClassification"]
-    assert config["seq_classif_dropout"] == HEAD_DROPOUT
-    assert {"pre_classifier.weight", "classifier.weight",
-            "distilbert.transformer.layer.1.ffn.lin1.weight"} <= set(load_file(f"{output}/model.safetensors"))
-    out = pipeline("text-classification", model=str(output))(["I love this app", "it crashes constantly"])
-    assert all(o["label"] in LABELS for o in out)

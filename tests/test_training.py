@@ -14,15 +14,22 @@ from tests.s3_recording import recording_s3_reads
 
 METRIC_KEYS = {"history", "best_epoch", "test", "rows", "config", "wall_seconds", "ray_run"}
 DRIVER_READS = {}  # output -> what the training driver (this process) read from S3
+DATA = {}  # output -> the folder of labeled files it was trained on
 
 
 @pytest.fixture(scope="module")
-def trained_on_s3(ray_cluster, s3_server, shared_data, tiny_backbone, tmp_path_factory):
-    """One 2-worker run on 400 real reviews plus a shard of 6 bad rows, the tiny backbone named by
-    a relative path; model, checkpoints and metrics go to the S3 server."""
+def trained_on_s3(ray_cluster, s3_server, shared_data, tmp_path_factory):
+    """One 2-worker run of a tiny DistilBERT (an encoder other than BERT) on 400 real reviews
+    plus a shard of 6 bad rows, the backbone named by a relative path, selected by validation
+    macro-F1 with a --seed other than the default (the split must not follow it); model,
+    checkpoints and metrics go to the S3 server. (Selection by accuracy, the default, is the
+    demo's: tests/test_demo.py.)"""
     import boto3
 
+    from tests.helpers import save_tiny_encoder
+
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="models")
+    backbone = save_tiny_encoder("distilbert", tmp_path_factory.mktemp("distilbert"))
     data = tmp_path_factory.mktemp("data")
     labeled_sample(shared_data, data, 400)
     # Scores out of range, not a number or missing, and blank texts: each dropped and counted.
@@ -32,16 +39,17 @@ def trained_on_s3(ray_cluster, s3_server, shared_data, tiny_backbone, tmp_path_f
     # --model as a folder relative to where the user runs the command: Ray Train's workers run
     # in another directory, where it named nothing until the driver made it absolute.
     here = os.getcwd()
-    os.chdir(os.path.dirname(tiny_backbone))
+    os.chdir(os.path.dirname(backbone))
     try:
         with recording_s3_reads() as DRIVER_READS[output]:
-            status = main(["train", "--data", str(data), "--output", output,
-                           "--model", os.path.basename(tiny_backbone),
+            status = main(["train", "--data", str(data), "--output", output, "--model", os.path.basename(backbone),
                            "--num-workers", "2", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3",
-                           "--val-fraction", "0.1", "--test-fraction", "0.1", "--seed", "1"])
+                           "--val-fraction", "0.1", "--test-fraction", "0.1", "--select-metric", "macro_f1",
+                           "--seed", "5"])
     finally:
         os.chdir(here)
     assert status == 0
+    DATA[output] = data
     return output
 
 
@@ -52,7 +60,10 @@ def _metrics(output):
 
 
 def test_artifact_is_a_standard_hf_model_the_pipeline_loads(trained_on_s3):
+    from safetensors.torch import load_file
     from transformers import pipeline
+
+    from sentiment.model.classifier import HEAD_DROPOUT
 
     from sentiment.io.storage import fetch_dir_files
 
@@ -65,7 +76,12 @@ def test_artifact_is_a_standard_hf_model_the_pipeline_loads(trained_on_s3):
     assert [o["label"] in LABELS for o in out] == [True, True]
     config = json.load(open(f"{local}/config.json"))
     assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
-    assert config["classifier_dropout"] == 0.3
+    # A DistilBERT backbone gives a DistilBERT classifier, its own head dropout field set, and
+    # its encoder weights saved beside the new head.
+    assert config["architectures"] == ["DistilBertForSequenceClassification"]
+    assert config["seq_classif_dropout"] == HEAD_DROPOUT
+    assert {"pre_classifier.weight", "classifier.weight",
+            "distilbert.transformer.layer.1.ffn.lin1.weight"} <= set(load_file(f"{local}/model.safetensors"))
 
 
 def test_the_driver_copies_the_best_model_without_downloading_the_checkpoint(trained_on_s3):
@@ -118,22 +134,47 @@ def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
         assert epoch["train_reviews_per_second_per_worker"] == pytest.approx(epoch["train_reviews_per_second"] / 2)
         assert "mfu" not in epoch  # MFU only where the device is a GPU
     assert metrics["global_batch_size"] == 32 and metrics["recipe"] == "reference"
-    assert metrics["config"]["warmup_fraction"] == 0.0 and metrics["config"]["select_metric"] == "accuracy"
+    assert metrics["config"]["warmup_fraction"] == 0.0 and metrics["config"]["select_metric"] == "macro_f1"
 
 
-def test_best_epoch_is_best_val_accuracy_ties_to_lower_loss_and_is_the_model_ray_kept(trained_on_s3):
+def test_select_metric_macro_f1_saves_the_epoch_of_best_validation_macro_f1_the_model_ray_kept(trained_on_s3):
     from safetensors.torch import load_file
 
     from sentiment.io.storage import fetch_dir_files
-    from sentiment.train.stats import weights_fingerprint
+    from sentiment.train.stats import selection_score, weights_fingerprint
 
     metrics = _metrics(trained_on_s3)
     history = metrics["history"]
-    best = max(history, key=lambda h: (round(h["val_accuracy"], 6), -h["val_loss"]))
-    assert metrics["best_epoch"] == best["epoch"]
+    best_f1 = max(round(h["val_macro_f1"], 6) for h in history)
+    candidates = [h for h in history if round(h["val_macro_f1"], 6) == best_f1]
+    chosen = min(candidates, key=lambda h: h["val_loss"])  # a tie goes to the lower validation loss
+    assert metrics["best_epoch"] == chosen["epoch"] == max(history, key=lambda h: selection_score(h, "macro_f1"))["epoch"]
     # The artifact is the checkpoint Ray's CheckpointConfig ranked first: the same epoch.
     weights = load_file(f"{fetch_dir_files(trained_on_s3)}/model.safetensors")
-    assert weights_fingerprint(weights) == history[best["epoch"] - 1]["weights_fingerprint"]
+    assert weights_fingerprint(weights) == chosen["weights_fingerprint"]
+
+
+def test_validation_and_test_are_scored_at_one_recorded_precision(trained_on_s3):
+    from sentiment.model.predictor import native_bf16_cpu
+
+    metrics = _metrics(trained_on_s3)
+    validation, chosen = metrics["validation"], metrics["history"][metrics["best_epoch"] - 1]
+    # --precision auto: the CPU workers validated in bf16 where this CPU multiplies bf16 natively.
+    assert chosen["precision"] == ("bf16" if native_bf16_cpu() else "fp32")
+    assert metrics["eval_precision"] == chosen["precision"]
+    assert validation["n"] == metrics["rows"]["validation"] and metrics["test"]["n"] == metrics["rows"]["test"]
+    # The driver's re-scoring of the saved model agrees with the workers' validation at that epoch
+    # (same weights, same precision; batching may flip at most a row on a near tie).
+    assert abs(validation["accuracy"] - chosen["val_accuracy"]) <= 1 / validation["n"] + 1e-9
+
+
+def test_metrics_record_the_split_hash_of_split_seed_not_seed(trained_on_s3):
+    from sentiment.data.labeled import prepare_splits
+
+    metrics = _metrics(trained_on_s3)
+    assert metrics["config"]["seed"] == 5 and metrics["config"]["split_seed"] == 42
+    again = prepare_splits([str(DATA[trained_on_s3])], "content", "score", seed=42, val_fraction=0.1, test_fraction=0.1)
+    assert metrics["split_hash"] == again.split_hash
 
 
 def test_training_loss_goes_down(trained_on_s3):
