@@ -1,6 +1,7 @@
 """`sentiment train` with real DDP (2 CPU workers, gloo) on a real local Ray cluster."""
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -15,6 +16,7 @@ from tests.s3_recording import recording_s3_reads
 METRIC_KEYS = {"history", "best_epoch", "test", "rows", "config", "wall_seconds", "ray_run"}
 DRIVER_READS = {}  # output -> what the training driver (this process) read from S3
 DATA = {}  # output -> the folder of labeled files it was trained on
+WARNINGS = {}  # output -> the WARNING lines the driver logged
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,9 @@ def trained_on_s3(ray_cluster, s3_server, shared_data, tmp_path_factory):
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="models")
     backbone = save_tiny_encoder("distilbert", tmp_path_factory.mktemp("distilbert"))
     data = tmp_path_factory.mktemp("data")
-    labeled_sample(shared_data, data, 400)
+    sample = labeled_sample(shared_data, data, 400)
+    # The same file reached twice (a symlink beside it): read once, and said once.
+    (data / "latest.csv").symlink_to(sample)
     # Scores out of range, not a number or missing, and blank texts: each dropped and counted.
     (data / "bad.csv").write_text('content,score\n"fine text",0\n"more text",five\n"x y",6\n"no score",\n'
                                   '"",5\n"   ",4\n')
@@ -40,6 +44,10 @@ def trained_on_s3(ray_cluster, s3_server, shared_data, tmp_path_factory):
     # in another directory, where it named nothing until the driver made it absolute.
     here = os.getcwd()
     os.chdir(os.path.dirname(backbone))
+    warnings = WARNINGS.setdefault(output, [])
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger().addHandler(handler)
     try:
         with recording_s3_reads() as DRIVER_READS[output]:
             status = main(["train", "--data", str(data), "--output", output, "--model", os.path.basename(backbone),
@@ -47,6 +55,7 @@ def trained_on_s3(ray_cluster, s3_server, shared_data, tmp_path_factory):
                            "--val-fraction", "0.1", "--test-fraction", "0.1", "--select-metric", "macro_f1",
                            "--seed", "5"])
     finally:
+        logging.getLogger().removeHandler(handler)
         os.chdir(here)
     assert status == 0
     DATA[output] = data
@@ -93,6 +102,14 @@ def test_the_driver_copies_the_best_model_without_downloading_the_checkpoint(tra
     assert DRIVER_READS[trained_on_s3].count_of(STATE_FILE) == 0
     ray_run = _metrics(trained_on_s3)["ray_run"]
     assert ray_run["best_checkpoint"].startswith("models/tiny-ddp/checkpoints/")
+
+
+def test_a_file_the_data_reaches_twice_is_read_once_and_said_once(trained_on_s3):
+    data = DATA[trained_on_s3]
+    said = [line for line in WARNINGS[trained_on_s3] if "file(s) once that the inputs reach more than once" in line]
+    assert said == [f"reading 1 file(s) once that the inputs reach more than once (a symlink, or the same file "
+                    f"given twice): {data / 'labeled-sample-400.csv'} (also as {data / 'latest.csv'})"], said
+    assert _metrics(trained_on_s3)["rows"]["rows_read"] == 406  # 400 + the 6 bad rows, none twice
 
 
 def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):

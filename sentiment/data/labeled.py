@@ -19,6 +19,7 @@ import ray
 from ray.data.expressions import col
 
 from sentiment.errors import InputError
+from sentiment.io.storage import InputFiles
 from sentiment.io.file_checks import CSV_PARSE, check_files, csv_read_options
 from sentiment.data.labels import INVALID_LABEL, LABELS, scores_to_label_ids
 from sentiment.io.shards import (as_plain_strings, by_compression, format_of, group_by_column_types, list_shard_files,
@@ -30,7 +31,8 @@ EMPTY_TEXT, INVALID_SCORE = "empty_text", "invalid_score"
 
 
 def read_labeled(paths: list[str], text_column: str, score_column: str,
-                 fmt: str | None = None, limit: int | None = None, seed: int = 0) -> ray.data.Dataset:
+                 fmt: str | None = None, limit: int | None = None, seed: int = 0,
+                 listed: InputFiles | None = None) -> ray.data.Dataset:
     """Read labeled reviews as one dataset with columns text (str), label (int) and problem (str).
 
     The same files as `sentiment score` reads (CSV, compressed CSV, Parquet, JSON lines; a file
@@ -40,11 +42,13 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
     marked in `problem`, so they can be counted.
     `limit` keeps a random sample of that many rows, seeded by `seed`: real files are often
     sorted (ours by score), so the first N rows would be one class.
+    `listed` is list_shard_files(paths, fmt) where the caller has it already: listing again would
+    say a second time what the listing says (a file the inputs reach twice).
 
     Raises:
         InputError: a path matches no file, a file is unreadable, or lacks one of the two columns.
     """
-    files = list_shard_files(paths, fmt)
+    files = listed if listed is not None else list_shard_files(paths, fmt)
     if files.skipped:
         log.warning("not reading %d file(s) that are not data: %s", len(files.skipped), ", ".join(files.skipped[:5]))
     kinds = [format_of(path, fmt) for path in files.paths]
@@ -189,7 +193,8 @@ def count_problems(dataset: ray.data.Dataset) -> dict[str, int]:
 
 def prepare_splits(paths: list[str], text_column: str, score_column: str, *, seed: int,
                    val_fraction: float, test_fraction: float, fmt: str | None = None,
-                   limit: int | None = None, shuffle_seed: int | None = None) -> LabeledSplits:
+                   limit: int | None = None, shuffle_seed: int | None = None,
+                   listed: InputFiles | None = None) -> LabeledSplits:
     """Read labeled reviews and return deduplicated, leak-free splits with full row accounting.
 
     Args:
@@ -197,13 +202,14 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
         shuffle_seed: the order of the training rows (default: seed). `sentiment train` passes
             its --seed here and its --split-seed as seed, so runs that differ only in --seed are
             scored on the same validation and test rows.
+        listed: the files of paths, where the caller listed them already (read_labeled).
 
     Raises:
         InputError: unreadable inputs, missing columns, or no usable rows left.
     """
     if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
         raise InputError("--val-fraction and --test-fraction must be positive and sum to less than 1")
-    labeled = read_labeled(paths, text_column, score_column, fmt, limit, seed).materialize()
+    labeled = read_labeled(paths, text_column, score_column, fmt, limit, seed, listed).materialize()
     split_args = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
     shuffle_seed = seed if shuffle_seed is None else shuffle_seed
     if labeled.size_bytes() <= IN_DRIVER_MAX_BYTES:

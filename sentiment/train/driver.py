@@ -204,8 +204,9 @@ def train(config: TrainConfig) -> dict:
     check_reachable(config.resolved_storage_path)
     check_output_is_ours(config.resolved_output)
     # Before anything of this run is written: a --data path that matches nothing leaves no run
-    # record (prepare_run's) behind. prepare_splits lists the same files again once Ray is up.
-    list_shard_files(config.data, config.format)
+    # record (prepare_run's) behind. prepare_splits reads this listing once Ray is up, so what
+    # the listing says (a file the inputs reach twice) is said once.
+    listed = list_shard_files(config.data, config.format)
     resumed_epoch = prepare_run(f"{config.resolved_storage_path}/{config.run_name}", run_settings(_recorded(config)))
     if resumed_epoch is not None:
         print(f"resuming run {config.run_name!r} from its checkpoint of epoch {resumed_epoch} "
@@ -228,7 +229,7 @@ def train(config: TrainConfig) -> dict:
     splits = prepare_splits(config.data, config.text_column, config.score_column, seed=config.split_seed,
                             shuffle_seed=config.seed,
                             val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-                            fmt=config.format, limit=config.limit)
+                            fmt=config.format, limit=config.limit, listed=listed)
     prepared = time.time()
     trainer = build_trainer(config, splits)
     result = _fit_interruptibly(trainer)
