@@ -234,7 +234,11 @@ def batch_window_rows(config: ScoreConfig) -> int:
 
 
 def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
-    """The lazy Dataset: read -> tokenize -> predict. Nothing runs until it is written."""
+    """The lazy Dataset: read -> tokenize -> predict. Nothing runs until it is written.
+
+    model_dir is opened by tasks and actors in their own directories: s3:// or an absolute path
+    (storage.absolute_uri), never one relative to the driver's.
+    """
     # Reads coalesce small files into blocks of up to 128 MiB: 20,000 reviews are 2 MiB, so one
     # block, so one actor task, and every other actor of the pool sits idle. Blocks of one sort
     # window each spread the work over the pool and let the writer start while scoring goes on.
