@@ -15,8 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from sentiment.io.storage import model_cache_root
+
+if TYPE_CHECKING:  # annotations only: torch loads where a compile is asked for
+    import torch
 
 COMPILE_MODES = ("auto", "on", "off")
 COMPILE_HELP = ("compile the training and validation forward/backward with torch.compile over static shapes "
