@@ -1,5 +1,6 @@
 """Small builders shared by tests: balanced samples of the real reviews, written to tmp."""
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -165,3 +166,19 @@ def save_tiny_encoder(kind: str, directory) -> str:
         directory, safe_serialization=True)
     AutoTokenizer.from_pretrained(resolve_backbone("minilm")).save_pretrained(directory)
     return str(directory)
+
+
+@contextmanager
+def logged_warnings():
+    """The WARNING (and worse) lines logged in this process while inside, as a list of messages:
+    caplog for a module-scoped fixture, which cannot have pytest's function-scoped one."""
+    import logging
+
+    lines: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger().addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logging.getLogger().removeHandler(handler)

@@ -17,7 +17,7 @@ import pytest
 from sentiment.cli import build_parser, main
 from tests.hand_commit import commit_night
 from sentiment.score.pipeline import ERROR_COLUMN
-from tests.helpers import UNLABELED_TEXT, unlabeled_reviews
+from tests.helpers import UNLABELED_TEXT, logged_warnings, unlabeled_reviews
 
 TEXT = "content"
 
@@ -64,8 +64,6 @@ NOT_DATA = ["README", "notes.txt", "CHANGES.md", "_SUCCESS", ".DS_Store"]
 def mixed_folder(shared_data, ray_cluster, tiny_classifier, tmp_path_factory):
     """The folder, scored once in-process: (output folder, exit code, stderr, WARNING log text,
     {file name: its table as written}, the 2.1 MB review)."""
-    import logging
-
     tmp = tmp_path_factory.mktemp("mixed")
     folder = tmp / "in"
     folder.mkdir()
@@ -120,14 +118,8 @@ def mixed_folder(shared_data, ray_cluster, tiny_classifier, tmp_path_factory):
         lines = "".join(json.dumps(row) + "\n" for row in written[name].to_pylist())
         (folder / name).write_bytes(gzip.compress(lines.encode()))
 
-    warnings = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: warnings.append(record.getMessage())
-    logging.getLogger().addHandler(handler)
-    try:
+    with logged_warnings() as warnings:
         code = main(["score", "--model", tiny_classifier, "--input", str(folder), "--output", str(tmp / "out")])
-    finally:
-        logging.getLogger().removeHandler(handler)
     return tmp / "out", code, "\n".join(warnings), written, texts[0]
 
 

@@ -1,7 +1,6 @@
 """`sentiment train` with real DDP (2 CPU workers, gloo) on a real local Ray cluster."""
 
 import json
-import logging
 import os
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 from sentiment.cli import main
 from sentiment.data.labels import LABELS
 from sentiment.train.metrics import per_class_f1
-from tests.helpers import labeled_sample
+from tests.helpers import labeled_sample, logged_warnings
 from tests.s3_recording import recording_s3_reads
 
 METRIC_KEYS = {"history", "best_epoch", "test", "rows", "config", "wall_seconds", "ray_run"}
@@ -44,18 +43,13 @@ def trained_on_s3(ray_cluster, s3_server, shared_data, tmp_path_factory):
     # in another directory, where it named nothing until the driver made it absolute.
     here = os.getcwd()
     os.chdir(os.path.dirname(backbone))
-    warnings = WARNINGS.setdefault(output, [])
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: warnings.append(record.getMessage())
-    logging.getLogger().addHandler(handler)
     try:
-        with recording_s3_reads() as DRIVER_READS[output]:
+        with recording_s3_reads() as DRIVER_READS[output], logged_warnings() as WARNINGS[output]:
             status = main(["train", "--data", str(data), "--output", output, "--model", os.path.basename(backbone),
                            "--num-workers", "2", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3",
                            "--val-fraction", "0.1", "--test-fraction", "0.1", "--select-metric", "macro_f1",
                            "--seed", "5"])
     finally:
-        logging.getLogger().removeHandler(handler)
         os.chdir(here)
     assert status == 0
     DATA[output] = data

@@ -325,7 +325,7 @@ def fetch_dir_files(uri: str, skip_suffixes: tuple[str, ...] = ()) -> str:
         StorageError: the storage cannot be listed or read.
     """
     if not is_s3(uri):
-        return os.path.abspath(os.path.expanduser(uri))
+        return absolute_uri(uri)
     from filelock import FileLock
 
     fs, path = fsspec_filesystem(uri)

@@ -32,7 +32,7 @@ from sentiment.train.compiled import COMPILE_MODES
 from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
 from sentiment.train.resume import prepare_run, run_settings
 from sentiment.io.shards import list_shard_files
-from sentiment.io.storage import arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir
+from sentiment.io.storage import absolute_uri, arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir
 from sentiment.train.worker_loop import HISTORY_FILE, MODEL_SUBDIR, train_loop_per_worker
 from sentiment.train.stats import SELECT_METRICS, selection_score
 
@@ -323,7 +323,7 @@ def _fit_interruptibly(trainer: TorchTrainer):
 
 def _recorded(config: TrainConfig) -> dict:
     """The resolved config as metrics.json and the run's settings record it: absolute paths."""
-    data = [path if is_s3(path) else os.path.abspath(os.path.expanduser(path)) for path in config.data]
+    data = [absolute_uri(path) for path in config.data]
     return {**asdict(config), "data": data, "output": config.resolved_output,
             "storage_path": config.resolved_storage_path}
 
