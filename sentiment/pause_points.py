@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+import subprocess
 import time
 
 PAUSE_AT_ENV = "SENTIMENT_PAUSE_AT"
@@ -50,17 +51,25 @@ def runtime_env_vars() -> dict[str, str]:
     return {key: os.environ[key] for key in (PAUSE_AT_ENV, PAUSE_DIR_ENV) if os.environ.get(key)}
 
 
-def wait_until_reached(folder: str, name: str, timeout_s: float = 120.0, count: int = 1) -> list[int]:
+def wait_until_reached(folder: str, name: str, timeout_s: float = 120.0, count: int = 1,
+                       process: subprocess.Popen | None = None) -> list[int]:
     """For tests: block until `count` processes wait at `name`; returns their pids.
+
+    `process`, when given, is the subprocess that should get there (itself or through its Ray
+    workers): once it has exited, waiting longer cannot help, so the wait ends then.
 
     Raises:
         TimeoutError: if fewer reached it within timeout_s.
+        RuntimeError: if `process` exited before they did.
     """
     deadline = time.monotonic() + timeout_s
     while True:
         pids = sorted(int(open(path).read()) for path in glob.glob(os.path.join(folder, f"{name}.*.reached")))
         if len(pids) >= count:
             return pids
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process {process.pid} exited with {process.returncode} before {count} process(es) "
+                               f"reached pause point {name!r}; {len(pids)} did")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{count} process(es) should have reached pause point {name!r} within "
                                f"{timeout_s:g} s; {len(pids)} did")

@@ -4,6 +4,9 @@ is, and goes on only when released; an unlisted point does not wait."""
 import os
 import subprocess
 import sys
+import time
+
+import pytest
 
 from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, release, wait_until_reached
 
@@ -46,3 +49,13 @@ def test_name_at_n_holds_the_process_the_nth_time_only(tmp_path):
     finally:
         proc.kill()
     assert out.split() == ["2", "done"]
+
+
+def test_a_wait_on_a_process_that_exits_first_ends_then_not_at_the_timeout(tmp_path):
+    # A run that dies before its point (a crash, a refusal) fails the test at once, not minutes later.
+    env = {**os.environ, PAUSE_AT_ENV: "never.reached", PAUSE_DIR_ENV: str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], env=env)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=f"process {proc.pid} exited with 3 before 1 process"):
+        wait_until_reached(str(tmp_path), "never.reached", timeout_s=600, process=proc)
+    assert time.monotonic() - started < 60

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -57,38 +58,58 @@ def _input(shared_data, tmp_path, night: int) -> str:
     return str(folder)
 
 
-def _score_process(model: str, inputs: str, output: str, *extra: str, pause_at: str | None = None,
-                   pause_dir=None) -> subprocess.Popen:
+@dataclass
+class _Run:
+    """A subprocess whose stderr goes to a file, not a pipe: a run held at a pause point on a
+    loaded machine must not block writing to a pipe nobody reads (Ray Data logs its progress
+    every 10 s), and a failed wait can show what the run printed."""
+    proc: subprocess.Popen
+    log: Path
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _start(command: list[str], log: Path, env: dict[str, str], **popen) -> _Run:
+    with open(log, "w") as stderr:
+        return _Run(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, text=True, env=env, **popen),
+                    log)
+
+
+def _score_process(model: str, inputs: str, output: str, *extra: str, log: Path, pause_at: str | None = None,
+                   pause_dir=None) -> _Run:
     """`sentiment score` as its own driver process on the session's Ray cluster."""
     env = session_cluster_env()
     if pause_at:
         env.update({PAUSE_AT_ENV: pause_at, PAUSE_DIR_ENV: str(pause_dir)})
-    return subprocess.Popen([sys.executable, "-m", "sentiment", "score", "--model", model, "--input", inputs,
-                             "--output", output, "--text-column", TEXT, *RUN_ARGS, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return _start([sys.executable, "-m", "sentiment", "score", "--model", model, "--input", inputs,
+                   "--output", output, "--text-column", TEXT, *RUN_ARGS, *extra], log, env)
 
 
-def _finished(proc: subprocess.Popen, timeout_s: float = 400) -> str:
+def _finished(run: _Run, timeout_s: float = 400) -> str:
     """Wait for a run that must succeed; its stderr."""
     try:
-        _, stderr = proc.communicate(timeout=timeout_s)
+        run.proc.wait(timeout=timeout_s)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, stderr[-3000:]
-    return stderr
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait()
+    assert run.proc.returncode == 0, run.stderr()[-3000:]
+    return run.stderr()
 
 
-def _kill_at(proc: subprocess.Popen, pause_dir, step: str) -> None:
+def _kill_at(run: _Run, pause_dir, step: str) -> None:
     """SIGKILL the driver once it waits at `step` (no clean-up code of ours runs)."""
     try:
-        pid = wait_until_reached(str(pause_dir), step, timeout_s=300)[0]
-        assert pid == proc.pid
+        try:
+            pid = wait_until_reached(str(pause_dir), step, timeout_s=300, process=run.proc)[0]
+        except (TimeoutError, RuntimeError) as error:
+            raise AssertionError(f"{error}; the run's stderr ends:\n{run.stderr()[-5000:]}") from error
+        assert pid == run.proc.pid
         os.kill(pid, signal.SIGKILL)
     finally:
-        proc.kill()
-        proc.communicate()
+        run.proc.kill()
+        run.proc.wait()
     for reached in pause_dir.glob(f"{step}.*.reached"):
         reached.unlink()
 
@@ -130,18 +151,19 @@ def _assert_exactly_the_night(output: str, night: int) -> None:
     assert not _listing(_staging_root(output))
 
 
-def _hand_commit_process(output: str, night: int, pause_at: str | None = None, pause_dir=None) -> subprocess.Popen:
+def _hand_commit_process(output: str, night: int, log: Path, pause_at: str | None = None, pause_dir=None) -> _Run:
     """A committer without Ray or a model (tests/hand_commit.py): night's ROWS row_ids staged by
     hand in three files, committed through the same code as `sentiment score`'s."""
     env = dict(os.environ)
     if pause_at:
         env.update({PAUSE_AT_ENV: pause_at, PAUSE_DIR_ENV: str(pause_dir)})
-    return subprocess.Popen([sys.executable, "-m", "tests.hand_commit", "night", output, str(night), str(ROWS), "3"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return _start([sys.executable, "-m", "tests.hand_commit", "night", output, str(night), str(ROWS), "3"], log, env,
+                  cwd=ROOT)
 
 
 def _kill_at_each_step_then_rerun(tmp_path, start_night, output: str, steps) -> None:
-    """start_night(night, pause_at=None, pause_dir=None) starts a run committing that night into output.
+    """start_night(night, log, pause_at=None, pause_dir=None) starts a run committing that night into
+    output, its stderr going to log.
 
     Night 0, the complete night the kills must not lose, is committed in this process through the
     library's commit code (tests/hand_commit.py), as every later night is by its run."""
@@ -153,15 +175,14 @@ def _kill_at_each_step_then_rerun(tmp_path, start_night, output: str, steps) -> 
     assert len(_read_json(f"{output}/_SUCCESS")["files"]) >= 2, "one part file cannot show a half-done move"
     committed = 0
     for night, step in enumerate(steps, start=1):
-        proc = start_night(night, pause_at=step, pause_dir=pauses)
-        _kill_at(proc, pauses, step)
+        _kill_at(start_night(night, tmp_path / f"night-{night}.stderr", pause_at=step, pause_dir=pauses), pauses, step)
         committed = night if step in MARKER_WRITTEN else committed
         # Old or new, whole and once: never a mix, never a gap.
         assert _night_behind_marker(output) == _ids(committed), step
         assert any(name.startswith("part-") and name not in {f["file"] for f in _read_json(
             f"{output}/_SUCCESS")["files"]} for name in _listing(output)), f"{step}: nothing left to clean up"
     last = len(steps) + 1
-    stderr = _finished(start_night(last))
+    stderr = _finished(start_night(last, tmp_path / f"night-{last}.stderr"))
     assert "taking over the lock" in stderr and "is no longer running on this host" in stderr
     assert "left by an earlier attempt that failed or was killed" in stderr
     _assert_exactly_the_night(output, last)
@@ -169,8 +190,8 @@ def _kill_at_each_step_then_rerun(tmp_path, start_night, output: str, steps) -> 
 
 def test_a_committer_killed_at_each_commit_step_leaves_one_whole_night_and_the_next_run_cleans_up(tmp_path):
     output = str(tmp_path / "out")
-    _kill_at_each_step_then_rerun(tmp_path, lambda night, **pause: _hand_commit_process(output, night, **pause),
-                                  output, COMMIT_STEPS)
+    _kill_at_each_step_then_rerun(
+        tmp_path, lambda night, log, **pause: _hand_commit_process(output, night, log, **pause), output, COMMIT_STEPS)
 
 
 @pytest.mark.slow  # two scoring drivers in turn, ~30 s each on a loaded 2-core machine
@@ -180,8 +201,8 @@ def test_a_scoring_driver_killed_mid_move_on_s3_leaves_one_whole_night_and_the_n
     # committer lost both nights.
     output = f"{s3_bucket}/scored/2026-12-01"
     _kill_at_each_step_then_rerun(
-        tmp_path, lambda night, **pause: _score_process(tiny_classifier, _input(shared_data, tmp_path, night), output,
-                                                        **pause), output, ("commit.moving",))
+        tmp_path, lambda night, log, **pause: _score_process(tiny_classifier, _input(shared_data, tmp_path, night),
+                                                             output, log=log, **pause), output, ("commit.moving",))
 
 
 def test_two_runs_into_one_output_one_commits_and_the_other_refuses_naming_the_holder(
@@ -189,16 +210,16 @@ def test_two_runs_into_one_output_one_commits_and_the_other_refuses_naming_the_h
     pauses, output = tmp_path / "pauses", str(tmp_path / "out")
     pauses.mkdir()
     # The first run holds the lock with its night staged; the second is a real scoring driver.
-    first = _hand_commit_process(output, 1, pause_at="commit.staged", pause_dir=pauses)
+    first = _hand_commit_process(output, 1, tmp_path / "first.stderr", pause_at="commit.staged", pause_dir=pauses)
     try:
-        wait_until_reached(str(pauses), "commit.staged", timeout_s=120)
-        second = _score_process(tiny_classifier, _input(shared_data, tmp_path, 2), output)
-        _, stderr = second.communicate(timeout=300)
-        assert second.returncode == 2, stderr[-3000:]
-        last = stderr.strip().splitlines()[-1]
+        wait_until_reached(str(pauses), "commit.staged", timeout_s=120, process=first.proc)
+        second = _score_process(tiny_classifier, _input(shared_data, tmp_path, 2), output,
+                                log=tmp_path / "second.stderr")
+        assert second.proc.wait(timeout=300) == 2, second.stderr()[-3000:]
+        last = second.stderr().strip().splitlines()[-1]
         assert last.startswith(f"sentiment score: error: --output {output} is being written by attempt "), last
-        assert f"host {socket.gethostname()} (pid {first.pid}), last heartbeat " in last
-        assert first.poll() is None
+        assert f"host {socket.gethostname()} (pid {first.proc.pid}), last heartbeat " in last
+        assert first.proc.poll() is None
     finally:
         release(str(pauses), "commit.staged")
     _finished(first)
