@@ -269,3 +269,16 @@ def test_label_smoothing_flag_parses_defaults_to_the_recipe_and_is_checked():
         parser.parse_args(["--data", "d", "--output", "o", "--label-smoothing", "1.5"])
     with pytest.raises(InputError, match="--label-smoothing"):
         TrainConfig(data=["d"], output="o", label_smoothing=1.0).resolved().validate()
+
+
+def test_output_and_storage_path_are_resolved_alike(monkeypatch, tmp_path):
+    # --storage-path=~/ckpt once became ./~/ckpt: the shell leaves ~ alone after "=".
+    from sentiment.train.driver import TrainConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(data=["d"], output="~/model", storage_path="~/ckpt")
+    assert config.resolved_output == str(tmp_path / "home" / "model")
+    assert config.resolved_storage_path == str(tmp_path / "home" / "ckpt")
+    assert TrainConfig(data=["d"], output="rel/").resolved_storage_path == str(tmp_path / "rel" / "checkpoints")
+    assert TrainConfig(data=["d"], output="s3://b/m/", storage_path="s3://b/c/").resolved_storage_path == "s3://b/c"

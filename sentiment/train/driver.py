@@ -32,7 +32,7 @@ from sentiment.train.compiled import COMPILE_MODES
 from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
 from sentiment.train.resume import prepare_run, run_settings
 from sentiment.io.shards import list_shard_files
-from sentiment.io.storage import absolute_uri, arrow_filesystem, check_reachable, copy_dir, is_s3, read_bytes, to_uri, upload_dir
+from sentiment.io.storage import absolute_uri, arrow_filesystem, check_reachable, copy_dir, read_bytes, to_uri, upload_dir
 from sentiment.train.worker_loop import HISTORY_FILE, MODEL_SUBDIR, train_loop_per_worker
 from sentiment.train.stats import SELECT_METRICS, selection_score
 
@@ -97,12 +97,12 @@ class TrainConfig:
 
     @property
     def resolved_output(self) -> str:
-        return self.output.rstrip("/") if is_s3(self.output) else os.path.abspath(os.path.expanduser(self.output))
+        return absolute_uri(self.output).rstrip("/")
 
     @property
     def resolved_storage_path(self) -> str:
         if self.storage_path:
-            return self.storage_path.rstrip("/") if is_s3(self.storage_path) else os.path.abspath(self.storage_path)
+            return absolute_uri(self.storage_path).rstrip("/")
         return f"{self.resolved_output}/checkpoints"
 
     def validate(self) -> None:
