@@ -4,7 +4,6 @@ One batch size: each is a whole Ray Train run (a minute or more on 2 cores), and
 them is the same code for one as for two."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -12,7 +12,6 @@ import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from sentiment.cli import main
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, resolve_backbone
@@ -122,7 +121,7 @@ def test_an_empty_input_folder_says_no_files_were_found(ray_cluster, tmp_path, c
     (tmp_path / "in").mkdir()
     code, err = _score(capsys, tmp_path, tiny_classifier, tmp_path / "in")
     assert code == 2
-    assert f"error: no .csv/.csv.gz/.csv.zst/.csv.bz2/.parquet/.pq/.jsonl/.json/.jsonl.gz" in err
+    assert "error: no .csv/.csv.gz/.csv.zst/.csv.bz2/.parquet/.pq/.jsonl/.json/.jsonl.gz" in err
     assert f"files found in {tmp_path / 'in'}" in err
     assert not (tmp_path / "out").exists()
 
