@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def test_a_cluster_started_for_a_command_keeps_its_idle_workers(tmp_path):
     from sentiment.cluster.connect import OWN_CLUSTER_CONFIG
@@ -23,3 +25,26 @@ def test_a_cluster_started_for_a_command_keeps_its_idle_workers(tmp_path):
     started = json.loads(result.stdout.strip().splitlines()[-1])
     assert started["head"]  # it started the cluster, so its settings are the ones Ray runs with
     assert OWN_CLUSTER_CONFIG.items() <= started["config"].items()
+
+
+def test_joining_by_address_without_the_token_mode_says_how_to_send_the_token(ray_cluster, tmp_path):
+    # The session's cluster, started by ray.init, requires Ray's token; the tests' own drivers
+    # join it because ray.init set RAY_AUTH_MODE=token in this process's environment. A user
+    # who names a cluster in RAY_ADDRESS has no such variable: Ray then sends no token.
+    from tests.helpers import session_cluster_env
+
+    if os.environ.get("RAY_AUTH_MODE") != "token":
+        pytest.skip("the session's Ray cluster runs without token authentication (RAY_AUTH_MODE set otherwise)")
+    env = {k: v for k, v in session_cluster_env().items() if k != "RAY_AUTH_MODE"}
+    probe = "from sentiment.cluster.connect import ensure_connected\nensure_connected()\n"
+    result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"cannot connect to the Ray cluster at {env['RAY_ADDRESS']}" in last
+    assert "set RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN" in last
+    # With the mode set, as the hint says, the same join works.
+    env["RAY_AUTH_MODE"] = "token"
+    joined = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert joined.returncode == 0, joined.stderr[-2000:]

@@ -48,7 +48,13 @@ def ensure_connected() -> None:
         ray.init(_system_config=dict(OWN_CLUSTER_CONFIG))  # RAY_ADDRESS=local, or no cluster: our own
     except ConnectionError as error:
         where = address or "the address recorded by `ray start`"
-        raise SentimentError(f"cannot connect to the Ray cluster at {where}: {error}") from None
+        hint = ""
+        if address and not os.environ.get("RAY_AUTH_MODE"):
+            # Ray sends its token to a cluster found by `ray start`'s record, never to one named by
+            # address; that join then fails after ~20 s of "InvalidAuthToken" warnings.
+            hint = ("; clusters Ray 2.60 starts require a token by default: to join one by address, set "
+                    "RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
+        raise SentimentError(f"cannot connect to the Ray cluster at {where}: {error}{hint}") from None
 
 
 def describe_cluster() -> str:
