@@ -82,9 +82,9 @@ def start_held_after_first_epoch(command: list[str], snapshot: Path, log_path: P
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()  # the child holds its own copy of the descriptor
     try:
-        pids = wait_until_reached(str(points), "train.epoch_reported", timeout_s=600, count=workers)
+        pids = wait_until_reached(str(points), "train.epoch_reported", timeout_s=600, count=workers, process=proc)
         wait_for_checkpoint_of_epoch(snapshot, 1)
-    except (TimeoutError, AssertionError) as error:
+    except (TimeoutError, RuntimeError, AssertionError) as error:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
         raise AssertionError(f"{error}; training log:\n" + log_path.read_text()[-3000:]) from None

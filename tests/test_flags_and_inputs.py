@@ -306,14 +306,14 @@ def _train_subprocess(shared_data, tmp_path, backbone: str, pause_at: str):
     return run, points, log_path
 
 
-def _wait_showing_the_log(points, name: str, log_path) -> None:
-    """Wait until the training subprocess is held at pause point `name`; on a timeout, fail with
-    the end of its log, which says why it never got there."""
+def _wait_showing_the_log(run, points, name: str, log_path) -> None:
+    """Wait until the training subprocess `run` is held at pause point `name`; on a timeout or its
+    exit, fail with the end of its log, which says why it never got there."""
     from sentiment.pause_points import wait_until_reached
 
     try:
-        wait_until_reached(str(points), name, timeout_s=600)
-    except TimeoutError:
+        wait_until_reached(str(points), name, timeout_s=600, process=run)
+    except (TimeoutError, RuntimeError):
         raise AssertionError(log_path.read_text()[-3000:]) from None
 
 
@@ -356,7 +356,7 @@ def test_a_kill_during_the_model_commit_leaves_no_folder_that_looks_complete(tmp
     assert first.wait(timeout=120) == 0, first.stderr.read()
     second = committer("second", **{PAUSE_AT_ENV: "train.commit_output", PAUSE_DIR_ENV: str(points)})
     try:
-        assert wait_until_reached(str(points), "train.commit_output", timeout_s=120) == [second.pid]
+        assert wait_until_reached(str(points), "train.commit_output", timeout_s=120, process=second) == [second.pid]
         os.kill(second.pid, signal.SIGKILL)  # mid-commit: one file moved in, the rest staged
         second.wait(timeout=60)
     finally:
@@ -388,7 +388,7 @@ def test_sigint_during_training_prints_interrupted_and_exits_130(ray_cluster, sh
 
     run, points, log_path = _train_subprocess(shared_data, tmp_path, tiny_backbone, "train.worker_ready")
     try:
-        _wait_showing_the_log(points, "train.worker_ready", log_path)
+        _wait_showing_the_log(run, points, "train.worker_ready", log_path)
         os.kill(run.pid, signal.SIGINT)  # Ctrl-C reaches the driver while its worker trains
         status = run.wait(timeout=120)
     finally:

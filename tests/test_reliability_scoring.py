@@ -100,7 +100,7 @@ def test_a_killed_predict_actor_is_restarted_and_every_row_is_written_once(share
                           "--concurrency", "1", "--batch-size", "2", "--rows-per-file", "300",
                           worker_env={PAUSE_AT_ENV: "score.actor_batch@3", PAUSE_DIR_ENV: points})
     with _killed_on_exit(proc):
-        [pid] = wait_until_reached(points, "score.actor_batch", timeout_s=300)
+        [pid] = wait_until_reached(points, "score.actor_batch", timeout_s=300, process=proc)
         victim = psutil.Process(pid)
         assert ACTOR_STAGE in " ".join(victim.cmdline())
         victim.send_signal(signal.SIGKILL)
@@ -161,7 +161,7 @@ def test_storage_gone_mid_write_fails_without_marker_and_a_rerun_writes_each_row
     proc = _score_process("--model", tiny_classifier, "--input", str(tmp_path / "in"), "--output", output,
                           "--concurrency", "1", "--batch-size", "2", "--rows-per-file", "128", worker_env=workers)
     with server, _killed_on_exit(proc):
-        wait_until_reached(str(points), "score.actor_batch", timeout_s=300)
+        wait_until_reached(str(points), "score.actor_batch", timeout_s=300, process=proc)
         client = boto3.client("s3", endpoint_url=server.endpoint)
         deadline = time.time() + 300
         while not any(k.endswith(".parquet") for k in partial) and time.time() < deadline and proc.poll() is None:
@@ -223,7 +223,7 @@ def test_a_failed_attempt_keeps_the_last_complete_night_on_s3_and_the_next_run_c
                           "--concurrency", "1", "--batch-size", "2", "--rows-per-file", "128",
                           worker_env={PAUSE_AT_ENV: "score.actor_batch@3", PAUSE_DIR_ENV: str(points)})
     with _killed_on_exit(proc):
-        wait_until_reached(str(points), "score.actor_batch", timeout_s=300)
+        wait_until_reached(str(points), "score.actor_batch", timeout_s=300, process=proc)
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
             if any(p.endswith(".parquet") for p in contents(staging_path)):

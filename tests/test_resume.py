@@ -29,10 +29,11 @@ def test_a_lost_worker_restarts_and_a_killed_run_resumes_from_its_last_checkpoin
     try:
         os.kill(held[1], signal.SIGKILL)  # one DDP worker, held right after its epoch-1 report
         # The restarted group's workers are new processes: each holds at its first report, epoch 2's.
-        restarted = set(wait_until_reached(str(points), "train.epoch_reported", timeout_s=600, count=4)) - set(held)
+        restarted = set(wait_until_reached(str(points), "train.epoch_reported", timeout_s=600, count=4,
+                                           process=first)) - set(held)
         assert len(restarted) == 2, restarted
         wait_for_checkpoint_of_epoch(snapshot, 2)
-    except (TimeoutError, AssertionError) as error:
+    except (TimeoutError, RuntimeError, AssertionError) as error:
         raise AssertionError(f"{error}; training log:\n" + (tmp_path / "first.log").read_text()[-3000:]) from None
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # the driver, held after epoch 2 (Ray then kills its workers)
