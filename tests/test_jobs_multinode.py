@@ -97,12 +97,14 @@ def _stop_nodes(procs: list[subprocess.Popen]) -> None:
     """Stop every process these `ray start`s spawned, by pid, and nothing else."""
     pids = [pid for proc in procs if proc.poll() is None for pid in (proc.pid, *_descendants(proc.pid))]
     _signal(pids, signal.SIGTERM)
-    deadline = time.time() + 15
+    # Some of a node's processes outlive SIGTERM for good (the teardown always took the whole 15 s
+    # it once waited); the cluster's files are removed next, so a short grace is enough.
+    deadline = time.time() + 5
     while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
         for proc in procs:
             proc.poll()  # reap our direct children so they do not linger as zombies
         time.sleep(0.5)
-    # Whatever ignored SIGTERM (a pid reused since is vanishingly unlikely within 15 s).
+    # Whatever ignored SIGTERM (a pid reused since is vanishingly unlikely within 5 s).
     _signal([pid for pid in pids if Path(f"/proc/{pid}").exists()], signal.SIGKILL)
     for proc in procs:
         proc.wait(timeout=10)
