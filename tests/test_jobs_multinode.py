@@ -97,8 +97,9 @@ def _stop_nodes(procs: list[subprocess.Popen]) -> None:
     """Stop every process these `ray start`s spawned, by pid, and nothing else."""
     pids = [pid for proc in procs if proc.poll() is None for pid in (proc.pid, *_descendants(proc.pid))]
     _signal(pids, signal.SIGTERM)
-    # Some of a node's processes outlive SIGTERM for good (the teardown always took the whole 15 s
-    # it once waited); the cluster's files are removed next, so a short grace is enough.
+    # Some of a node's processes were still alive after 15 s of SIGTERM in every run (the teardown
+    # always took the whole 15 s); they get SIGKILL below and the cluster's files are removed next,
+    # so a short grace is enough.
     deadline = time.time() + 5
     while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
         for proc in procs:
