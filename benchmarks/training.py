@@ -80,20 +80,30 @@ def run(args) -> list[dict]:
                                                  "train_reviews_per_second", "train_steady_reviews_per_second",
                                                  "train_reviews_per_second_per_worker", "train_tokens_per_review",
                                                  "mfu", "peak_tflops_per_worker", "train_loss", "val_accuracy")}})
+        # Each run's row as soon as it exists: a device call cut off by its time limit keeps the
+        # batch sizes that finished.
+        print(format_table(rows[-1:], args.size, "GPU" if args.gpu else "CPU"), flush=True)
+        if args.json:
+            write_json(args.json, rows)
     return rows
+
+
+def write_json(path: str, rows: list[dict]) -> None:
+    with open(path, "w") as f:
+        json.dump(rows, f, indent=2)
 
 
 def format_table(rows: list[dict], size: str, device: str) -> str:
     lines = [f"training, {size} size, {device}, last epoch of each run",
              "| batch/worker | workers | --compile | train rows | s/epoch (train) | s/epoch (+val) | compile s | "
-             "reviews/s | steady reviews/s | per worker | MFU |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "reviews/s | steady reviews/s | per worker | MFU | train loss |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "n/a (CPU)"
         lines.append(f"| {r['batch_size']} | {r['workers']} | {r['compile']} | {r['train_rows']} | "
                      f"{r['train_seconds']:.1f} | {r['epoch_seconds']:.1f} | {r['compile_seconds']:.1f} | "
                      f"{r['train_reviews_per_second']:.1f} | {r['train_steady_reviews_per_second']:.1f} | "
-                     f"{r['train_reviews_per_second_per_worker']:.1f} | {mfu} |")
+                     f"{r['train_reviews_per_second_per_worker']:.1f} | {mfu} | {r['train_loss']:.4f} |")
     return "\n".join(lines)
 
 
@@ -124,9 +134,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = run(args)
     print(format_table(rows, args.size, "GPU" if args.gpu else "CPU"))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
     return 0
 
 

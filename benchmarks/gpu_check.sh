@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The GPU measurements of issues 25 (scoring) and 26 (training) in one device call of at most
+# 10 minutes: a lent machine has 15 minutes in all, its start included, so the steps share a
+# budget (GPU_CHECK_BUDGET_S, default 540 s) and each has its own limit, in the order of what the
+# issues need most. A step cut off by its limit leaves its log; the training benchmark writes its
+# JSON after each batch size, so the batch sizes that finished are kept.
+#
+# Here, once:   ../shared/tools/gpu-kit && python -m benchmarks.gpu --save-tokenizer .gpukit/tokenizer
+# The call:     run(command="source .gpukit/setup.sh && bash benchmarks/gpu_check.sh", carry=[".gpukit"])
+# On CPU (a dry run of the same steps with a tiny model and small inputs, a few minutes on 2 cores):
+#               GPU_CHECK_CPU=1 OUT=/tmp/gpu-check bash benchmarks/gpu_check.sh
+#
+# Steps: `sentiment score --gpu` on 2,000,000 rows with the tiny model (the pipeline's ceiling)
+# and with bert-base, each printing Ray Data's per-stage table first; one epoch of bert-base
+# training on all labeled data at batch 32, eager and compiled, and at batch 128 compiled.
+# Everything lands under $OUT: one JSON per step and the logs as one archive.
+set -u
+out=${OUT:?set OUT to the folder for logs and JSON}
+mkdir -p "$out"
+tokenizer=.gpukit/tokenizer
+data=../shared/data
+if [ "${GPU_CHECK_CPU:-0}" = 1 ]; then
+  score=(--device cpu --rows 4000 --shards 2 --peak-size 256)
+  bert_size=(--model-size tiny)
+  train=(--size tiny --limit 300)
+  budget=${GPU_CHECK_BUDGET_S:-900}
+  [ -d "$tokenizer" ] || tokenizer=.bench-tokenizer
+else
+  score=()
+  bert_size=()
+  train=(--size bert-base --gpu)
+  budget=${GPU_CHECK_BUDGET_S:-540}
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader
+fi
+deadline=$((SECONDS + budget))
+
+# step NAME LIMIT_S COMMAND...: runs COMMAND with its output in $out/logs/NAME.log, for at most
+# LIMIT_S or what is left of the budget; SIGINT first, so that Ray shuts its local cluster down.
+mkdir -p "$out/logs"
+step() {
+  local name=$1 limit=$2; shift 2
+  local left=$((deadline - SECONDS)) log="$out/logs/$name.log"
+  if [ "$left" -lt 45 ]; then echo "== $name: skipped, ${left}s of the budget left"; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "== $name (limit ${limit}s): $*"
+  local started=$SECONDS
+  timeout -s INT -k 20 "$limit" "$@" > "$log" 2>&1
+  local rc=$?
+  echo "== $name: rc $rc after $((SECONDS - started))s"
+  # What the reply's tail should carry: the tables and the epoch lines, not Ray's chatter.
+  { sed -n '/^(d) per stage/,$p' "$log"
+    grep -E 'epoch [0-9]|^training|^\| [0-9]' "$log"
+    grep -E 'failed|Error|Traceback|timed out' "$log" | tail -n 5
+    [ "$rc" -ne 0 ] && tail -n 8 "$log"; } | grep -v '^|---' | cut -c1-400 | tail -n 40
+}
+
+# The order is what the issues need most first: the pipeline's ceiling, then the eager and the
+# compiled step at the recipe's batch size, then bert-base end to end, then batch 128 compiled.
+step score-tiny 100 python -m benchmarks.gpu --tokenizer "$tokenizer" --end-to-end-only --model-size tiny \
+  "${score[@]}" --json "$out/score-tiny.json"
+step train-eager-32 80 python -m benchmarks.training --data "$data/labeled" --tokenizer "$tokenizer" "${train[@]}" \
+  --batch-sizes 32 --compile off --json "$out/train-eager-32.json"
+step train-compiled-32 280 python -m benchmarks.training --data "$data/labeled" --tokenizer "$tokenizer" "${train[@]}" \
+  --batch-sizes 32 --compile on --json "$out/train-compiled-32.json"
+step score-bert-base 150 python -m benchmarks.gpu --tokenizer "$tokenizer" --end-to-end-only "${bert_size[@]}" \
+  "${score[@]}" --json "$out/score-bert-base.json"
+step train-compiled-128 300 python -m benchmarks.training --data "$data/labeled" --tokenizer "$tokenizer" "${train[@]}" \
+  --batch-sizes 128 --compile on --json "$out/train-compiled-128.json"
+# At most 8 files come back from a device call: the logs travel as one archive.
+tar czf "$out/logs.tar.gz" -C "$out" logs && rm -rf "$out/logs"
+echo "== done, $SECONDS s in all"
