@@ -25,14 +25,18 @@ if TYPE_CHECKING:  # annotations only: torch loads where a compile is asked for
 COMPILE_MODES = ("auto", "on", "off")
 COMPILE_HELP = ("compile the training and validation forward/backward with torch.compile over static shapes "
                 "(CUDA graphs on GPU); auto (default) compiles a GPU run when its planned steps times the time a "
-                "compiled step saves (issue 26: 4.5 ms per encoder layer) exceed the compile time (last measured on "
-                "this node for the same model and shapes, else 25 s per shape), and never a CPU run, where compiled "
-                "steps measured slower")
-# Issue 26, bert-base (12 layers) at batch 32 on an H200: 59.9 ms eager, 6.0 ms compiled. A
-# launch-bound step costs about the same per layer, so the saving scales with the layer count.
-SAVED_SECONDS_PER_LAYER_STEP = (59.9 - 6.0) / 1000 / 12
-# Issue 26: 24-27 s to compile one bert-base shape cold; used until this node has measured its own.
-COMPILE_SECONDS_PER_SHAPE = 25.0
+                "compiled step saves (2.35 ms per encoder layer, measured on an H200) exceed the compile time (last "
+                "measured on this node for the same model and shapes, else 17.3 s per shape), and never a CPU run, "
+                "where compiled steps measured slower")
+# Measured through `sentiment train --gpu` (benchmarks/gpu_check.sh, one H200, 2026-12-04):
+# bert-base (12 layers) at batch 32 on static shapes stepped in 62.7 ms eager and 34.5 ms
+# compiled in steady state. A launch-bound step costs about the same per layer, so the saving
+# scales with the layer count. (The bare step of issue 26, without Ray and with one shape, went
+# from 59.9 ms to 6.0 ms: the rest of our compiled step is not in the graph yet.)
+SAVED_SECONDS_PER_LAYER_STEP = (62.7 - 34.5) / 1000 / 12
+# The same run compiled its 10 shapes (5 training, 5 validation) in 173 s cold; a second run on
+# the node took 30.6 s from the compile cache. Used until this node has measured its own.
+COMPILE_SECONDS_PER_SHAPE = 17.3
 # Under SENTIMENT_MODEL_CACHE (the node's model cache): Inductor's compiled kernels and graphs,
 # and our record of how long compiling took.
 CACHE_SUBDIR = "torch-compile"
