@@ -1,0 +1,105 @@
+"""Tokenizing's CPU cost per review: the scoring pipeline's tokenize step against the bare calls.
+
+Issue 25's GPU run spent 123 µs of CPU per row tokenizing (245 CPU-s for 2,000,000 rows), the
+largest CPU cost of the pipeline. This times, in one process on real reviews, best of --repeats:
+the HF tokenizer call the pipeline makes, the same with the Arrow conversion, the pipeline's
+`tokenize_batch` (null and blank checks included), and the tokenizers backend's `encode_batch`
+without transformers' wrapper (truncation set on the backend, as the wrapper sets it per call).
+
+    python -m benchmarks.tokenizing --rows 16384 --batch-rows 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import resource
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "unlabeled"
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def real_reviews(data_dir: str, rows: int) -> pa.Table:
+    """The first column of every CSV in data_dir as `content`, repeated up to `rows` rows."""
+    tables = [pcsv.read_csv(f).select([0]).rename_columns(["content"]).cast(pa.schema([("content", pa.string())]))
+              for f in sorted(glob.glob(f"{data_dir}/*.csv"))]
+    table = pa.concat_tables(tables)
+    while table.num_rows < rows:
+        table = pa.concat_tables([table, table])
+    return table.slice(0, rows).combine_chunks()
+
+
+def backend_ids(tokenizer, texts: list[str], max_length: int) -> pa.ListArray:
+    """Token ids through the tokenizers backend alone, truncated and unpadded as the transformers
+    call makes them (a saved tokenizer.json may carry padding: MiniLM's pads to 128)."""
+    backend = tokenizer.backend_tokenizer
+    backend.enable_truncation(max_length)
+    backend.no_padding()
+    return pa.array([encoding.ids for encoding in backend.encode_batch(texts)], pa.list_(pa.int32()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tokenizing", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder of review CSVs (default: %(default)s)")
+    parser.add_argument("--tokenizer", default="minilm", help="'minilm' (the package) or a tokenizer folder")
+    parser.add_argument("--rows", type=int, default=16_384)
+    parser.add_argument("--batch-rows", type=int, default=4_096, help="rows per call (the pipeline's: 4,096)")
+    parser.add_argument("--max-length", type=int, default=160)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    from transformers import AutoTokenizer
+
+    from sentiment.model.classifier import resolve_backbone
+    from sentiment.model.predictor import tokenize_to_arrow
+    from sentiment.score.pipeline import tokenize_batch
+
+    table = real_reviews(args.data, args.rows)
+    texts = [text or " " for text in table["content"].to_pylist()]
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(args.tokenizer) if args.tokenizer == "minilm"
+                                              else args.tokenizer)
+    step, n, length = args.batch_rows, len(texts), args.max_length
+
+    def hf_call():
+        for i in range(0, n, step):
+            tokenizer(texts[i:i + step], truncation=True, max_length=length, return_attention_mask=False)
+
+    def hf_to_arrow():
+        for i in range(0, n, step):
+            tokenize_to_arrow(tokenizer, texts[i:i + step], length)
+
+    def pipeline_step():
+        for i in range(0, n, step):
+            tokenize_batch(table.slice(i, step), tokenizer=tokenizer, text_column="content", max_length=length,
+                           drop_text=False)
+
+    def backend_call():
+        for i in range(0, n, step):
+            backend_ids(tokenizer, texts[i:i + step], length)
+
+    print(f"{n:,} real reviews in calls of {step:,} rows, best of {args.repeats}; µs per review")
+    print(f"{'method':52}{'wall':>8}{'CPU':>8}")
+    for name, run in (("transformers tokenizer call", hf_call), ("  + Arrow list<int32> (tokenize_to_arrow)", hf_to_arrow),
+                      ("scoring's tokenize_batch", pipeline_step), ("tokenizers backend encode_batch + Arrow", backend_call)):
+        best = None
+        for _ in range(args.repeats):
+            wall, cpu = time.perf_counter(), _cpu_seconds()
+            run()
+            timing = (time.perf_counter() - wall, _cpu_seconds() - cpu)
+            best = timing if best is None or timing[1] < best[1] else best
+        print(f"{name:52}{best[0] * 1e6 / n:8.1f}{best[1] * 1e6 / n:8.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
