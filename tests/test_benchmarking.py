@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -272,3 +273,18 @@ def test_tokenizing_benchmark_compares_the_same_ids(shared_data, capsys):
     assert max(map(len, ids)) == 32  # truncated, as some of these reviews are longer
     assert main(["--data", str(shared_data / "unlabeled"), "--rows", "64", "--batch-rows", "32", "--repeats", "1"]) == 0
     assert "tokenizers backend encode_batch" in capsys.readouterr().out
+
+
+def test_train_step_benchmark_accounts_for_the_whole_step(shared_data, tmp_path):
+    """benchmarks.train_step's phases must add up to the step it times: on CPU every phase is
+    synchronous, so the host times of the five phases sum to nearly the measured ms per step."""
+    from benchmarks.train_step import PHASES, main
+
+    out = tmp_path / "step.json"
+    assert main(["--data", str(shared_data / "labeled"), "--size", "tiny", "--device", "cpu", "--rows", "256",
+                 "--steps", "8", "--compile", "off", "--json", str(out)]) == 0
+    (result,) = json.loads(out.read_text())
+    phases = sum(result["host_ms_per_step"][p] for p in PHASES)
+    assert result["shapes"] >= 2 and result["steps"] == 8
+    assert 0.8 * result["ms_per_step"] <= phases <= result["ms_per_step"]
+    assert result["host_ms_per_step"]["forward_backward"] == max(result["host_ms_per_step"].values())
