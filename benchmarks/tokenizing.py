@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
 
     from sentiment.model.classifier import resolve_backbone
-    from sentiment.model.predictor import tokenize_to_arrow
+    from sentiment.model.token_batches import tokenize_to_arrow
     from sentiment.score.pipeline import tokenize_batch
 
     table = real_reviews(args.data, args.rows)

@@ -264,7 +264,7 @@ def test_tokenizing_benchmark_compares_the_same_ids(shared_data, capsys):
 
     from benchmarks.tokenizing import backend_ids, main, real_reviews
     from sentiment.model.classifier import resolve_backbone
-    from sentiment.model.predictor import tokenize_to_arrow
+    from sentiment.model.token_batches import tokenize_to_arrow
 
     texts = [t or " " for t in real_reviews(str(shared_data / "unlabeled"), 2000)["content"].to_pylist()]
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("minilm"))

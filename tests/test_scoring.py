@@ -349,7 +349,7 @@ def test_tokenize_batch_emits_arrow_token_lists_with_nulls_for_unusable_rows(sha
 def test_token_budget_batches_real_reviews_with_little_padding(shared_data, tiny_classifier):
     from transformers import AutoTokenizer
 
-    from sentiment.model.predictor import batch_bounds, tokenize_to_arrow
+    from sentiment.model.token_batches import batch_bounds, tokenize_to_arrow
 
     texts = [t for t in unlabeled_reviews(shared_data, "webmd.csv", 5000)[TEXT].to_pylist() if t.strip()][:4096]
     lengths = np.sort(pa.compute.list_value_length(tokenize_to_arrow(AutoTokenizer.from_pretrained(tiny_classifier),

@@ -100,7 +100,7 @@ def time_forward_only(model_dir: str, texts: list[str], batch_size: int, device:
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from sentiment.model.predictor import pad_rows, tokenize_to_arrow
+    from sentiment.model.token_batches import pad_rows, tokenize_to_arrow
 
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation=attention)
     model = model.to(device, dtype=torch.bfloat16 if weights == "bf16" else torch.float32).eval()

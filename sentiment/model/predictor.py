@@ -25,13 +25,7 @@ import pyarrow.compute as pc
 import torch
 
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, PRECISIONS, load_classifier
-
-# Tokens (rows x padded length) per forward batch. A GPU needs big batches to be busy: bert-base
-# in bf16 peaked at batch 1024 of ~24-token reviews on an H200 (issue 14), ~25,000 tokens. On CPU
-# ~2,000 tokens is today's batch of 64 reviews at their mean length.
-DEFAULT_TOKENS_PER_BATCH = {"cuda": 32_768, "cpu": 2_048}
-# For sizing windows of rows before their lengths are known: real reviews average ~23 tokens.
-TYPICAL_TOKENS_PER_ROW = 32
+from sentiment.model.token_batches import DEFAULT_TOKENS_PER_BATCH, batch_bounds, pad_rows, tokenize_to_arrow
 
 
 def pick_device(use_gpu: bool | None = None) -> torch.device:
@@ -62,55 +56,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16"
     return "bf16" if native_bf16_cpu() else "fp32"
-
-
-def tokenize_to_arrow(tokenizer, texts: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH) -> pa.ListArray:
-    """Token ids per text, truncated to max_length, as an Arrow list<int32> array (no padding).
-
-    The fast tokenizer hands its ids over as Python lists whatever the return type (numpy
-    output is converted from padded lists), so Arrow's C converter takes the unpadded lists
-    directly: on 4,096 real reviews that cost nothing measurable beside the tokenizer, while
-    asking the tokenizer for padded numpy arrays ran at 0.6x (issue 14, BENCHMARKS.md).
-    """
-    if not len(texts):
-        return pa.array([], pa.list_(pa.int32()))
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
-                    return_attention_mask=False)["input_ids"]
-    return pa.array(ids, pa.list_(pa.int32()))
-
-
-def batch_bounds(sorted_lengths: np.ndarray, tokens_per_batch: int, rows: int | None = None) -> list[tuple[int, int]]:
-    """Consecutive (start, end) batches over rows sorted by ascending length.
-
-    Args:
-        sorted_lengths: tokens per row, ascending.
-        tokens_per_batch: a batch's rows x its longest row stays within this (a single row
-            longer than the budget forms a batch of its own).
-        rows: a fixed number of rows per batch instead of the token budget (--batch-size).
-
-    Returns:
-        (start, end) index pairs covering every row once, in order.
-    """
-    n, bounds, start = len(sorted_lengths), [], 0
-    while start < n:
-        if rows:
-            end = min(n, start + rows)
-        else:
-            # Padded cost of taking k rows is k x the k-th row's length: monotonic, so a search.
-            limit = min(n, start + max(1, tokens_per_batch // max(1, int(sorted_lengths[start]))))
-            cost = np.arange(1, limit - start + 1) * sorted_lengths[start:limit]
-            end = start + max(1, int(np.searchsorted(cost, tokens_per_batch, side="right")))
-        bounds.append((start, end))
-        start = end
-    return bounds
-
-
-def pad_rows(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded (ids, attention mask) int64 matrices for rows values[start:start+length]."""
-    columns = np.arange(int(lengths.max()))
-    mask = columns < lengths[:, None]
-    ids = np.where(mask, values[np.where(mask, starts[:, None] + columns, 0)], pad_id)
-    return ids.astype(np.int64), mask.astype(np.int64)
 
 
 class Predictor:

@@ -70,7 +70,7 @@ class ScoreConfig:
     threads_per_actor: int | None = None  # None: see actor_threads
     shared_fs: bool = False  # local paths are on a filesystem every node mounts (see placement)
     max_error_fraction: float = 0.5  # above it the run fails and the previous output stays
-    tokens_per_batch: int | None = None  # None: predictor.DEFAULT_TOKENS_PER_BATCH for the device
+    tokens_per_batch: int | None = None  # None: token_batches.DEFAULT_TOKENS_PER_BATCH for the device
     overwrite: bool = False  # replace an output folder holding files that are not ours
 
     @classmethod
@@ -108,7 +108,7 @@ def tokenize_batch(batch: pa.Table, *, tokenizer, text_column: str, max_length: 
         errors = pa.array(np.where(is_null, "text is null", np.where(blank, "text is empty or whitespace", None)),
                           pa.string())
         valid = ~(is_null | blank)
-    from sentiment.model.predictor import tokenize_to_arrow
+    from sentiment.model.token_batches import tokenize_to_arrow
 
     rows = np.flatnonzero(valid)
     ids = tokenize_to_arrow(tokenizer, text.take(pa.array(rows)).to_pylist(), max_length)
@@ -226,7 +226,7 @@ class ScoredParquetSink(BlockBasedFileDatasink):
 def batch_window_rows(config: ScoreConfig) -> int:
     """Rows per actor call: SORT_WINDOW_BATCHES forward batches, at typical review lengths when
     batches are cut by tokens."""
-    from sentiment.model.predictor import DEFAULT_TOKENS_PER_BATCH, TYPICAL_TOKENS_PER_ROW
+    from sentiment.model.token_batches import DEFAULT_TOKENS_PER_BATCH, TYPICAL_TOKENS_PER_ROW
 
     tokens = config.tokens_per_batch or DEFAULT_TOKENS_PER_BATCH["cuda" if config.gpu else "cpu"]
     rows_per_batch = config.batch_size or max(1, tokens // TYPICAL_TOKENS_PER_ROW)
