@@ -257,22 +257,12 @@ def test_quality_benchmark_streams_each_run_to_a_log_and_shows_its_end_on_failur
     assert str(tmp_path / "run-0.log") in str(failed.value) and log.strip()[-200:] in str(failed.value)
 
 
-def test_tokenizing_benchmark_compares_the_same_ids(shared_data, capsys):
-    """benchmarks.tokenizing's backend path must produce the pipeline's ids, or its timing
-    compares different work; and the script runs end to end."""
-    from transformers import AutoTokenizer
+def test_tokenizing_benchmark_runs(shared_data, capsys):
+    from benchmarks.tokenizing import main
 
-    from benchmarks.tokenizing import backend_ids, main, real_reviews
-    from sentiment.model.classifier import resolve_backbone
-    from sentiment.model.token_batches import tokenize_to_arrow
-
-    texts = [t or " " for t in real_reviews(str(shared_data / "unlabeled"), 2000)["content"].to_pylist()]
-    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("minilm"))
-    ids = backend_ids(tokenizer, texts, 32).to_pylist()
-    assert ids == tokenize_to_arrow(tokenizer, texts, 32).to_pylist()
-    assert max(map(len, ids)) == 32  # truncated, as some of these reviews are longer
     assert main(["--data", str(shared_data / "unlabeled"), "--rows", "64", "--batch-rows", "32", "--repeats", "1"]) == 0
-    assert "tokenizers backend encode_batch" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "transformers call + Arrow" in out and "tokenize_to_arrow / transformers call, CPU:" in out
 
 
 def test_train_step_benchmark_accounts_for_the_whole_step(shared_data, tmp_path):

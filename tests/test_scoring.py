@@ -7,6 +7,8 @@ Shards are built from ../shared/data/unlabeled with a row_id column, so every as
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -344,6 +346,33 @@ def test_tokenize_batch_emits_arrow_token_lists_with_nulls_for_unusable_rows(sha
     assert [i for i, row in enumerate(ids) if row is not None] == usable
     assert [ids[i] for i in usable] == tokenizer([texts[i] for i in usable], truncation=True, max_length=40)["input_ids"]
     assert len(ids[5]) == 40 and out["error"].to_pylist()[3:5] == ["text is null", "text is empty or whitespace"]
+
+
+def test_tokenize_to_arrow_gives_the_transformers_ids_through_the_backend(shared_data):
+    """The backend path must give exactly what the transformers call gives: truncation at
+    max_length on either side, special tokens, and no padding although MiniLM's tokenizer.json
+    pads to 128."""
+    from transformers import AutoTokenizer
+
+    from sentiment.model.classifier import resolve_backbone
+    from sentiment.model.token_batches import tokenize_to_arrow
+
+    texts = [t for t in unlabeled_reviews(shared_data, "webmd.csv", 3000)[TEXT].to_pylist() if t.strip()]
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("minilm"))
+    assert tokenizer.backend_tokenizer.padding is not None  # what the backend path must undo
+    for side in ("right", "left"):
+        tokenizer.truncation_side = side
+        ids = tokenize_to_arrow(tokenizer, texts, 24).to_pylist()
+        assert ids == tokenizer(texts, truncation=True, max_length=24)["input_ids"]
+        assert max(map(len, ids)) == 24 and min(map(len, ids)) < 24
+
+
+def test_the_scoring_driver_does_not_import_torch():
+    # torch costs the driver 2.7 s of a scoring run on 2 cores; only actors and tasks need it.
+    code = ("import sys; from sentiment.score.pipeline import ScoreConfig, batch_window_rows; "
+            "batch_window_rows(ScoreConfig(model='m', inputs=[], output='o', gpu=True)); "
+            "import sentiment.cli; print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 def test_token_budget_batches_real_reviews_with_little_padding(shared_data, tiny_classifier):

@@ -25,16 +25,26 @@ TYPICAL_TOKENS_PER_ROW = 32
 def tokenize_to_arrow(tokenizer, texts: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH) -> pa.ListArray:
     """Token ids per text, truncated to max_length, as an Arrow list<int32> array (no padding).
 
-    The fast tokenizer hands its ids over as Python lists whatever the return type (numpy
-    output is converted from padded lists), so Arrow's C converter takes the unpadded lists
-    directly: on 4,096 real reviews that cost nothing measurable beside the tokenizer, while
-    asking the tokenizer for padded numpy arrays ran at 0.6x (issue 14, BENCHMARKS.md).
+    A fast tokenizer is called through its Rust backend, the same ids the transformers call
+    gives (tests/test_scoring.py compares them) for 15-25% less CPU per review
+    (`python -m benchmarks.tokenizing`): tokenizing was the largest CPU cost of GPU scoring,
+    123 µs per row (issue 25, BENCHMARKS.md). The ids come back as Python lists either way, and
+    Arrow's C converter takes the unpadded lists directly; asking for padded numpy arrays ran at
+    0.6x (issue 14).
     """
     if not len(texts):
         return pa.array([], pa.list_(pa.int32()))
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
-                    return_attention_mask=False)["input_ids"]
-    return pa.array(ids, pa.list_(pa.int32()))
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow (Python) tokenizer has no backend
+        ids = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
+                        return_attention_mask=False)["input_ids"]
+        return pa.array(ids, pa.list_(pa.int32()))
+    # What transformers sets on the backend before each of its own calls: truncation and
+    # padding are the backend's state (a saved tokenizer.json may pad, MiniLM's to 128).
+    backend.enable_truncation(max_length, direction=getattr(tokenizer, "truncation_side", "right"))
+    backend.no_padding()
+    backend.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
+    return pa.array([encoding.ids for encoding in backend.encode_batch(list(texts))], pa.list_(pa.int32()))
 
 
 def batch_bounds(sorted_lengths: np.ndarray, tokens_per_batch: int, rows: int | None = None) -> list[tuple[int, int]]:
