@@ -213,6 +213,9 @@ def run_end_to_end(cfg: GpuBenchmark, model_dir: str, corpus: list[str]) -> dict
     with open(os.path.join(output, "_summary.json")) as f:
         summary = json.load(f)
     result.update(reviews=summary["rows_read"], reviews_per_s=summary["rows_read"] / seconds, summary=summary)
+    # The actors' own account of their start (Ray forwards their log lines to the driver's stderr).
+    result["actor_starts"] = [line.split("scoring actor on", 1)[1].strip() for line in done.stderr.splitlines()
+                              if "scoring actor on" in line]
     return result
 
 
@@ -285,4 +288,5 @@ def format_table(result: dict) -> str:
                      f"{run.get('settings', {})}")
     if "end_to_end" in result:
         lines.append(f"GPU utilisation during (d): {result['end_to_end']['gpu_utilisation']}")
+        lines += [f"scoring actor on {start}" for start in result["end_to_end"].get("actor_starts", [])]
     return "\n".join(lines)
