@@ -11,9 +11,11 @@
 #               GPU_CHECK_CPU=1 OUT=/tmp/gpu-check bash benchmarks/gpu_check.sh
 #
 # Steps: the training step phase by phase without Ray (benchmarks/train_step.py, eager and
-# compiled, with a profiler table); `sentiment score --gpu` on 2,000,000 rows with the tiny model (the pipeline's ceiling)
-# and with bert-base, each printing Ray Data's per-stage table first; one epoch of bert-base
-# training on all labeled data at batch 32, eager and compiled, and at batch 128 compiled.
+# compiled, with a profiler table); one scoring actor call phase by phase without Ray
+# (benchmarks/actor_call.py, tiny and bert-base); `sentiment score --gpu` on 2,000,000 rows
+# with the tiny model (the pipeline's ceiling) and with bert-base, each printing Ray Data's
+# per-stage table first; one epoch of bert-base training on all labeled data at batch 32, eager
+# and compiled, and at batch 128 compiled.
 # Everything lands under $OUT: one JSON per step and the logs as one archive.
 set -u
 out=${OUT:?set OUT to the folder for logs and JSON}
@@ -24,14 +26,16 @@ if [ "${GPU_CHECK_CPU:-0}" = 1 ]; then
   score=(--device cpu --rows 4000 --shards 2 --peak-size 256)
   bert_size=(--model-size tiny)
   train=(--size tiny --limit 300)
-  train_step_size=tiny train_step_device=cpu
+  train_step_size=tiny train_step_device=cpu bert_actor_size=tiny
+  actor_rows=(--rows 8192 --repeats 2)
   budget=${GPU_CHECK_BUDGET_S:-900}
   [ -d "$tokenizer" ] || tokenizer=.bench-tokenizer
 else
   score=()
   bert_size=()
   train=(--size bert-base --gpu)
-  train_step_size=bert-base train_step_device=cuda
+  train_step_size=bert-base train_step_device=cuda bert_actor_size=bert-base
+  actor_rows=()
   budget=${GPU_CHECK_BUDGET_S:-540}
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader
 fi
@@ -41,7 +45,7 @@ deadline=$((SECONDS + budget))
 # LIMIT_S or what is left of the budget; SIGINT first, so that Ray shuts its local cluster down.
 mkdir -p "$out/logs"
 # GPU_CHECK_STEPS picks which steps run (default: all); they run in the order below.
-steps=${GPU_CHECK_STEPS:-train-step score-tiny train-eager-32 train-compiled-32 score-bert-base train-compiled-128}
+steps=${GPU_CHECK_STEPS:-train-step actor-call-tiny actor-call-bert-base score-tiny train-eager-32 train-compiled-32 score-bert-base train-compiled-128}
 step() {
   local name=$1 limit=$2; shift 2
   local left=$((deadline - SECONDS)) log="$out/logs/$name.log"
@@ -55,16 +59,21 @@ step() {
   echo "== $name: rc $rc after $((SECONDS - started))s"
   # What the reply's tail should carry: the tables and the epoch lines, not Ray's chatter.
   { sed -n '/^(d) per stage/,$p' "$log"
-    grep -E 'epoch [0-9]|^training|^\| ([0-9]|on |off )|batches of real reviews' "$log"
+    grep -E 'epoch [0-9]|^training|^\| ([0-9]|on |off )|batches of real reviews|per call' "$log"
     grep -iE 'failed|Error|Traceback|timed out|skipping cudagraphs' "$log" | tail -n 5
     [ "$rc" -ne 0 ] && tail -n 8 "$log"; } | grep -v '^|---' | cut -c1-400 | tail -n 40
 }
 
 # The order is what the issues need most first: the training step phase by phase (issue 26's
-# 28 ms outside the graph), the pipeline's ceiling, the eager and the compiled step at the
+# 28 ms outside the graph), the scoring actor's call phase by phase (issue 25's 20 µs per row
+# with a model that computes nothing), the pipeline's ceiling, the eager and the compiled step at the
 # recipe's batch size, bert-base end to end, batch 128 compiled.
 step train-step 200 python -m benchmarks.train_step --size "${train_step_size}" --tokenizer "$tokenizer" \
   --device "$train_step_device" --steps 100 --profile --json "$out/train-step.json"
+step actor-call-tiny 60 python -m benchmarks.actor_call --model-size tiny --tokenizer "$tokenizer" \
+  --device "$train_step_device" ${actor_rows[@]+"${actor_rows[@]}"}
+step actor-call-bert-base 60 python -m benchmarks.actor_call --model-size "$bert_actor_size" --tokenizer "$tokenizer" \
+  --device "$train_step_device" ${actor_rows[@]+"${actor_rows[@]}"}
 step score-tiny 100 python -m benchmarks.gpu --tokenizer "$tokenizer" --end-to-end-only --model-size tiny \
   "${score[@]}" --json "$out/score-tiny.json"
 step train-eager-32 80 python -m benchmarks.training --data "$data/labeled" --tokenizer "$tokenizer" "${train[@]}" \

@@ -278,3 +278,16 @@ def test_train_step_benchmark_accounts_for_the_whole_step(shared_data, tmp_path)
     assert result["shapes"] >= 2 and result["steps"] == 8
     assert 0.8 * result["ms_per_step"] <= phases <= result["ms_per_step"]
     assert result["host_ms_per_step"]["forward_backward"] == max(result["host_ms_per_step"].values())
+
+
+def test_actor_call_benchmark_accounts_for_the_whole_call(shared_data, tmp_path):
+    """benchmarks.actor_call's phases must add up to the call it times (on CPU all synchronous)."""
+    from benchmarks.actor_call import PHASES, main
+
+    out = tmp_path / "call.json"
+    assert main(["--data", str(shared_data / "unlabeled"), "--device", "cpu", "--rows", "1024", "--repeats", "1",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    phases = sum(result["host_ms_per_call"][p] for p in PHASES)
+    assert result["rows"] == 1024 and result["batches"] > 1
+    assert 0.8 * result["ms_per_call"] <= phases <= result["ms_per_call"]
