@@ -26,6 +26,16 @@ from benchmarks.tokenizing import DEFAULT_DATA
 PHASES = ("pad", "to_device", "forward", "softmax", "to_host")
 
 
+class NullModel:
+    """Zero logits at once, for the call's host work alone."""
+
+    def __call__(self, input_ids, attention_mask):
+        import torch
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=torch.zeros(input_ids.shape[0], 3, device=input_ids.device))
+
+
 def time_call(predictor, tokens, repeats: int) -> dict:
     """Run predict_proba_tokens' steps on `tokens` `repeats` times; per-phase ms per call."""
     import numpy as np
@@ -101,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=65_536, help="rows in the window, the GPU default (default: %(default)s)")
     parser.add_argument("--tokens-per-batch", type=int, default=None, help="default: the device's, as in scoring")
     parser.add_argument("--repeats", type=int, default=5, help="default: %(default)s")
+    parser.add_argument("--null-model", action="store_true",
+                        help="a model that returns zeros at once: the call's host work alone")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     args.data = args.data or str(DEFAULT_DATA)
@@ -118,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Predictor(model_dir, device=torch.device(args.device), tokens_per_batch=args.tokens_per_batch)
         texts = [text or " " for text in real_reviews(args.data, args.rows)["content"].to_pylist()]
         tokens = tokenize_to_arrow(AutoTokenizer.from_pretrained(model_dir), texts)
+    if args.null_model:
+        predictor.model = NullModel()
     result = time_call(predictor, tokens, args.repeats)
-    result.update(model_size=args.model_size, device=args.device, precision=predictor.precision,
+    result.update(model_size="null" if args.null_model else args.model_size, device=args.device, precision=predictor.precision,
                   tokens_per_batch=predictor.tokens_per_batch)
     host = " / ".join(f"{result['host_ms_per_call'][p]:.1f}" for p in PHASES)
-    print(f"{args.model_size} on {args.device} ({predictor.precision}), {result['rows']:,} rows in "
+    print(f"{result['model_size']} on {args.device} ({predictor.precision}), {result['rows']:,} rows in "
           f"{result['batches']} batches of <= {predictor.tokens_per_batch:,} tokens: {result['ms_per_call']:.1f} ms "
           f"per call, {result['us_per_row']:.2f} µs per row")
     print(f"host ms per call, {' / '.join(PHASES)}: {host}")
