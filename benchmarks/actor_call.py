@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="actor-call-") as tmp:
         model_dir = save_model(f"{tmp}/model", args.model_size, args.tokenizer)
         predictor = Predictor(model_dir, device=torch.device(args.device), tokens_per_batch=args.tokens_per_batch)
-        texts = [text or " " for text in real_reviews(args.data, args.rows)["content"].to_pylist()]
+        texts = real_reviews(args.data, args.rows)["content"].to_pylist()
         tokens = tokenize_to_arrow(AutoTokenizer.from_pretrained(model_dir), texts)
     if args.null_model:
         predictor.model = NullModel()

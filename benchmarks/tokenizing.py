@@ -12,14 +12,14 @@ wrapper), and the pipeline's `tokenize_batch` (null and blank checks included), 
 from __future__ import annotations
 
 import argparse
-import glob
 import resource
 import sys
 import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.csv as pcsv
+
+from benchmarks.lib.review_sample import load_corpus
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "unlabeled"
 
@@ -30,13 +30,10 @@ def _cpu_seconds() -> float:
 
 
 def real_reviews(data_dir: str, rows: int) -> pa.Table:
-    """The first column of every CSV in data_dir as `content`, repeated up to `rows` rows."""
-    tables = [pcsv.read_csv(f).select([0]).rename_columns(["content"]).cast(pa.schema([("content", pa.string())]))
-              for f in sorted(glob.glob(f"{data_dir}/*.csv"))]
-    table = pa.concat_tables(tables)
-    while table.num_rows < rows:
-        table = pa.concat_tables([table, table])
-    return table.slice(0, rows).combine_chunks()
+    """`rows` non-blank reviews of the corpus in data_dir (review_sample.load_corpus), cycled, as
+    a `content` column."""
+    corpus = load_corpus(data_dir)
+    return pa.table({"content": [corpus[i % len(corpus)] for i in range(rows)]})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from sentiment.score.pipeline import tokenize_batch
 
     table = real_reviews(args.data, args.rows)
-    texts = [text or " " for text in table["content"].to_pylist()]
+    texts = table["content"].to_pylist()
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(args.tokenizer) if args.tokenizer == "minilm"
                                               else args.tokenizer)
     step, n, length = args.batch_rows, len(texts), args.max_length

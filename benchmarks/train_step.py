@@ -20,7 +20,6 @@ a reason for skipping CUDA graphs is printed where there is one.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -33,13 +32,12 @@ PHASES = ("to_device", "forward_backward", "clip", "optimizer", "totals")
 
 
 def labeled_reviews(data_dir: str, limit: int | None) -> tuple[list[str], list[int]]:
-    """Texts and label ids of every labeled CSV in data_dir (first `limit` rows)."""
-    import pandas as pd
-
+    """Texts and label ids of the labeled CSVs in data_dir (review_sample.load_labeled), blank
+    texts and missing stars left out, first `limit` rows."""
+    from benchmarks.lib.review_sample import load_labeled
     from sentiment.data.labels import scores_to_label_ids
 
-    frame = pd.concat([pd.read_csv(f, usecols=["content", "score"]) for f in sorted(glob.glob(f"{data_dir}/*.csv"))])
-    frame = frame.dropna()
+    frame = load_labeled(data_dir).dropna()
     frame = frame[frame["content"].str.strip() != ""].head(limit)
     return frame["content"].tolist(), scores_to_label_ids(frame["score"]).tolist()
 
