@@ -62,7 +62,7 @@ def time_call(predictor, tokens, repeats: int) -> dict:
             clock.append(time.perf_counter())
             if marks:
                 marks[0].record()
-            ids, mask = predictor._to_device(ids), predictor._to_device(mask)
+            ids, mask = predictor.to_device(ids), predictor.to_device(mask)
             clock.append(time.perf_counter())
             if marks:
                 marks[1].record()

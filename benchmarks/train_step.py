@@ -3,7 +3,7 @@
 Issue 26: through `sentiment train --gpu`, a compiled bert-base step at batch 32 took 34.5 ms in
 steady state (62.7 ms eager), while the bare compiled step of the issue took 6.0 ms. This runs
 the project's own step (sentiment.train.step: static-shape batches from length_bucketed_batches,
-CompiledModel, _forward_backward, clipping, fused AdamW, the device-side totals) on real labeled
+CompiledModel, forward_backward, clipping, fused AdamW, the device-side totals) on real labeled
 reviews in one process, warms every shape up first (compiling and CUDA-graph recording stay out
 of the numbers), then times --steps steady steps. Per phase it gives the host's time (the Python
 that issues the work) and, on a GPU, the device's time between CUDA events placed between the
@@ -48,7 +48,7 @@ def time_mode(model, batches, device, *, compile_on: bool, steps: int, amp_dtype
 
     from sentiment.train.compiled import CompiledModel, allow_recompiles
     from sentiment.train.stats import add_batch, new_totals
-    from sentiment.train.step import _forward_backward, optimizer_and_schedule
+    from sentiment.train.step import forward_backward, optimizer_and_schedule
 
     on_gpu = device.type == "cuda"
     step_model = model
@@ -74,7 +74,7 @@ def time_mode(model, batches, device, *, compile_on: bool, steps: int, amp_dtype
         mark(0)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         mark(1)
-        out, loss = _forward_backward(step_model, batch, amp_dtype, 0.0, optimizer, scaler)
+        out, loss = forward_backward(step_model, batch, amp_dtype, 0.0, optimizer, scaler)
         mark(2)
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
         mark(3)

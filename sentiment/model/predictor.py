@@ -116,13 +116,14 @@ class Predictor:
         for start, end in batch_bounds(lengths[order], self.tokens_per_batch, self.batch_size):
             rows = order[start:end]
             ids, mask = pad_rows(values, starts[rows], lengths[rows], self.pad_id)
-            logits = self.model(input_ids=self._to_device(ids), attention_mask=self._to_device(mask)).logits
+            logits = self.model(input_ids=self.to_device(ids), attention_mask=self.to_device(mask)).logits
             sorted_probs[start:end] = torch.softmax(logits.float(), dim=-1)
         probs = np.empty((len(order), self.num_labels), dtype=np.float32)
         probs[order] = sorted_probs.cpu().numpy()
         return probs
 
-    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+    def to_device(self, array: np.ndarray) -> torch.Tensor:
+        """A padded batch as a tensor on this predictor's device (on a GPU, copied without blocking)."""
         tensor = torch.from_numpy(array)
         if self.device.type == "cuda":
             # Pinned pages let the copy run asynchronously; torch caches pinned blocks.

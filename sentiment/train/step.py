@@ -162,15 +162,15 @@ def run_epoch(model, batches, device, *, optimizer=None, scheduler=None, scaler=
             shape = (training, tuple(batch["input_ids"].shape))
             compiles = compiled_shapes is not None and not model.failed and shape not in compiled_shapes
             if not compiles:
-                out, loss = _forward_backward(model, batch, amp_dtype, label_smoothing, optimizer, scaler)
+                out, loss = forward_backward(model, batch, amp_dtype, label_smoothing, optimizer, scaler)
             else:
                 _synchronize(device)
                 step_started = time.time()
                 try:
-                    out, loss = _forward_backward(model, batch, amp_dtype, label_smoothing, optimizer, scaler)
+                    out, loss = forward_backward(model, batch, amp_dtype, label_smoothing, optimizer, scaler)
                 except Exception as error:  # anything compiling raises; the eager retry re-raises real faults
                     model.fall_back(error)
-                    out, loss = _forward_backward(model, batch, amp_dtype, label_smoothing, optimizer, scaler)
+                    out, loss = forward_backward(model, batch, amp_dtype, label_smoothing, optimizer, scaler)
                 _synchronize(device)
                 compiled_shapes.add(shape)
                 compile_seconds += time.time() - step_started
@@ -191,7 +191,7 @@ def run_epoch(model, batches, device, *, optimizer=None, scheduler=None, scaler=
             "compile_rows": compile_rows}
 
 
-def _forward_backward(model, batch, amp_dtype, label_smoothing, optimizer, scaler):
+def forward_backward(model, batch, amp_dtype, label_smoothing, optimizer, scaler):
     """The forward, and for training the backward: the part of a step that a compiled model compiles."""
     with torch.autocast(batch["input_ids"].device.type, dtype=amp_dtype or torch.float32,
                         enabled=amp_dtype is not None):
