@@ -3,9 +3,9 @@
 Issue 25: on an H200 the scoring actor spent 20 µs per row with a model that computes nothing
 (40 task-s for 2,000,000 rows), so one actor tops out near 96,000 rows/s; on the 2-core CPU here
 the same call's host work without the model (Arrow in and out, sorting, padding) is under 1 µs
-per row. This runs the predictor's own loop (sentiment.model.predictor: rows sorted by length,
-batches cut by the token budget, padded from the Arrow offsets, copied to the device, forward,
-softmax) on one window of real reviews, --repeats times after a warm-up, and adds up per phase
+per row. This runs the steps of Predictor.predict_proba_tokens (rows sorted by length, batches
+cut by the token budget, padded from the Arrow offsets, copied to the device, forward, softmax),
+written out again with clocks between them (keep the two in step), on one window of real reviews, --repeats times after a warm-up, and adds up per phase
 the host's time and, on a GPU, the device's time between CUDA events.
 
     python -m benchmarks.actor_call --model-size tiny --tokenizer .gpukit/tokenizer --device cuda
@@ -37,7 +37,9 @@ class NullModel:
 
 
 def time_call(predictor, tokens, repeats: int) -> dict:
-    """Run predict_proba_tokens' steps on `tokens` `repeats` times; per-phase ms per call."""
+    """Predictor.predict_proba_tokens' steps, with clocks between them, on `tokens` `repeats`
+    times; per-phase ms per call. The same helpers (batch_bounds, pad_rows, to_device) in the same
+    order: a change to that method belongs here too."""
     import numpy as np
     import pyarrow.compute as pc
     import torch
