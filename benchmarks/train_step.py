@@ -2,9 +2,10 @@
 
 Issue 26: through `sentiment train --gpu`, a compiled bert-base step at batch 32 took 34.5 ms in
 steady state (62.7 ms eager), while the bare compiled step of the issue took 6.0 ms. This runs
-the project's own step (sentiment.train.step: static-shape batches from length_bucketed_batches,
-CompiledModel, forward_backward, clipping, fused AdamW, the device-side totals) on real labeled
-reviews in one process, warms every shape up first (compiling and CUDA-graph recording stay out
+the training step of sentiment.train.step.run_epoch, written out again with clocks between its
+phases (keep the two in step): static-shape batches from length_bucketed_batches, CompiledModel,
+forward_backward, clipping, the fused AdamW of optimizer_and_schedule, the device-side totals
+(no GradScaler: bf16 needs none). It runs on real labeled reviews in one process, warms every shape up first (compiling and CUDA-graph recording stay out
 of the numbers), then times --steps steady steps. Per phase it gives the host's time (the Python
 that issues the work) and, on a GPU, the device's time between CUDA events placed between the
 phases: where the host time and the device time agree, the phase is bound by launching.
