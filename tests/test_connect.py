@@ -2,27 +2,45 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 
-def test_a_cluster_started_for_a_command_keeps_its_idle_workers(tmp_path):
-    from sentiment.cluster.connect import OWN_CLUSTER_CONFIG
+def test_a_command_starts_its_own_cluster_beside_another_commands_and_keeps_its_idle_workers(ray_cluster, tmp_path):
+    import ray
 
-    # RAY_ADDRESS=local: a new cluster, never one a test or user started here. A real start (10 s).
+    from sentiment.cluster.connect import OWN_CLUSTER_CONFIG
+    from tests.local_s3 import free_port
+
+    # This test process's cluster is what another command's looks like: started by ray.init, not
+    # `ray start`. Ray's address="auto" joined such a cluster (a score then waited for a training's
+    # CPUs). And a `ray start` record whose cluster has stopped (nothing listens at its address) is
+    # passed over at once: Ray's own join retried one for over 10 minutes. RAY_TMPDIR points Ray at
+    # a temp dir holding only that record (short: Ray's socket paths live under it).
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
+    (ray_tmp / "ray").mkdir()
+    (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(RAY_ADDRESS="local", RAY_USAGE_STATS_ENABLED="0")
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(ray_tmp))
     probe = ("import json, ray\n"
              "from sentiment.cluster.connect import ensure_connected\n"
              "ensure_connected()\n"
              "node = ray._private.worker._global_node\n"
-             "print(json.dumps({'head': node.head, 'config': node._ray_params._system_config}))\n")
-    result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120)
+             "print(json.dumps({'head': node.head, 'gcs': ray.get_runtime_context().gcs_address,\n"
+             "                  'config': node._ray_params._system_config}))\n")
+    try:
+        result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True,
+                                text=True, timeout=120)  # a real start (10 s)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-3000:]
     started = json.loads(result.stdout.strip().splitlines()[-1])
+    assert started["gcs"] != ray.get_runtime_context().gcs_address
     assert started["head"]  # it started the cluster, so its settings are the ones Ray runs with
     assert OWN_CLUSTER_CONFIG.items() <= started["config"].items()
 

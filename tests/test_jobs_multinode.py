@@ -52,6 +52,9 @@ class Cluster:
     submit_env: dict[str, str]
     token: str  # Ray's cluster access token: a credential too
     secret_key: str  # the S3 secret the nodes hold (conftest's distinctive SECRET_KEY)
+    gcs_address: str  # 127.0.0.1:PORT, what `ray start --address` joins
+    node_env: dict[str, str]  # a node's environment, as a shell on it has
+    ray_tmp: Path  # RAY_TMPDIR for a command on the head node: its `ray start` record is below
 
     def state(self, resource: str, **filters: str) -> list[dict]:
         """Rows of Ray's state API (`ray list RESOURCE --detail`) over plain HTTP."""
@@ -175,12 +178,15 @@ def two_node_cluster(s3_server):
             # and with other clusters on this machine, so each node gets free ones.
             ports = [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
             logs.append(root / f"{name}.log")
-            procs.append(_start_node([*args, *common, *ports, f"--temp-dir={root / name}"], node_env, logs[-1]))
+            # The head's temp dir is RAY_TMPDIR=root's default, ROOT/ray, so that commands given
+            # that RAY_TMPDIR find the head's `ray start` record as on a real head node.
+            temp_dir = root / ("ray" if name == "head" else name)
+            procs.append(_start_node([*args, *common, *ports, f"--temp-dir={temp_dir}"], node_env, logs[-1]))
             if name == "head":
                 _wait_for_nodes(f"http://127.0.0.1:{dashboard_port}", token, 1, procs, logs)
         dashboard = f"http://127.0.0.1:{dashboard_port}"
         _wait_for_nodes(dashboard, token, 2, procs, logs)
-        yield Cluster(dashboard, submit_env, token, secret_key)
+        yield Cluster(dashboard, submit_env, token, secret_key, f"127.0.0.1:{gcs_port}", node_env, root)
     finally:
         _stop_nodes(procs)
         shutil.rmtree(root, ignore_errors=True)
@@ -308,6 +314,26 @@ def test_train_then_score_jobs_on_a_two_node_cluster(two_node_cluster, s3_bucket
         assert cluster.secret_key not in text and cluster.token not in text
     print(f"\nmulti-node: train job {train_seconds:.0f} s, train+score {time.time() - started:.0f} s")
 
+
+
+def test_a_command_run_on_the_head_node_joins_the_cluster_ray_start_recorded(two_node_cluster, tmp_path):
+    # `sentiment ...` typed in a shell on the head node, no RAY_ADDRESS: it joins the cluster
+    # `ray start` recorded there (not a private cluster of its own), with the node's token.
+    cluster = two_node_cluster
+    env = {k: v for k, v in cluster.node_env.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(cluster.ray_tmp)}
+    probe = ("import json, ray\n"
+             "from sentiment.cluster.connect import ensure_connected\n"
+             "ensure_connected()\n"
+             "print(json.dumps({'head': ray._private.worker._global_node.head,\n"
+             "                  'gcs': ray.get_runtime_context().gcs_address}))\n")
+    result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    joined = json.loads(result.stdout.strip().splitlines()[-1])
+    recorded = (cluster.ray_tmp / "ray" / "ray_current_cluster").read_text().strip()
+    # The record names the head by this machine's address, the cluster by its GCS port.
+    assert joined == {"head": False, "gcs": recorded}
+    assert recorded.rpartition(":")[2] == cluster.gcs_address.rpartition(":")[2]
 
 
 def test_local_paths_on_two_nodes_fail_up_front_unless_declared_shared(two_node_cluster, tmp_path, shared_data,

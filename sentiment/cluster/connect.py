@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 from sentiment.errors import SentimentError
 
@@ -23,8 +24,11 @@ def ensure_connected() -> None:
     """Connect to Ray unless already connected, as Ray Data or Ray Train would on first use.
 
     Under `ray job submit`, RAY_ADDRESS names the cluster the job was submitted to; on a node
-    where `ray start` ran, Ray finds that cluster; anywhere else a local one starts, which keeps its
-    idle workers (OWN_CLUSTER_CONFIG).
+    where `ray start` ran, it joins the cluster `ray start` recorded; anywhere else a local one
+    starts, which keeps its idle workers (OWN_CLUSTER_CONFIG). It never joins the private cluster
+    of another command running on this machine: that one stops when its command ends, and holds
+    its CPUs until then (a score joined a running training's cluster and waited, silently, for CPUs
+    the training never freed).
 
     Raises:
         SentimentError: if RAY_ADDRESS names a cluster that cannot be reached (one line, not
@@ -40,12 +44,17 @@ def ensure_connected() -> None:
             ray.init()
             return
         if not address:
-            try:
-                ray.init(address="auto")  # a cluster `ray start` left on this node
-                return
-            except ConnectionError:
-                pass
-        ray.init(_system_config=dict(OWN_CLUSTER_CONFIG))  # RAY_ADDRESS=local, or no cluster: our own
+            if _ray_start_address():
+                try:
+                    # Without an address Ray joins the recorded cluster, and sends it the node's
+                    # token (given an address, it does not).
+                    ray.init()
+                    return
+                except ConnectionError:
+                    pass  # a record left behind by a cluster that has stopped since
+        # Our own (RAY_ADDRESS=local, or no `ray start` cluster). "local": without an address Ray
+        # would read `ray start`'s record again.
+        ray.init(address="local", _system_config=dict(OWN_CLUSTER_CONFIG))
     except ConnectionError as error:
         where = address or "the address recorded by `ray start`"
         hint = ""
@@ -55,6 +64,29 @@ def ensure_connected() -> None:
             hint = ("; clusters Ray 2.60 starts require a token by default: to join one by address, set "
                     "RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
         raise SentimentError(f"cannot connect to the Ray cluster at {where}: {error}{hint}") from None
+
+
+def _ray_start_address() -> str | None:
+    """The address of the cluster `ray start` last joined or started on this node, as Ray records
+    it (the record `ray.init()` without an address reads), if something listens there; else None.
+
+    Not `address="auto"`: that also joins any Ray process it finds running here, another
+    command's private cluster included. And not a record whose cluster has stopped without `ray
+    stop`: `ray.init()` retried one for over 10 minutes, saying only "Failed to connect to GCS".
+    """
+    try:
+        from ray._private.services import find_bootstrap_address
+        address = find_bootstrap_address(None)
+    except (ImportError, OSError):  # private Ray API: a Ray upgrade must not stop every command
+        return None
+    if not address:
+        return None
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return address
+    except (OSError, ValueError):
+        return None
 
 
 def describe_cluster() -> str:
