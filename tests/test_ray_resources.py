@@ -23,6 +23,43 @@ def test_require_accepts_what_fits_and_names_what_does_not(ray_cluster):
         require({"CPU": 1}, 8, "train --num-workers 8")
 
 
+def test_a_request_the_cluster_holds_but_other_work_has_taken_says_it_waits(ray_cluster, caplog):
+    import ray
+
+    @ray.remote(num_cpus=3)
+    class Holder:  # other work: 3 of the session cluster's 4 CPUs
+        def ready(self) -> bool:
+            return True
+
+    holder = Holder.remote()
+    try:
+        ray.get(holder.ready.remote(), timeout=60)
+        with caplog.at_level("WARNING", logger="sentiment.cluster.resources"):
+            _wait_for_free_cpus(lambda free: free <= 1)
+            require({"CPU": 1}, 2, "train --num-workers 2")
+            require({"CPU": 1}, 1, "evaluate")  # 1 CPU is free: nothing to say
+        lines = [r.getMessage() for r in caplog.records]
+        assert lines == ["train --num-workers 2 needs 2 CPU; other work on the Ray cluster holds the rest "
+                         "(1 free of 4 CPU): it waits until they are released"], lines
+    finally:
+        ray.kill(holder)
+    caplog.clear()
+    _wait_for_free_cpus(lambda free: free >= 4)
+    with caplog.at_level("WARNING", logger="sentiment.cluster.resources"):
+        require({"CPU": 1}, 2, "train --num-workers 2")
+    assert not caplog.records
+
+
+def _wait_for_free_cpus(done, timeout_s: float = 30) -> None:
+    # The cluster's view of free resources follows an actor's start or end within about a second.
+    import ray
+
+    deadline = time.time() + timeout_s
+    while not done(ray.available_resources().get("CPU", 0)):
+        assert time.time() < deadline, ray.available_resources()
+        time.sleep(0.2)
+
+
 def test_score_gpu_and_train_beyond_the_cpus_fail_within_seconds(ray_cluster, tmp_path, capsys, tiny_classifier,
                                                                  tiny_backbone):
     pq.write_table(pa.table({"content": ["fine"], "score": [5]}), tmp_path / "a.parquet")

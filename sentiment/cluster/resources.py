@@ -45,6 +45,7 @@ def require(per_unit: dict[str, float], units: int, asked: str) -> None:
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
     fit = sum(min(int(node.get(k, 0) // v) for k, v in wanted.items()) for node in nodes) if wanted else units
     if fit >= units:
+        warn_if_held(per_unit, units, asked)
         return
     total = ray.cluster_resources()
     need = ", ".join(f"{units * v:g} {k}" for k, v in wanted.items())
@@ -57,6 +58,26 @@ def require(per_unit: dict[str, float], units: int, asked: str) -> None:
         return
     raise ResourceError(f"{asked} needs {need} ({units} x {each} on one node each), but the Ray cluster has "
                         f"{have} across {len(nodes)} node(s), room for {fit}, and no autoscaler can add more")
+
+
+def warn_if_held(per_unit: dict[str, float], units: int, asked: str) -> None:
+    """Log one line when other work holds what `units` x `per_unit` needs right now.
+
+    The cluster can hold the request (see require), but Ray then waits for it without a word
+    until the other work ends: a score beside a running training once waited 11 minutes in
+    silence. Summed over the cluster: a short count is certain, an ample one may still not fit
+    on one node.
+    """
+    import ray
+
+    wanted = {k: units * v for k, v in per_unit.items() if v > 0}
+    free = ray.available_resources()
+    if all(free.get(k, 0) >= v for k, v in wanted.items()):
+        return
+    total = ray.cluster_resources()
+    log.warning("%s needs %s; other work on the Ray cluster holds the rest (%s free of %s): it waits until they "
+                "are released", asked, ", ".join(f"{v:g} {k}" for k, v in wanted.items()),
+                ", ".join(f"{free.get(k, 0):g}" for k in wanted), ", ".join(f"{total.get(k, 0):g} {k}" for k in wanted))
 
 
 def _autoscaler_limits() -> dict[str, float] | None:

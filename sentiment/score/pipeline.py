@@ -33,7 +33,7 @@ from sentiment.data.labels import LABELS, PROB_COLUMNS
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_folder
 from sentiment.cluster.placement import require_shared_paths
 from sentiment.cluster.connect import ensure_connected
-from sentiment.cluster.resources import require
+from sentiment.cluster.resources import require, warn_if_held
 from sentiment.pause_points import pause_point, runtime_env_vars
 from sentiment.io.storage import absolute_uri, arrow_filesystem, check_reachable, fetch_dir_files, is_s3
 
@@ -330,6 +330,7 @@ def actor_pool_plan(config: ScoreConfig) -> tuple[int, int]:
     if high > fits:
         log.warning("--concurrency %s,%s capped to %s model actors: %g CPUs, %g per actor, one kept for reading "
                     "and writing", low, high, fits, cpus, config.cpus_per_actor)
+    warn_if_held({"CPU": config.cpus_per_actor}, min(low, fits), "score (its model actors)")
     return min(low, fits), min(high, fits)
 
 
