@@ -23,26 +23,44 @@ def test_require_accepts_what_fits_and_names_what_does_not(ray_cluster):
         require({"CPU": 1}, 8, "train --num-workers 8")
 
 
-def test_a_request_the_cluster_holds_but_other_work_has_taken_says_it_waits(ray_cluster, caplog):
+def test_a_command_on_a_cluster_whose_cpus_other_work_holds_says_it_waits_and_goes_on_once_freed(
+        ray_cluster, tmp_path, caplog):
+    import threading
+
     import ray
 
-    @ray.remote(num_cpus=3)
-    class Holder:  # other work: 3 of the session cluster's 4 CPUs
+    from sentiment.io.shards import find_shards
+
+    pq.write_table(pa.table({"content": ["fine", "bad"]}), tmp_path / "a.parquet")
+
+    @ray.remote(num_cpus=4)
+    class Holder:  # other work: every CPU of the session cluster
         def ready(self) -> bool:
             return True
 
     holder = Holder.remote()
+    found = []
     try:
         ray.get(holder.ready.remote(), timeout=60)
+        _wait_for_free_cpus(lambda free: free == 0)
         with caplog.at_level("WARNING", logger="sentiment.cluster.resources"):
-            _wait_for_free_cpus(lambda free: free <= 1)
             require({"CPU": 1}, 2, "train --num-workers 2")
-            require({"CPU": 1}, 1, "evaluate")  # 1 CPU is free: nothing to say
-        lines = [r.getMessage() for r in caplog.records]
-        assert lines == ["train --num-workers 2 needs 2 CPU; other work on the Ray cluster holds the rest "
-                         "(1 free of 4 CPU): it waits until they are released"], lines
+            # The input check's Ray task cannot start until the holder is gone: it says so first.
+            checking = threading.Thread(target=lambda: found.append(find_shards([str(tmp_path / "a.parquet")],
+                                                                                text_column="content")))
+            checking.start()
+            deadline = time.time() + 30
+            while len(caplog.records) < 2 and time.time() < deadline:
+                time.sleep(0.2)
+            lines = [r.getMessage() for r in caplog.records]
+            waits = "other work on the Ray cluster holds the rest (0 free of 4 CPU): it waits until they are released"
+            assert lines == [f"train --num-workers 2 needs 2 CPU; {waits}",
+                             f"checking the input files needs 1 CPU; {waits}"], lines
+            assert not found
     finally:
         ray.kill(holder)
+    checking.join(timeout=60)
+    assert found and found[0].input_rows == 2  # it went on once the CPUs were free
     caplog.clear()
     _wait_for_free_cpus(lambda free: free >= 4)
     with caplog.at_level("WARNING", logger="sentiment.cluster.resources"):

@@ -32,6 +32,7 @@ import ray
 from sentiment.io.csv_check import check_csv_body, printable
 from sentiment.errors import InputError, SentimentError, StorageError
 from sentiment.cluster.connect import ensure_connected
+from sentiment.cluster.resources import warn_if_held
 from sentiment.io.storage import STORAGE_ERRORS, InputFiles, arrow_filesystem, compression_of, describe_failure
 
 # Reviews contain line breaks inside quoted fields; pyarrow splits rows on them unless told not to.
@@ -143,6 +144,7 @@ def check_files(files: InputFiles, formats: list[str]) -> list[tuple[pa.Schema, 
     if not files.uris:
         return []
     ensure_connected()
+    warn_if_held({"CPU": 1}, 1, "checking the input files")
     total = len(files.uris)
     refs = [_check_group.options(name=f"check input files {start + 1}-{stop} of {total}")
             .remote(files.uris[start:stop], formats[start:stop]) for start, stop in file_groups(total)]
