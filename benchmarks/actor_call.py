@@ -38,20 +38,15 @@ class NullModel:
 
 def time_call(predictor, tokens, repeats: int) -> dict:
     """Predictor.predict_proba_tokens' steps, with clocks between them, on `tokens` `repeats`
-    times; per-phase ms per call. The same helpers (batch_bounds, pad_rows, to_device) in the same
+    times; per-phase ms per call. The same helpers (length_sorted_batches, pad_rows, to_device) in the same
     order: a change to that method belongs here too."""
-    import numpy as np
-    import pyarrow.compute as pc
     import torch
 
-    from sentiment.model.token_batches import batch_bounds, pad_rows
+    from sentiment.model.token_batches import length_sorted_batches, pad_rows
 
     on_gpu = predictor.device.type == "cuda"
-    lengths = pc.list_value_length(tokens).to_numpy(zero_copy_only=False).astype(np.int64)
-    values = pc.list_flatten(tokens).to_numpy(zero_copy_only=False)
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    order = np.argsort(lengths, kind="stable")
-    bounds = batch_bounds(lengths[order], predictor.tokens_per_batch, predictor.batch_size)
+    values, starts, lengths, order, bounds = length_sorted_batches(tokens, predictor.tokens_per_batch,
+                                                                   predictor.batch_size)
     host_ms, device_ms, walls, all_marks = dict.fromkeys(PHASES, 0.0), dict.fromkeys(PHASES, 0.0), [], []
 
     def one_call(record: bool):

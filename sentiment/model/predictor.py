@@ -21,11 +21,11 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, PRECISIONS, load_classifier
-from sentiment.model.token_batches import DEFAULT_TOKENS_PER_BATCH, batch_bounds, pad_rows, tokenize_to_arrow
+from sentiment.model.token_batches import (DEFAULT_TOKENS_PER_BATCH, length_sorted_batches, pad_rows,
+                                           tokenize_to_arrow)
 
 
 def pick_device(use_gpu: bool | None = None) -> torch.device:
@@ -99,7 +99,7 @@ class Predictor:
     def predict_proba_tokens(self, tokens: pa.Array | pa.ChunkedArray | Sequence[Sequence[int]]) -> np.ndarray:
         """Class probabilities for rows of token ids (no nulls), as tokenize_to_arrow makes them.
 
-        Rows are sorted by length and cut into batches (see batch_bounds); each is padded from
+        Rows are sorted by length and cut into batches (see length_sorted_batches); each is padded from
         the Arrow offsets with numpy. Results stay on the device until every batch has run.
         """
         if not isinstance(tokens, (pa.Array, pa.ChunkedArray)):
@@ -108,14 +108,12 @@ class Predictor:
             tokens = tokens.combine_chunks()
         if not len(tokens):
             return np.zeros((0, self.num_labels), dtype=np.float32)
-        lengths = pc.list_value_length(tokens).to_numpy(zero_copy_only=False).astype(np.int64)
-        values = pc.list_flatten(tokens).to_numpy(zero_copy_only=False)
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        order = np.argsort(lengths, kind="stable")
+        batches = length_sorted_batches(tokens, self.tokens_per_batch, self.batch_size)
+        order = batches.order
         sorted_probs = torch.empty((len(order), self.num_labels), dtype=torch.float32, device=self.device)
-        for start, end in batch_bounds(lengths[order], self.tokens_per_batch, self.batch_size):
+        for start, end in batches.bounds:
             rows = order[start:end]
-            ids, mask = pad_rows(values, starts[rows], lengths[rows], self.pad_id)
+            ids, mask = pad_rows(batches.values, batches.starts[rows], batches.lengths[rows], self.pad_id)
             logits = self.model(input_ids=self.to_device(ids), attention_mask=self.to_device(mask)).logits
             sorted_probs[start:end] = torch.softmax(logits.float(), dim=-1)
         probs = np.empty((len(order), self.num_labels), dtype=np.float32)
