@@ -12,6 +12,7 @@ import logging
 import sys
 import traceback
 
+from sentiment.data.labels import DEFAULT_PSEUDO_MIN_CONFIDENCE, DEFAULT_PSEUDO_PER_CLASS
 from sentiment.errors import SentimentError
 from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS
 from sentiment.model.recipes import describe_recipes
@@ -167,6 +168,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="train on a random sample of N rows (seeded by --split-seed; files are often sorted "
                              "by score, so the first N rows would be one class), for quick runs")
+    parser.add_argument("--pseudo-labels", nargs="+", default=None, metavar="PATH",
+                        help="output folders of `sentiment score` on unlabeled reviews (a model trained here scored "
+                             "them): rows whose chosen class has a probability of at least --pseudo-min-confidence "
+                             "join the training split only, labeled with that class, --pseudo-per-class of each "
+                             "class; validation and test stay the labeled data's, and texts the labeled data has "
+                             "are left out. metrics.json counts what joined and why the rest did not")
+    parser.add_argument("--pseudo-text-column", default=None,
+                        help="column holding the text in the --pseudo-labels files (default: --text-column)")
+    parser.add_argument("--pseudo-min-confidence", type=float, default=DEFAULT_PSEUDO_MIN_CONFIDENCE,
+                        help="lowest probability of the chosen class for a pseudo-labeled row (default: %(default)s)")
+    parser.add_argument("--pseudo-per-class", default=DEFAULT_PSEUDO_PER_CLASS, metavar="balanced|all|N",
+                        help="pseudo-labeled rows per class, the most confident first: balanced (as many as the "
+                             "scarcest class has: real reviews are mostly positive, and a model is least sure of "
+                             "neutral ones), all, or a number (default: %(default)s)")
     parser.add_argument("--run-name", default="sentiment-train",
                         help="Ray Train run name; re-running with the same name, storage and settings resumes "
                              "from the last checkpoint, and different settings fail (default: %(default)s)")

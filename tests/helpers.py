@@ -182,3 +182,22 @@ def logged_warnings():
         yield lines
     finally:
         logging.getLogger().removeHandler(handler)
+
+
+def scored_table(texts, labels, confidences, text_column: str = UNLABELED_TEXT, errors=None):
+    """A table laid out as `sentiment score` writes its output: the input's text column, the
+    label, the three probabilities (the chosen class's given, the rest shared evenly), the error
+    and the model. labels are class names, or None where the row has an error."""
+    import pyarrow as pa
+
+    from sentiment.data.labels import LABELS, PROB_COLUMNS
+    from sentiment.score.pipeline import ERROR_COLUMN, LABEL_COLUMN, MODEL_COLUMN
+
+    errors = errors or [None] * len(texts)
+    probs = {column: [] for column in PROB_COLUMNS}
+    for label, confidence in zip(labels, confidences):
+        for name, column in zip(LABELS, PROB_COLUMNS):
+            probs[column].append(None if label is None else confidence if name == label else (1 - confidence) / 2)
+    return pa.table({text_column: texts, LABEL_COLUMN: labels,
+                     **{c: pa.array(v, pa.float32()) for c, v in probs.items()},
+                     ERROR_COLUMN: errors, MODEL_COLUMN: ["teacher"] * len(texts)})

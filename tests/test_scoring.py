@@ -100,6 +100,27 @@ def test_s3_scoring_writes_every_input_row_exactly_once(s3_scored):
     assert set(out["model"].to_pylist()) == {paths["model"]}
 
 
+def test_s3_scored_output_reads_back_as_pseudo_labels(s3_scored):
+    """What `sentiment score` wrote is what `sentiment train --pseudo-labels` reads: every row
+    kept or counted with its reason."""
+    from sentiment.data.pseudo_labels import read_pseudo_labels
+    from sentiment.errors import InputError
+
+    expected, paths = s3_scored
+    texts = [(t or "").strip() for t in expected[TEXT].to_pylist()]
+    unique = {t for t in texts if t}
+    # The tiny model is untrained: every row's chosen class (neutral, for all) has about a third,
+    # never 0.99.
+    pseudo = read_pseudo_labels([paths["output"]], TEXT, 0.3, "all")
+    counts = pseudo.counts
+    assert counts["rows_read"] == expected.num_rows and counts["below_confidence"] == 0
+    assert counts["kept"] == len(unique) == len(pseudo.rows) and set(pseudo.rows["text"]) == unique
+    assert counts["unscored"] + counts["empty_text"] == texts.count("")
+    assert counts["duplicate_text"] == sum(1 for t in texts if t) - len(unique)
+    with pytest.raises(InputError, match="lower --pseudo-min-confidence"):
+        read_pseudo_labels([paths["output"]], TEXT, 0.99, "all")
+
+
 def test_s3_scoring_probabilities_sum_to_one_and_label_is_argmax(s3_scored):
     _, paths = s3_scored
     out = _read_output(paths["output"])

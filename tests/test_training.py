@@ -4,29 +4,34 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from sentiment.cli import main
 from sentiment.data.labels import LABELS
 from sentiment.train.metrics import per_class_f1
-from tests.helpers import labeled_sample, logged_warnings
+from tests.helpers import UNLABELED_TEXT, labeled_sample, logged_warnings, scored_table
 from tests.s3_recording import recording_s3_reads
 
 METRIC_KEYS = {"history", "best_epoch", "test", "rows", "config", "wall_seconds", "ray_run"}
 DRIVER_READS = {}  # output -> what the training driver (this process) read from S3
 DATA = {}  # output -> the folder of labeled files it was trained on
 WARNINGS = {}  # output -> the WARNING lines the driver logged
+PSEUDO_NEW = ["crashes every time i open it", "it is fine i guess", "love the new widgets", "best planner ever",
+              "lost all my notes"]
 
 
 @pytest.fixture(scope="module")
 def trained_on_s3(ray_cluster, s3_server, shared_data, tmp_path_factory):
     """One 2-worker run of a tiny DistilBERT (an encoder other than BERT) on 400 real reviews
-    plus a shard of 6 bad rows, the backbone named by a relative path, selected by validation
+    plus a shard of 6 bad rows and pseudo-labels on S3, the backbone named by a relative path, selected by validation
     macro-F1 with a --seed other than the default (the split must not follow it); model,
     checkpoints and metrics go to the S3 server. (Selection by accuracy, the default, is the
     demo's: tests/test_demo.py.)"""
     import boto3
 
+    from sentiment.io.storage import upload_dir
     from tests.helpers import save_tiny_encoder
 
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="models")
@@ -38,6 +43,18 @@ def trained_on_s3(ray_cluster, s3_server, shared_data, tmp_path_factory):
     # Scores out of range, not a number or missing, and blank texts: each dropped and counted.
     (data / "bad.csv").write_text('content,score\n"fine text",0\n"more text",five\n"x y",6\n"no score",\n'
                                   '"",5\n"   ",4\n')
+    # Pseudo-labels on S3, as `sentiment score` writes them: of 5 confident new texts the most
+    # confident of each class join training (a balanced selection: neutral has one); a text of
+    # the labeled data, a row below --pseudo-min-confidence and an unscored row do not.
+    labeled_text = pd.read_csv(sample)["content"].iloc[0]
+    pseudo = scored_table([*PSEUDO_NEW, labeled_text, "not sure about this one", None],
+                          ["negative", "neutral", "positive", "positive", "negative", "positive", "neutral", None],
+                          [0.99, 0.8, 0.95, 0.9, 0.97, 0.99, 0.5, None],
+                          errors=[None] * 7 + ["null_text"])
+    folder = tmp_path_factory.mktemp("pseudo")
+    pq.write_table(pseudo, folder / "part-00000.parquet")
+    (folder / "_SUCCESS").write_text("")
+    upload_dir(str(folder), "s3://models/pseudo/2026-12-04")
     output = "s3://models/tiny-ddp"
     # --model as a folder relative to where the user runs the command: Ray Train's workers run
     # in another directory, where it named nothing until the driver made it absolute.
@@ -48,7 +65,8 @@ def trained_on_s3(ray_cluster, s3_server, shared_data, tmp_path_factory):
             status = main(["train", "--data", str(data), "--output", output, "--model", os.path.basename(backbone),
                            "--num-workers", "2", "--epochs", "3", "--batch-size", "16", "--lr", "1e-3",
                            "--val-fraction", "0.1", "--test-fraction", "0.1", "--select-metric", "macro_f1",
-                           "--seed", "5"])
+                           "--seed", "5", "--pseudo-labels", "s3://models/pseudo/2026-12-04",
+                           "--pseudo-text-column", UNLABELED_TEXT, "--pseudo-min-confidence", "0.8"])
     finally:
         os.chdir(here)
     assert status == 0
@@ -128,8 +146,19 @@ def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
     assert sum(map(sum, matrix)) == test["n"] == rows["test"]
     assert rows["rows_read"] == 406
     assert rows["dropped_invalid_score"] == 4 and rows["dropped_empty_text"] == 2
-    assert rows["rows_read"] == (rows["train"] + rows["validation"] + rows["test"] + rows["dropped_empty_text"]
-                                 + rows["dropped_invalid_score"] + rows["dropped_duplicate_text"])
+    # The labeled rows all accounted for; train also holds the pseudo-labeled rows, counted apart.
+    pseudo = rows["pseudo_labels"]
+    assert pseudo == {"files": 1, "rows_read": 8, "kept": 6, "unscored": 1, "empty_text": 0, "below_confidence": 1,
+                      "duplicate_text": 0, "min_confidence": 0.8,
+                      "kept_classes": {"negative": 2, "neutral": 1, "positive": 3}, "in_labeled_data": 1,
+                      "per_class": "balanced", "over_class_cap": 2, "joined_train": 3,
+                      "classes": {"negative": 1, "neutral": 1, "positive": 1}}
+    assert rows["rows_read"] == (rows["train"] - pseudo["joined_train"] + rows["validation"] + rows["test"]
+                                 + rows["dropped_empty_text"] + rows["dropped_invalid_score"]
+                                 + rows["dropped_duplicate_text"])
+    assert sum(rows["classes"]["train"].values()) == rows["train"] - pseudo["joined_train"]
+    assert metrics["config"]["pseudo_labels"] == ["s3://models/pseudo/2026-12-04"]
+    assert metrics["config"]["pseudo_text_column"] == UNLABELED_TEXT
     assert metrics["config"]["num_workers"] == 2 and metrics["config"]["lr"] == 1e-3
     # No --cpus-per-worker: the 2 workers share the test cluster's 4 CPUs (conftest).
     assert metrics["config"]["cpus_per_worker"] == 2

@@ -22,6 +22,7 @@ from sentiment.errors import InputError
 from sentiment.io.storage import InputFiles
 from sentiment.io.file_checks import CSV_PARSE, check_files, csv_read_options
 from sentiment.data.labels import INVALID_LABEL, LABELS, scores_to_label_ids
+from sentiment.data.pseudo_labels import PseudoLabels, rows_for_training
 from sentiment.io.shards import (as_plain_strings, by_compression, format_of, group_by_column_types, list_shard_files,
                                  read_options, read_parquet)
 
@@ -194,7 +195,7 @@ def count_problems(dataset: ray.data.Dataset) -> dict[str, int]:
 def prepare_splits(paths: list[str], text_column: str, score_column: str, *, seed: int,
                    val_fraction: float, test_fraction: float, fmt: str | None = None,
                    limit: int | None = None, shuffle_seed: int | None = None,
-                   listed: InputFiles | None = None) -> LabeledSplits:
+                   listed: InputFiles | None = None, pseudo: PseudoLabels | None = None) -> LabeledSplits:
     """Read labeled reviews and return deduplicated, leak-free splits with full row accounting.
 
     Args:
@@ -203,6 +204,9 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
             its --seed here and its --split-seed as seed, so runs that differ only in --seed are
             scored on the same validation and test rows.
         listed: the files of paths, where the caller listed them already (read_labeled).
+        pseudo: pseudo-labeled rows (read_pseudo_labels) to add to the training split only,
+            those whose text the labeled data lacks; counts["pseudo_labels"] says how many, and
+            counts["train"] includes them.
 
     Raises:
         InputError: unreadable inputs, missing columns, or no usable rows left.
@@ -215,33 +219,47 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
     if labeled.size_bytes() <= IN_DRIVER_MAX_BYTES:
         problems, usable = _usable_in_driver(labeled)
         _refuse_if_none_usable(paths, problems)
-        return _splits_in_driver(problems, _dedupe_and_split(usable, **split_args), shuffle_seed, split_args)
+        return _splits_in_driver(problems, _dedupe_and_split(usable, **split_args), shuffle_seed, split_args, pseudo)
     problems, with_split = _dedupe_and_split_by_shuffle(labeled, split_args)
     _refuse_if_none_usable(paths, problems)
     splits = {name: with_split.filter(expr=col("split") == name).drop_columns(["split"])
               for name in ("train", "validation", "test")}
+    pseudo_counts = None
+    if pseudo is not None:
+        extra, pseudo_counts = rows_for_training(pseudo, _texts_of(with_split))
+        # As Arrow: the shuffle below cannot mix the Arrow blocks of the split with pandas ones.
+        splits["train"] = splits["train"].union(ray.data.from_arrow(pa.Table.from_pandas(extra, preserve_index=False)))
     # A seeded shuffle once, so the local shuffle buffer in the training loop is not stuck with
     # one input file's rows at a time.
     splits["train"] = splits["train"].random_shuffle(seed=shuffle_seed)
     splits = {name: ds.materialize() for name, ds in splits.items()}
     counts = _row_counts(problems, with_split.count(), {name: ds.count() for name, ds in splits.items()}, split_args)
     counts["classes"] = _classes_per_split(count_rows_by(with_split, ["split", "label"]))
+    if pseudo_counts is not None:
+        counts["pseudo_labels"] = pseudo_counts
     log.info("rows: %s", counts)
     return LabeledSplits(splits["train"], splits["validation"], splits["test"], counts,
                          held_out_hash(*(_texts_of(splits[name]) for name in ("validation", "test"))))
 
 
-def _splits_in_driver(problems: dict, unique: pd.DataFrame, shuffle_seed: int, split_args: dict) -> LabeledSplits:
+def _splits_in_driver(problems: dict, unique: pd.DataFrame, shuffle_seed: int, split_args: dict,
+                      pseudo: PseudoLabels | None = None) -> LabeledSplits:
     """prepare_splits for data that fits on the driver: splits, counts, classes and the held-out
     hash from the one frame of unique rows, with no further Ray Data step. (Each one, the train
     split's all-to-all shuffle above all, costs seconds of scheduling on 2 cores for a few
     hundred rows.) The datasets come out in blocks as the cluster path's do (_split_blocks)."""
     frames = {name: unique[unique["split"] == name].drop(columns=["split"]) for name in ("train", "validation", "test")}
+    pseudo_counts = None
+    if pseudo is not None:
+        extra, pseudo_counts = rows_for_training(pseudo, unique["text"])
+        frames["train"] = pd.concat([frames["train"], extra], ignore_index=True)
     # The seeded shuffle of the training rows, as the cluster path's random_shuffle does.
     frames["train"] = frames["train"].sample(frac=1.0, random_state=shuffle_seed)
     counts = _row_counts(problems, len(unique), {name: len(frame) for name, frame in frames.items()}, split_args)
     per_split_label = unique.groupby(["split", "label"]).size()
     counts["classes"] = _classes_per_split({key: int(n) for key, n in per_split_label.items()})
+    if pseudo_counts is not None:
+        counts["pseudo_labels"] = pseudo_counts
     log.info("rows: %s", counts)
     blocks = _split_blocks()
     datasets = {name: ray.data.from_pandas([frame.iloc[i::blocks].reset_index(drop=True) for i in range(blocks)])

@@ -9,6 +9,11 @@ LABEL_TO_ID = {name: i for i, name in enumerate(LABELS)}
 PROB_COLUMNS = tuple(f"prob_{name}" for name in LABELS)
 
 INVALID_LABEL = -1
+# A pseudo-labeled review (sentiment.data.pseudo_labels) may join training when the model gave its
+# chosen class at least this probability (more than all others together), and then as many of
+# each class as of the scarcest one, the most confident first.
+DEFAULT_PSEUDO_MIN_CONFIDENCE = 0.5
+DEFAULT_PSEUDO_PER_CLASS = "balanced"
 
 
 def scores_to_label_ids(scores: pd.Series) -> np.ndarray:

@@ -20,6 +20,8 @@ from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from sentiment.data.labeled import prepare_splits
+from sentiment.data.labels import DEFAULT_PSEUDO_MIN_CONFIDENCE, DEFAULT_PSEUDO_PER_CLASS
+from sentiment.data.pseudo_labels import read_pseudo_labels
 from sentiment.evaluate import predict_labels_of_splits
 from sentiment.train.metrics import classification_metrics, format_metrics
 from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS, backbone_config, build_classifier, check_max_length
@@ -69,6 +71,11 @@ class TrainConfig:
     val_fraction: float = 0.05
     test_fraction: float = 0.05
     limit: int | None = None
+    # `sentiment score` output whose confident rows join the training split only (data.pseudo_labels).
+    pseudo_labels: list[str] | None = None
+    pseudo_text_column: str | None = None  # None: text_column
+    pseudo_min_confidence: float | None = DEFAULT_PSEUDO_MIN_CONFIDENCE
+    pseudo_per_class: str | None = DEFAULT_PSEUDO_PER_CLASS  # "balanced", "all" or a number
     run_name: str = "sentiment-train"
     storage_path: str | None = None
     max_failures: int = 2
@@ -84,7 +91,9 @@ class TrainConfig:
                    cpus_per_worker=args.cpus_per_worker, select_metric=args.select_metric, compile=args.compile,
                    precision=args.precision,
                    seed=args.seed, split_seed=args.split_seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                   limit=args.limit, run_name=args.run_name, storage_path=args.storage_path,
+                   limit=args.limit, pseudo_labels=args.pseudo_labels, pseudo_text_column=args.pseudo_text_column,
+                   pseudo_min_confidence=args.pseudo_min_confidence, pseudo_per_class=args.pseudo_per_class,
+                   run_name=args.run_name, storage_path=args.storage_path,
                    max_failures=args.max_failures, shared_fs=args.shared_fs)
 
     def resolved(self) -> "TrainConfig":
@@ -93,7 +102,11 @@ class TrainConfig:
         defaults = {name: getattr(recipe, name) for name in HYPERPARAMETERS}
         chosen = {name: value if getattr(self, name) is None else getattr(self, name) for name, value in defaults.items()}
         cpus = self.cpus_per_worker or (GPU_WORKER_CPUS if self.use_gpu else 1)
-        return replace(self, **chosen, cpus_per_worker=cpus)
+        # Without --pseudo-labels the pseudo settings mean nothing: recorded as None, so that
+        # they never tell two runs apart.
+        pseudo = ({"pseudo_text_column": self.pseudo_text_column or self.text_column} if self.pseudo_labels else
+                  {"pseudo_text_column": None, "pseudo_min_confidence": None, "pseudo_per_class": None})
+        return replace(self, **chosen, cpus_per_worker=cpus, **pseudo)
 
     @property
     def resolved_output(self) -> str:
@@ -207,6 +220,8 @@ def train(config: TrainConfig) -> dict:
     # record (prepare_run's) behind. prepare_splits reads this listing once Ray is up, so what
     # the listing says (a file the inputs reach twice) is said once.
     listed = list_shard_files(config.data, config.format)
+    pseudo = (read_pseudo_labels(config.pseudo_labels, config.pseudo_text_column, config.pseudo_min_confidence,
+                                 config.pseudo_per_class) if config.pseudo_labels else None)
     resumed_epoch = prepare_run(f"{config.resolved_storage_path}/{config.run_name}", run_settings(_recorded(config)))
     if resumed_epoch is not None:
         print(f"resuming run {config.run_name!r} from its checkpoint of epoch {resumed_epoch} "
@@ -216,7 +231,8 @@ def train(config: TrainConfig) -> dict:
         config = replace(config, cpus_per_worker=cpu_worker_cpus(largest_node_cpus(), config.num_workers))
     require_shared_paths({"--data": config.data, "--output": [config.output],
                           "--storage-path": [config.storage_path] if config.storage_path else [],
-                          "--model": [config.model] if local_backbone_folder(config.model) else []},
+                          "--model": [config.model] if local_backbone_folder(config.model) else [],
+                          "--pseudo-labels": config.pseudo_labels or []},
                          shared_fs=config.shared_fs)
     require({"CPU": config.cpus_per_worker, "GPU": int(config.use_gpu)}, config.num_workers,
             f"train --num-workers {config.num_workers}{' --gpu' if config.use_gpu else ''}")
@@ -229,7 +245,7 @@ def train(config: TrainConfig) -> dict:
     splits = prepare_splits(config.data, config.text_column, config.score_column, seed=config.split_seed,
                             shuffle_seed=config.seed,
                             val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-                            fmt=config.format, limit=config.limit, listed=listed)
+                            fmt=config.format, limit=config.limit, listed=listed, pseudo=pseudo)
     prepared = time.time()
     trainer = build_trainer(config, splits)
     result = _fit_interruptibly(trainer)

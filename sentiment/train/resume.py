@@ -19,10 +19,11 @@ SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's record of regi
 # metric may change between attempts without changing what is being trained.
 RUN_KEYS = ("data", "model", "text_column", "score_column", "format", "limit", "seed", "split_seed", "val_fraction",
             "test_fraction", "max_length", "epochs", "batch_size", "lr", "warmup_fraction", "label_smoothing",
-            "num_workers")
+            "num_workers", "pseudo_labels", "pseudo_text_column", "pseudo_min_confidence", "pseudo_per_class")
 # Keys added to RUN_KEYS after runs were already being recorded, with the value those older runs
 # trained with, so that upgrading mid-run still resumes instead of reporting a change.
-OLDER_RUNS_USED = {"label_smoothing": 0.0}
+OLDER_RUNS_USED = {"label_smoothing": 0.0, "pseudo_labels": None, "pseudo_text_column": None,
+                   "pseudo_min_confidence": None, "pseudo_per_class": None}
 
 
 def run_settings(config: dict) -> dict:
