@@ -291,3 +291,21 @@ def test_actor_call_benchmark_accounts_for_the_whole_call(shared_data, tmp_path)
     phases = sum(result["host_ms_per_call"][p] for p in PHASES)
     assert result["rows"] == 1024 and result["batches"] > 1
     assert 0.8 * result["ms_per_call"] <= phases <= result["ms_per_call"]
+
+
+def test_unlabeled_sample_is_distinct_stripped_and_seeded(tmp_path):
+    import pyarrow.parquet as pq
+
+    from benchmarks.unlabeled_sample import distinct_sample, main
+
+    texts = ["good", " good ", "", None, "   ", "bad app", "fine", "crashes"] * 3
+    sample = distinct_sample(texts, 4, seed=1)
+    assert sorted(sample) == ["bad app", "crashes", "fine", "good"]
+    assert distinct_sample(texts, 4, seed=1) == sample and distinct_sample(texts, 2, seed=1) == sample[:2]
+    with pytest.raises(InputError, match="asked for 5 distinct reviews, the corpus has 4"):
+        distinct_sample(texts, 5)
+    data = tmp_path / "unlabeled"
+    data.mkdir()
+    (data / "app.csv").write_text('Review Text,Category\n"good",\n" good",\n"slow sync",\n,\n')
+    main(["--data", str(data), "--rows", "2", "--output", str(tmp_path / "sample.parquet")])
+    assert sorted(pq.read_table(tmp_path / "sample.parquet")["Review Text"].to_pylist()) == ["good", "slow sync"]
