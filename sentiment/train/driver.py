@@ -220,6 +220,8 @@ def train(config: TrainConfig) -> dict:
     # record (prepare_run's) behind. prepare_splits reads this listing once Ray is up, so what
     # the listing says (a file the inputs reach twice) is said once.
     listed = list_shard_files(config.data, config.format)
+    # Read here, on the driver (Ray Data ships the rows to the workers): a local path works on
+    # any cluster.
     pseudo = (read_pseudo_labels(config.pseudo_labels, config.pseudo_text_column, config.pseudo_min_confidence,
                                  config.pseudo_per_class) if config.pseudo_labels else None)
     resumed_epoch = prepare_run(f"{config.resolved_storage_path}/{config.run_name}", run_settings(_recorded(config)))
@@ -231,8 +233,7 @@ def train(config: TrainConfig) -> dict:
         config = replace(config, cpus_per_worker=cpu_worker_cpus(largest_node_cpus(), config.num_workers))
     require_shared_paths({"--data": config.data, "--output": [config.output],
                           "--storage-path": [config.storage_path] if config.storage_path else [],
-                          "--model": [config.model] if local_backbone_folder(config.model) else [],
-                          "--pseudo-labels": config.pseudo_labels or []},
+                          "--model": [config.model] if local_backbone_folder(config.model) else []},
                          shared_fs=config.shared_fs)
     require({"CPU": config.cpus_per_worker, "GPU": int(config.use_gpu)}, config.num_workers,
             f"train --num-workers {config.num_workers}{' --gpu' if config.use_gpu else ''}")
