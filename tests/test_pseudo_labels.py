@@ -69,10 +69,8 @@ def _confident_positives_and_a_few_others(tmp_path):
     ("1", ["negative 1", "neutral 1", "positive 0"]),
 ])
 def test_each_class_contributes_its_most_confident_rows(tmp_path, per_class, joined):
-    from sentiment.data.pseudo_labels import rows_for_training
-
     pseudo = read_pseudo_labels([_confident_positives_and_a_few_others(tmp_path)], UNLABELED_TEXT, 0.5, per_class)
-    rows, counts = rows_for_training(pseudo, ["negative 2"])  # the labeled data has one of them
+    rows, counts = pseudo.for_training(["negative 2"])  # the labeled data has one of them
     expected = joined or [t for t in pseudo.rows["text"] if t != "negative 2"]
     assert sorted(rows["text"]) == sorted(expected)
     assert list(rows.columns) == ["text", "label"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,9 +23,11 @@ from sentiment.errors import InputError
 from sentiment.io.storage import InputFiles
 from sentiment.io.file_checks import CSV_PARSE, check_files, csv_read_options
 from sentiment.data.labels import INVALID_LABEL, LABELS, scores_to_label_ids
-from sentiment.data.pseudo_labels import PseudoLabels, rows_for_training
 from sentiment.io.shards import (as_plain_strings, by_compression, format_of, group_by_column_types, list_shard_files,
                                  read_options, read_parquet)
+
+if TYPE_CHECKING:  # pseudo_labels cleans its texts with clean_text, from here
+    from sentiment.data.pseudo_labels import PseudoLabels
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +229,7 @@ def prepare_splits(paths: list[str], text_column: str, score_column: str, *, see
               for name in ("train", "validation", "test")}
     pseudo_counts = None
     if pseudo is not None:
-        extra, pseudo_counts = rows_for_training(pseudo, _texts_of(with_split))
+        extra, pseudo_counts = pseudo.for_training(_texts_of(with_split))
         # As Arrow: the shuffle below cannot mix the Arrow blocks of the split with pandas ones.
         splits["train"] = splits["train"].union(ray.data.from_arrow(pa.Table.from_pandas(extra, preserve_index=False)))
     # A seeded shuffle once, so the local shuffle buffer in the training loop is not stuck with
@@ -251,7 +254,7 @@ def _splits_in_driver(problems: dict, unique: pd.DataFrame, shuffle_seed: int, s
     frames = {name: unique[unique["split"] == name].drop(columns=["split"]) for name in ("train", "validation", "test")}
     pseudo_counts = None
     if pseudo is not None:
-        extra, pseudo_counts = rows_for_training(pseudo, unique["text"])
+        extra, pseudo_counts = pseudo.for_training(unique["text"])
         frames["train"] = pd.concat([frames["train"], extra], ignore_index=True)
     # The seeded shuffle of the training rows, as the cluster path's random_shuffle does.
     frames["train"] = frames["train"].sample(frac=1.0, random_state=shuffle_seed)

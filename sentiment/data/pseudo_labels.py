@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from sentiment.data.labeled import clean_text
 from sentiment.data.labels import (DEFAULT_PSEUDO_MIN_CONFIDENCE, DEFAULT_PSEUDO_PER_CLASS, LABEL_TO_ID, LABELS,
                                    PROB_COLUMNS)
 from sentiment.errors import InputError
@@ -34,6 +35,31 @@ class PseudoLabels:
     rows: pd.DataFrame
     counts: dict
     per_class: str = DEFAULT_PSEUDO_PER_CLASS
+
+    def for_training(self, labeled_texts) -> tuple[pd.DataFrame, dict]:
+        """The pseudo-labeled rows (columns text, label) that join training: those whose text the
+        labeled data does not have (in any split), then per class the most confident ones up to
+        per_class. Also the pseudo-label counts, completed with in_labeled_data, over_class_cap,
+        joined_train and its classes.
+
+        Raises:
+            InputError: no row is left.
+        """
+        in_labeled = self.rows["text"].isin(pd.Index(labeled_texts))
+        unseen = self.rows[~in_labeled]
+        available = _classes(unseen)
+        cap = (None if self.per_class == "all" else min(available.values()) if self.per_class == "balanced"
+               else int(self.per_class))
+        # Most confident first within each class; ties keep the files' order.
+        ranked = unseen.sort_values("confidence", ascending=False, kind="stable")
+        chosen = ranked.groupby("label", sort=False).head(cap) if cap is not None else ranked
+        joined = chosen.sort_index()[["text", "label"]].reset_index(drop=True)
+        counts = {**self.counts, "in_labeled_data": int(in_labeled.sum()), "per_class": self.per_class,
+                  "over_class_cap": len(unseen) - len(joined), "joined_train": len(joined), "classes": _classes(joined)}
+        if joined.empty:
+            raise InputError(f"no pseudo-labeled row is left for training: the labeled data has every confident "
+                             f"text or a class has none left ({counts})")
+        return joined, counts
 
 
 def parse_per_class(value: str) -> str:
@@ -57,7 +83,7 @@ def read_pseudo_labels(paths: list[str], text_column: str, min_confidence: float
         text_column: the column holding the review text in that output (the scored input's).
         min_confidence: keep a row when its chosen class's probability is at least this.
         per_class: how many rows of each class training takes, the most confident first
-            (rows_for_training): "balanced" (as many as the scarcest class has), "all", or a
+            (PseudoLabels.for_training): "balanced" (as many as the scarcest class has), "all", or a
             number. Real reviews are mostly positive, and a model is least sure of neutral ones:
             a plain threshold would teach the new run that every review is positive.
 
@@ -84,7 +110,8 @@ def read_pseudo_labels(paths: list[str], text_column: str, min_confidence: float
             raise InputError(f"{uri}: missing column(s) {missing} of scored reviews; it has {names}; {hint}")
         frames.append(pq.read_table(path, columns=columns, filesystem=files.filesystem).to_pandas())
     scored = pd.concat(frames, ignore_index=True)
-    text = scored[text_column].where(scored[text_column].notna(), "").astype(str).str.strip()
+    # As training cleans the labeled texts, so that "the labeled data has this text" means the same.
+    text = clean_text(scored[text_column])
     label = scored[LABEL_COLUMN].map(LABEL_TO_ID)
     error = scored[ERROR_COLUMN].where(scored[ERROR_COLUMN].notna(), "").astype(str)
     unscored = (error != "") | label.isna()
@@ -113,28 +140,6 @@ def read_pseudo_labels(paths: list[str], text_column: str, min_confidence: float
                          "--pseudo-per-class all or a number")
     log.info("pseudo-labels from %s: %s", ", ".join(paths), counts)
     return PseudoLabels(rows, counts, per_class)
-
-
-def rows_for_training(pseudo: PseudoLabels, labeled_texts) -> tuple[pd.DataFrame, dict]:
-    """The pseudo-labeled rows (columns text, label) that join training: those whose text the
-    labeled data does not have (in any split), then per class the most confident ones up to
-    pseudo.per_class. Also the pseudo-label counts, completed with in_labeled_data,
-    over_class_cap, joined_train and its classes."""
-    in_labeled = pseudo.rows["text"].isin(pd.Index(labeled_texts))
-    unseen = pseudo.rows[~in_labeled]
-    available = _classes(unseen)
-    cap = (None if pseudo.per_class == "all" else min(available.values()) if pseudo.per_class == "balanced"
-           else int(pseudo.per_class))
-    # Most confident first within each class; ties keep the files' order.
-    ranked = unseen.sort_values("confidence", ascending=False, kind="stable")
-    chosen = ranked.groupby("label", sort=False).head(cap) if cap is not None else ranked
-    joined = chosen.sort_index()[["text", "label"]].reset_index(drop=True)
-    counts = {**pseudo.counts, "in_labeled_data": int(in_labeled.sum()), "per_class": pseudo.per_class,
-              "over_class_cap": len(unseen) - len(joined), "joined_train": len(joined), "classes": _classes(joined)}
-    if joined.empty:
-        raise InputError(f"no pseudo-labeled row is left for training: the labeled data has every confident text "
-                         f"or a class has none left ({counts})")
-    return joined, counts
 
 
 def _classes(rows: pd.DataFrame) -> dict[str, int]:
