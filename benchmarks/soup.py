@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from benchmarks.lib.weight_average import average_weights, score_held_out, soup_table
+from benchmarks.lib.weight_average import score_held_out, soup_table
+from sentiment.model.average import average_weights
 from sentiment.model.classifier import load_classifier, save_classifier
 
 

@@ -23,7 +23,7 @@ def _saved_classifier(backbone: str, seed: int, directory) -> str:
 def test_average_is_the_parameter_mean_and_loads_as_a_plain_pipeline(tiny_backbone, tmp_path):
     from transformers import pipeline
 
-    from benchmarks.lib.weight_average import average_weights
+    from sentiment.model.average import average_weights
 
     folders = [_saved_classifier(tiny_backbone, seed, tmp_path / f"m{seed}") for seed in range(3)]
     loaded = [(folder, load_classifier(folder)[0]) for folder in folders]
@@ -44,7 +44,7 @@ def test_average_is_the_parameter_mean_and_loads_as_a_plain_pipeline(tiny_backbo
 def test_average_refuses_one_model_and_other_architectures(tiny_backbone, tmp_path):
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from benchmarks.lib.weight_average import average_weights
+    from sentiment.model.average import average_weights
 
     first = _saved_classifier(tiny_backbone, 0, tmp_path / "m0")
     with pytest.raises(ValueError, match="at least two"):
