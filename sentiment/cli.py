@@ -24,6 +24,7 @@ examples:
   sentiment train --data s3://bucket/reviews/ --output s3://bucket/models/2026-11-26 --num-workers 4 --gpu
   sentiment evaluate --model s3://bucket/models/2026-11-26 --data s3://bucket/holdout.csv
   sentiment predict --model s3://bucket/models/2026-11-26 "The app crashes every time I open it"
+  sentiment average --models runs/seed-42 runs/seed-43 --output runs/average   # one model from several seeds
 
 paths are local files, folders or globs, or s3:// URIs; S3-compatible endpoints and credentials
 come from the standard AWS environment (AWS_ENDPOINT_URL, AWS_PROFILE, instance role, ...).
@@ -233,6 +234,22 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     _add_precision_argument(parser)
 
 
+def add_average_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", nargs="+", required=True, metavar="DIR",
+                        help="two or more output folders (local or s3://) of `sentiment train` runs of one backbone "
+                             "on one split, e.g. the same command with other --seed values; their metrics.json say "
+                             "which labeled data they split, and that data is split again to score them")
+    parser.add_argument("--output", required=True,
+                        help="local folder or s3:// prefix for the average: a model folder like train's, with "
+                             "metrics.json (each member's scores too), confusion_matrix.png and average.png")
+    parser.add_argument("--max-length", type=max_length, default=DEFAULT_MAX_LENGTH, help=MAX_LENGTH_HELP)
+    parser.add_argument("--gpu", action="store_true", help="score on a GPU")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="precision every model is scored at, members and average alike (default: %(default)s: "
+                             "bf16 on GPUs and on CPUs that multiply bf16 natively, else fp32)")
+    _add_shared_fs_argument(parser)
+
+
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default="sentiment-demo", help="where the demo writes its model and outputs (default: %(default)s)")
     parser.add_argument("--epochs", type=positive_int, default=4, help="default: %(default)s")
@@ -324,6 +341,13 @@ def _run_score(args) -> int:
     return 0
 
 
+def _run_average(args) -> int:
+    from sentiment.average import AverageConfig, average
+
+    average(AverageConfig.from_namespace(args))
+    return 0
+
+
 def _run_demo(args) -> int:
     from sentiment.demo import DemoConfig, run_demo
 
@@ -336,6 +360,9 @@ COMMANDS = {
     "evaluate": (add_evaluate_arguments, _run_evaluate, "accuracy, macro-F1, per-class report and confusion matrix on labeled data"),
     "predict": (add_predict_arguments, _run_predict, "classify texts given as arguments or on stdin"),
     "score": (add_score_arguments, _run_score, "score review shards (CSV, Parquet, JSON lines) to Parquet with a Ray Data actor pool"),
+    "average": (add_average_arguments, _run_average,
+                "weight-average (\"model soup\") several train runs of one backbone into one model, and score it "
+                "beside them on their validation and test rows"),
     "demo": (add_demo_arguments, _run_demo, "train, evaluate and predict on the built-in sample, on a local Ray cluster"),
 }
 

@@ -1,4 +1,5 @@
-"""The two pictures a person looks at after training: learning curves and the confusion matrix."""
+"""The pictures a person looks at after training: learning curves, the confusion matrix, and (after
+`sentiment average`) the members against their average."""
 
 from __future__ import annotations
 
@@ -70,6 +71,38 @@ def plot_confusion_matrix(matrix: list[list[int]], path: str, title: str = "Test
                     color="white" if row_share[i, j] > 0.5 else "black", fontsize=11)
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     ax.set_title(f"{title}: {counts.sum()} reviews, accuracy {accuracy:.3f}\n(diagonal = correct)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_members_and_average(rows: list[tuple[str, dict]], path: str) -> None:
+    """Validation and test accuracy of each model, as bars with one standard error: which of the
+    members and their average to ship is read off the validation bars.
+
+    Args:
+        rows: (name, {"validation": metrics, "test": metrics}) per model, the average last.
+    """
+    names = [name for name, _ in rows]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(rows) + 2), 4.4))
+    width = 0.38
+    for offset, split, color in ((-width / 2, "validation", "tab:orange"), (width / 2, "test", "tab:blue")):
+        accuracy = np.array([scores[split]["accuracy"] for _, scores in rows])
+        n = np.array([scores[split]["n"] for _, scores in rows])
+        error = np.sqrt(accuracy * (1 - accuracy) / np.maximum(n, 1))
+        positions = np.arange(len(rows)) + offset
+        ax.bar(positions, accuracy, width, yerr=error, capsize=4, color=color, label=f"{split} (± one standard error)",
+               edgecolor=["black" if i == len(rows) - 1 else color for i in range(len(rows))])
+        for x, value, above in zip(positions, accuracy, error):
+            ax.text(x, value + above + 0.004, f"{value:.3f}", ha="center", fontsize=8)
+    # Zoomed to the bars' range: the differences that matter are a few points.
+    values = [scores[split]["accuracy"] for _, scores in rows for split in ("validation", "test")]
+    ax.set_ylim(max(0.0, min(values) - 0.1), min(1.0, max(values) + 0.06))
+    ax.set_xticks(range(len(rows)), names)
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("Members and their weight average (choose on validation)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
