@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shlex
 import subprocess
@@ -35,6 +34,7 @@ import time
 from benchmarks.lib.bow_baseline import tfidf_baseline
 from benchmarks.lib.cross_domain import unseen_rows
 from sentiment.data.labels import LABELS
+from sentiment.train.metrics import standard_error
 
 
 def run_setting(data: list[str], workdir: str, index: int, setting: str, limit: int | None,
@@ -95,11 +95,6 @@ def baseline_row(data: list[str], limit: int | None) -> dict:
             "wall_seconds": time.time() - started, "best_epoch": "-",
             "val_accuracy": result["validation"]["accuracy"], "val_macro_f1": result["validation"]["macro_f1"],
             "test": result["test"], "rows": result["rows"]}
-
-
-def standard_error(accuracy: float, n: int) -> float:
-    """One binomial standard error of an accuracy measured on n rows."""
-    return math.sqrt(accuracy * (1 - accuracy) / n) if n else float("nan")
 
 
 def with_error(accuracy: float, n: int) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import tempfile
 import time
@@ -30,7 +29,7 @@ from sentiment.evaluate import predict_labels_of_splits
 from sentiment.io.storage import absolute_uri, check_reachable, exists, read_bytes, upload_dir
 from sentiment.model.average import average_weights
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_folder, load_classifier, save_classifier
-from sentiment.train.metrics import classification_metrics, format_metrics
+from sentiment.train.metrics import classification_metrics, format_metrics, standard_error
 from sentiment.train.output import METRICS_FILE, check_output_is_ours, commit_model_folder, staging_folder
 from sentiment.train.plots import plot_confusion_matrix, plot_members_and_average
 
@@ -201,11 +200,6 @@ def _member_record(member: _Member, scored: dict) -> dict:
     """What metrics.json keeps of a member: where it is, how it trained, and its scores here."""
     return {"model": member.uri, "seed": member.config.get("seed"), "best_epoch": member.metrics.get("best_epoch"),
             **{name: {key: scored[name][key] for key in ("accuracy", "macro_f1", "n")} for name in HELD_OUT}}
-
-
-def standard_error(accuracy: float, n: int) -> float:
-    """One standard error of an accuracy measured on n rows (binomial)."""
-    return math.sqrt(accuracy * (1 - accuracy) / n) if n else float("nan")
 
 
 def _chart_rows(members: list[_Member], scores: dict, averaged: dict) -> list[tuple[str, dict]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
@@ -32,6 +34,11 @@ def classification_metrics(y_true, y_pred) -> dict:
         "labels": list(LABELS),
         "n": int(len(y_true)),
     }
+
+
+def standard_error(accuracy: float, n: int) -> float:
+    """One binomial standard error of an accuracy measured on n rows."""
+    return math.sqrt(accuracy * (1 - accuracy) / n) if n else float("nan")
 
 
 def per_class_f1(confusion) -> np.ndarray:
