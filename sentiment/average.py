@@ -169,7 +169,7 @@ def average(config: AverageConfig) -> dict:
             "averaged_from": [_member_record(member, scores[member.uri]) for member in members],
             "rows": splits.counts,
             "split_hash": splits.split_hash,
-            # What the members share, so that the average is read (and averaged again) like a run.
+            # What the members share: the backbone, and where its held-out rows come from.
             "config": {**{key: recorded.get(key) for key in ("model", *SPLIT_SETTINGS)}, "output": output},
             "wall_seconds": {"total": time.time() - started},
         }
