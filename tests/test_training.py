@@ -266,6 +266,8 @@ def test_no_credential_reaches_any_artifact_or_checkpoint(trained_on_s3):
 
 
 def test_each_backbone_gets_its_recipe_and_help_lists_them(capsys):
+    from dataclasses import replace
+
     from sentiment.cli import main
     from sentiment.model.recipes import REFERENCE, recipe_for
 
@@ -273,10 +275,13 @@ def test_each_backbone_gets_its_recipe_and_help_lists_them(capsys):
     assert (minilm.lr, minilm.warmup_fraction, minilm.epochs, minilm.batch_size) == (1e-4, 0.1, 3, 32)
     assert recipe_for("bert-base-cased") == ("reference", REFERENCE)
     assert (REFERENCE.lr, REFERENCE.warmup_fraction, REFERENCE.epochs) == (2e-5, 0.0, 3)
+    # mpnet: the reference rate, one epoch (both 3-epoch runs chose epoch 1, then overfit)
+    assert recipe_for("mpnet") == ("mpnet", replace(REFERENCE, epochs=1))
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert "--model minilm: lr 0.0001, warmup-fraction 0.1" in shown and "other backbones: lr 2e-05" in shown
+    assert "--model mpnet: lr 2e-05, warmup-fraction 0.0, epochs 1" in shown
     assert "label-smoothing" in shown
 
 
