@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sentiment.data.labels import LABELS
+from sentiment.train.metrics import standard_error
 
 
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
@@ -88,8 +89,7 @@ def plot_members_and_average(rows: list[tuple[str, dict]], path: str) -> None:
     width = 0.38
     for offset, split, color in ((-width / 2, "validation", "tab:orange"), (width / 2, "test", "tab:blue")):
         accuracy = np.array([scores[split]["accuracy"] for _, scores in rows])
-        n = np.array([scores[split]["n"] for _, scores in rows])
-        error = np.sqrt(accuracy * (1 - accuracy) / np.maximum(n, 1))
+        error = np.array([standard_error(scores[split]["accuracy"], scores[split]["n"]) for _, scores in rows])
         positions = np.arange(len(rows)) + offset
         ax.bar(positions, accuracy, width, yerr=error, capsize=4, color=color, label=f"{split} (± one standard error)",
                edgecolor=["black" if i == len(rows) - 1 else color for i in range(len(rows))])
