@@ -249,7 +249,7 @@ def train(config: TrainConfig) -> dict:
                             fmt=config.format, limit=config.limit, listed=listed, pseudo=pseudo)
     prepared = time.time()
     trainer = build_trainer(config, splits)
-    result = _fit_interruptibly(trainer)
+    result = fit_interruptibly(trainer)
     trained = time.time()
     best = result.get_best_checkpoint(metric="selection_score", mode="max")
     if best is None:
@@ -312,7 +312,7 @@ def evaluation_precision(best: dict) -> str:
     return "fp32" if best.get("precision", "fp32") == "fp32" else "bf16"
 
 
-def _fit_interruptibly(trainer: TorchTrainer):
+def fit_interruptibly(trainer: TorchTrainer):
     """trainer.fit(), with Ctrl-C reaching the caller as KeyboardInterrupt (the CLI then says
     `interrupted` and exits 130, as for every command).
 

@@ -31,12 +31,13 @@ def run_settings(config: dict) -> dict:
     return {key: config[key] for key in RUN_KEYS}
 
 
-def prepare_run(run_dir: str, settings: dict) -> int | None:
+def prepare_run(run_dir: str, settings: dict, keys: tuple[str, ...] = RUN_KEYS) -> int | None:
     """Check a run folder before training and record this run's settings in it.
 
     Args:
         run_dir: the Ray Train run folder (storage path / run name), local or s3://.
         settings: run_settings() of the resolved config.
+        keys: the settings that define a run (another command's own, for `sentiment adapt`).
     Returns:
         The epoch of the checkpoint the run resumes from, or None for a fresh run.
     Raises:
@@ -51,7 +52,7 @@ def prepare_run(run_dir: str, settings: dict) -> int | None:
     # Before --split-seed, --seed also seeded the split.
     stored = {**OLDER_RUNS_USED, "split_seed": stored.get("seed"), **stored}
     changed = [f"{key} {stored.get(key, '(not recorded)')!r} -> {settings[key]!r}"
-               for key in RUN_KEYS if stored.get(key) != settings[key]]
+               for key in keys if stored.get(key) != settings[key]]
     if changed:
         raise InputError(f"{run_dir} holds checkpoints of a run with other settings ({'; '.join(changed)}); "
                          "to start a fresh run pass a new --run-name (or another --storage-path), "
