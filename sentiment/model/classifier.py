@@ -65,7 +65,7 @@ def build_classifier(backbone: str, dropout: float = HEAD_DROPOUT):
         ModelError: the folder or name cannot be loaded as an encoder, or encoder weights are
             missing from its checkpoint (they would be trained from random values).
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     source = resolve_backbone(backbone)
     with _transformers_progress_off():
@@ -73,13 +73,37 @@ def build_classifier(backbone: str, dropout: float = HEAD_DROPOUT):
             config = AutoConfig.from_pretrained(source, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
                                                 label2id=dict(LABEL_TO_ID))
             _set_head_dropout(config, dropout)
-            model, loading = AutoModelForSequenceClassification.from_pretrained(
-                source, config=config, use_safetensors=_has_safetensors(source), output_loading_info=True)
+        except _load_errors() as error:
+            raise ModelError(f"{backbone} could not be loaded as an encoder: {_first_line(error)}") from None
+    model, tokenizer, _ = load_encoder_with_head(AutoModelForSequenceClassification, backbone, config=config)
+    return model, tokenizer
+
+
+def load_encoder_with_head(auto_class, backbone: str, **kwargs):
+    """A pretrained encoder with the head auto_class gives it (a classifier's, or a masked-language
+    model's for `sentiment adapt`), its tokenizer, and the names of the head weights that are new
+    (not in the checkpoint).
+
+    Args:
+        auto_class: a transformers AutoModelFor... class.
+        backbone: as build_classifier's.
+        kwargs: passed to from_pretrained (a config, say).
+
+    Raises:
+        ModelError: as build_classifier's.
+    """
+    from transformers import AutoTokenizer
+
+    source = resolve_backbone(backbone)
+    with _transformers_progress_off():
+        try:
+            model, loading = auto_class.from_pretrained(source, use_safetensors=_has_safetensors(source),
+                                                        output_loading_info=True, **kwargs)
             tokenizer = AutoTokenizer.from_pretrained(source)
         except _load_errors() as error:
             raise ModelError(f"{backbone} could not be loaded as an encoder: {_first_line(error)}") from None
-    check_encoder_loaded(model, loading, backbone)
-    return model, tokenizer
+    new_head = check_encoder_loaded(model, loading, backbone)
+    return model, tokenizer, new_head
 
 
 # The config field each architecture's sequence-classification head reads its dropout from.
@@ -105,13 +129,15 @@ def _set_head_dropout(config, dropout: float) -> None:
         setattr(config, field, dropout)
 
 
-def check_encoder_loaded(model, loading: dict, backbone: str) -> None:
+def check_encoder_loaded(model, loading: dict, backbone: str) -> list[str]:
     """Refuse a model whose encoder weights did not all come from the checkpoint.
 
     `loading` is from_pretrained's output_loading_info. Missing head weights (and a missing
     pooler, which BERT-style heads read) are new by design; checkpoint weights the classifier has
     no place for (a pre-training pooler or language-model head) are dropped. Both are logged.
 
+    Returns:
+        The names of the new (head) weights.
     Raises:
         ModelError: naming the missing encoder weights.
     """
@@ -125,6 +151,7 @@ def check_encoder_loaded(model, loading: dict, backbone: str) -> None:
     log.info(f"{backbone}: {type(model).__name__}, encoder weights all from the checkpoint; "
              f"new (head): {_summarize(sorted(head)) or 'none'}; "
              f"checkpoint weights not used: {_summarize(unused) or 'none'}")
+    return sorted(head)
 
 
 def _is_head(model, name: str) -> bool:
