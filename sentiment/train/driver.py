@@ -160,7 +160,7 @@ def _checkpoint_uri(config: TrainConfig, checkpoint) -> str:
     return to_uri(config.resolved_storage_path, checkpoint.path)
 
 
-def _absolute_if_local(model: str) -> str:
+def absolute_if_local(model: str) -> str:
     """A --model folder given relative to the driver's directory, made absolute: Ray Train's
     workers run elsewhere, where the relative path names nothing and transformers went on to ask
     the hub for it (retrying for 25 s, offline) before the run failed. Hub names pass unchanged;
@@ -176,7 +176,7 @@ def build_trainer(config: TrainConfig, splits) -> TorchTrainer:
         config: TrainConfig.resolved(), validated.
         splits: prepare_splits() of the config's data.
     """
-    worker_config = {"backbone": _absolute_if_local(config.model), "epochs": config.epochs, "batch_size": config.batch_size,
+    worker_config = {"backbone": absolute_if_local(config.model), "epochs": config.epochs, "batch_size": config.batch_size,
                      "lr": config.lr, "warmup_fraction": config.warmup_fraction,
                      "label_smoothing": config.label_smoothing, "max_length": config.max_length,
                      "seed": config.seed, "train_rows": splits.counts["train"],
