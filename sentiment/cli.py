@@ -25,6 +25,7 @@ examples:
   sentiment evaluate --model s3://bucket/models/2026-11-26 --data s3://bucket/holdout.csv
   sentiment predict --model s3://bucket/models/2026-11-26 "The app crashes every time I open it"
   sentiment average --models runs/seed-42 runs/seed-43 --output runs/average   # one model from several seeds
+  sentiment adapt --model mpnet --data s3://bucket/unlabeled/ --leave-out s3://bucket/reviews/ --output s3://bucket/backbones/mpnet-reviews --gpu
 
 paths are local files, folders or globs, or s3:// URIs; S3-compatible endpoints and credentials
 come from the standard AWS environment (AWS_ENDPOINT_URL, AWS_PROFILE, instance role, ...).
@@ -250,6 +251,57 @@ def add_average_arguments(parser: argparse.ArgumentParser) -> None:
     _add_shared_fs_argument(parser)
 
 
+def add_adapt_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                        help="unlabeled CSV/Parquet/JSON-lines files, folders, globs or s3:// URIs; each text is "
+                             "used once however often it repeats")
+    parser.add_argument("--output", required=True,
+                        help="local folder or s3:// prefix for the adapted encoder (a backbone folder for "
+                             "`sentiment train --model`) and its metrics.json")
+    parser.add_argument("--model", default=DEFAULT_BACKBONE,
+                        help="backbone to adapt, as train's --model: minilm, mpnet, a hub name or a local folder "
+                             "(default: %(default)s)")
+    parser.add_argument("--text-column", default="content", help="column holding the text (default: %(default)s)")
+    parser.add_argument("--format", choices=FORMATS, default=None, help=FORMAT_HELP)
+    parser.add_argument("--leave-out", nargs="+", default=None, metavar="PATH",
+                        help="files whose texts are never trained on: pass the labeled data the classifier will be "
+                             "validated and tested on, so that the encoder has not seen those reviews")
+    parser.add_argument("--leave-out-text-column", default="content",
+                        help="column holding the text in the --leave-out files (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=1, help="passes over the texts (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="texts per worker step (default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=5e-5,
+                        help="AdamW learning rate, warmed up then decayed linearly to 0 (default: %(default)s)")
+    parser.add_argument("--warmup-fraction", type=fraction_below_one, default=0.06,
+                        help="share of the steps spent warming the rate up (default: %(default)s)")
+    parser.add_argument("--mask-fraction", type=split_fraction, default=0.15,
+                        help="share of each text's tokens to predict (BERT's 80/10/10 rule) (default: %(default)s)")
+    parser.add_argument("--head-only-fraction", type=fraction_below_one, default=0.1,
+                        help="where the backbone ships without its language-model head (the offline MiniLM and "
+                             "mpnet do), the share of the steps in which the new head learns alone, so that its "
+                             "first, random gradients do not reach the encoder (default: %(default)s)")
+    parser.add_argument("--held-out-fraction", type=split_fraction, default=0.02,
+                        help="share of the texts held out to measure the masked-language loss on (default: %(default)s)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="use at most N distinct texts (a seeded sample)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="matmul precision (autocast), as train's (default: %(default)s)")
+    parser.add_argument("--max-length", type=max_length, default=DEFAULT_MAX_LENGTH, help=MAX_LENGTH_HELP)
+    parser.add_argument("--num-workers", type=positive_int, default=1, help="DDP workers (default: %(default)s)")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16/fp16 autocast")
+    parser.add_argument("--cpus-per-worker", type=positive_int, default=None,
+                        help="CPUs (and torch threads) per worker (default: as train's)")
+    parser.add_argument("--seed", type=int, default=42,
+                        help="seed of the masks, the order, the held-out texts and --limit's sample (default: %(default)s)")
+    parser.add_argument("--run-name", default="sentiment-adapt",
+                        help="Ray Train run name; re-running with the same name, storage and settings resumes "
+                             "from the last epoch's checkpoint (default: %(default)s)")
+    parser.add_argument("--storage-path", default=None,
+                        help="where Ray Train keeps checkpoints (local or s3://); default: OUTPUT/checkpoints")
+    parser.add_argument("--max-failures", type=non_negative_int, default=2,
+                        help="restarts from the last checkpoint after a lost worker (default: %(default)s)")
+    _add_shared_fs_argument(parser)
+
+
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default="sentiment-demo", help="where the demo writes its model and outputs (default: %(default)s)")
     parser.add_argument("--epochs", type=positive_int, default=4, help="default: %(default)s")
@@ -348,6 +400,13 @@ def _run_average(args) -> int:
     return 0
 
 
+def _run_adapt(args) -> int:
+    from sentiment.adapt import AdaptConfig, adapt
+
+    adapt(AdaptConfig.from_namespace(args))
+    return 0
+
+
 def _run_demo(args) -> int:
     from sentiment.demo import DemoConfig, run_demo
 
@@ -363,6 +422,9 @@ COMMANDS = {
     "average": (add_average_arguments, _run_average,
                 "weight-average (\"model soup\") several train runs of one backbone into one model, and score it "
                 "beside them on their validation and test rows"),
+    "adapt": (add_adapt_arguments, _run_adapt,
+              "continue the backbone's masked-language pre-training on unlabeled reviews (Ray Train DDP), for "
+              "`sentiment train --model` to fine-tune from"),
     "demo": (add_demo_arguments, _run_demo, "train, evaluate and predict on the built-in sample, on a local Ray cluster"),
 }
 

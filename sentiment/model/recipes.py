@@ -18,6 +18,8 @@ and one epoch with the rate decayed to 0 within it reached 0.714 and 0.701 (mean
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass
 
 from sentiment.model.classifier import DEFAULT_BACKBONE, MPNET_BACKBONE
@@ -39,10 +41,23 @@ HYPERPARAMETERS = tuple(Recipe.__dataclass_fields__)
 
 
 def recipe_for(backbone: str) -> tuple[str, Recipe]:
-    """(name, recipe) for a --model value: its own entry, else the reference recipe."""
+    """(name, recipe) for a --model value: its own entry; for a folder `sentiment adapt` wrote,
+    the entry of the backbone it adapted; else the reference recipe."""
     if backbone in RECIPES:
         return backbone, RECIPES[backbone]
+    adapted_from = _adapted_from(backbone)
+    if adapted_from:
+        return recipe_for(adapted_from)
     return "reference", REFERENCE
+
+
+def _adapted_from(backbone: str) -> str | None:
+    # Adaptation moves the weights a little, not the size of the model a recipe was tuned for.
+    metrics = os.path.join(os.path.expanduser(backbone), "metrics.json")
+    if not os.path.isfile(metrics):
+        return None
+    with open(metrics) as file:
+        return json.load(file).get("adapted_from")
 
 
 def describe_recipes() -> str:
