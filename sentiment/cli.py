@@ -184,7 +184,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pseudo-labeled rows per class, the most confident first: balanced (as many as the "
                              "scarcest class has: real reviews are mostly positive, and a model is least sure of "
                              "neutral ones), all, or a number (default: %(default)s)")
-    parser.add_argument("--run-name", default="sentiment-train",
+    _add_ray_train_run_arguments(parser, "sentiment-train")
+
+
+def _add_ray_train_run_arguments(parser: argparse.ArgumentParser, run_name: str) -> None:
+    # train and adapt keep, name and resume their Ray Train runs alike.
+    parser.add_argument("--run-name", default=run_name,
                         help="Ray Train run name; re-running with the same name, storage and settings resumes "
                              "from the last checkpoint, and different settings fail (default: %(default)s)")
     parser.add_argument("--storage-path", default=None,
@@ -292,14 +297,7 @@ def add_adapt_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPUs (and torch threads) per worker (default: as train's)")
     parser.add_argument("--seed", type=int, default=42,
                         help="seed of the masks, the order, the held-out texts and --limit's sample (default: %(default)s)")
-    parser.add_argument("--run-name", default="sentiment-adapt",
-                        help="Ray Train run name; re-running with the same name, storage and settings resumes "
-                             "from the last epoch's checkpoint (default: %(default)s)")
-    parser.add_argument("--storage-path", default=None,
-                        help="where Ray Train keeps checkpoints (local or s3://); default: OUTPUT/checkpoints")
-    parser.add_argument("--max-failures", type=non_negative_int, default=2,
-                        help="restarts from the last checkpoint after a lost worker (default: %(default)s)")
-    _add_shared_fs_argument(parser)
+    _add_ray_train_run_arguments(parser, "sentiment-adapt")
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:

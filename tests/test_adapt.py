@@ -17,12 +17,12 @@ LABELED_SHARED = 20  # reviews of the corpus that the "labeled" file holds too
 
 @pytest.fixture(scope="module")
 def corpus(shared_data, tmp_path_factory):
-    """400 real unlabeled reviews with an empty row and repeats, and a labeled file that shares 20
+    """250 real unlabeled reviews with an empty row and repeats, and a labeled file that shares 20
     of them (its other rows are reviews the corpus does not have)."""
     folder = tmp_path_factory.mktemp("corpus")
-    texts = [t.strip() for t in unlabeled_reviews(shared_data, "todoist.csv", 1200).column(UNLABELED_TEXT).to_pylist()
+    texts = [t.strip() for t in unlabeled_reviews(shared_data, "todoist.csv", 800).column(UNLABELED_TEXT).to_pylist()
              if t and t.strip()]
-    distinct = list(dict.fromkeys(texts))[:400]
+    distinct = list(dict.fromkeys(texts))[:250]
     rows = distinct + distinct[:5] + [""]  # 5 repeats and one empty text
     pd.DataFrame({UNLABELED_TEXT: rows}).to_parquet(folder / "unlabeled.parquet")
     shared = distinct[100:100 + LABELED_SHARED]
@@ -35,10 +35,10 @@ def corpus(shared_data, tmp_path_factory):
 def adapted(ray_cluster, corpus, tiny_backbone, tmp_path_factory):
     folder, _, _ = corpus
     output = tmp_path_factory.mktemp("adapted") / "encoder"
-    # A high rate, so that a tiny model's loss visibly falls in 3 short epochs.
+    # A high rate, so that a tiny model's loss visibly falls in 2 short epochs.
     assert main(["adapt", "--model", tiny_backbone, "--data", str(folder / "unlabeled.parquet"),
                  "--text-column", UNLABELED_TEXT, "--leave-out", str(folder / "labeled.csv"), "--output", str(output),
-                 "--num-workers", "2", "--epochs", "3", "--batch-size", "16", "--lr", "2e-3",
+                 "--num-workers", "2", "--epochs", "2", "--batch-size", "16", "--lr", "2e-3",
                  "--held-out-fraction", "0.05"]) == 0
     return output
 
@@ -49,13 +49,13 @@ def test_every_row_read_is_counted_and_the_labeled_texts_are_left_out(corpus, ad
     assert counts["rows_read"] == len(distinct) + 6
     assert (counts["empty"], counts["repeated"], counts["left_out"]) == (1, 5, LABELED_SHARED)
     assert counts["train"] + counts["held_out"] == len(distinct) - LABELED_SHARED
-    assert 0 < counts["held_out"] < 0.15 * len(distinct)
+    assert 0 < counts["held_out"] < 0.2 * len(distinct)
 
 
 def test_the_encoder_learns_and_is_saved_for_train_with_the_backbones_pooler(adapted, tiny_backbone):
     metrics = json.loads((adapted / "metrics.json").read_text())
     history = metrics["history"]
-    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert [h["epoch"] for h in history] == [1, 2]
     assert history[0]["head_only_steps"] > 0  # the tiny backbone ships without a language-model head
     assert history[-1]["held_out_loss"] < history[0]["held_out_loss"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
