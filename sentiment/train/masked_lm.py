@@ -204,6 +204,7 @@ def adapt_loop_per_worker(config: dict) -> None:
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         step = texts = 0
+        logged_sum = 0.0
         batches = shard.iter_torch_batches(batch_size=config["batch_size"], collate_fn=collate, device=device,
                                            local_shuffle_buffer_size=config["batch_size"] * 32,
                                            local_shuffle_seed=config["seed"] + epoch,
@@ -221,8 +222,11 @@ def adapt_loop_per_worker(config: dict) -> None:
             if rank == 0 and step % LOG_EVERY_STEPS == 0:
                 seconds = time.time() - started
                 eta = (steps_per_epoch - step) * seconds / step
-                log.info(f"[adapt] {label} step {step}/{steps_per_epoch} loss {float(loss_sum) / step:.4f} "
-                         f"({texts / seconds:.1f} texts/s per worker, about {eta / 60:.0f} min left in the epoch)")
+                # The last steps' mean: the epoch's mean so far hides where the loss is now.
+                recent, logged_sum = (float(loss_sum) - logged_sum) / LOG_EVERY_STEPS, float(loss_sum)
+                log.info(f"[adapt] {label} step {step}/{steps_per_epoch} loss {recent:.4f} (the last "
+                         f"{LOG_EVERY_STEPS} steps; {texts / seconds:.1f} texts/s per worker, about "
+                         f"{f'{eta / 60:.0f} min' if eta >= 120 else f'{eta:.0f} s'} left in the epoch)")
         train_seconds = time.time() - started
         loss_total, steps_total, texts_total = _sum_over_workers([float(loss_sum), step, texts], device)
         metrics = {"epoch": epoch + 1, "train_loss": loss_total / max(steps_total, 1), "train_texts": int(texts_total),
