@@ -153,3 +153,15 @@ def test_the_adapt_job_refuses_missing_input_in_one_line_and_leaves_no_run_recor
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == f"sentiment adapt: error: input not found: {missing}"
     assert "Traceback" not in err and not (tmp_path / "encoder").exists()
+
+
+def test_the_same_run_with_other_settings_is_refused_not_resumed(corpus, adapted, tiny_backbone, capsys):
+    folder, _, _ = corpus
+    metrics_before = (adapted / "metrics.json").read_text()
+    assert main(["adapt", "--model", tiny_backbone, "--data", str(folder / "unlabeled.parquet"),
+                 "--text-column", UNLABELED_TEXT, "--leave-out", str(folder / "labeled.csv"), "--output", str(adapted),
+                 "--num-workers", "2", "--epochs", "2", "--batch-size", "16", "--lr", "1e-3",
+                 "--held-out-fraction", "0.05"]) == 2
+    error = capsys.readouterr().err
+    assert "holds checkpoints of a run with other settings (lr 0.002 -> 0.001)" in error
+    assert (adapted / "metrics.json").read_text() == metrics_before
