@@ -137,10 +137,11 @@ def test_the_loss_at_masked_positions_only_is_the_models_own(kind, tiny_backbone
         {"text": ["The app crashes every time I open it", "good", "Love the new calendar view, but sync is slow"]})
     fast = MaskedPositionsLoss(model)
     assert (fast.head is None) == (kind == "distilbert")  # its head is three modules: its own forward runs
-    torch.testing.assert_close(fast(**batch), model(**batch).loss)
-    nothing_masked = {**batch, "labels": torch.full_like(batch["labels"], -100)}
-    if fast.head is not None:
-        assert float(fast(**nothing_masked)) == 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(fast(**batch), model(**batch).loss)
+        nothing_masked = {**batch, "labels": torch.full_like(batch["labels"], -100)}
+        if fast.head is not None:
+            assert float(fast(**nothing_masked)) == 0.0
 
 
 def test_the_adapt_job_refuses_missing_input_in_one_line_and_leaves_no_run_record(ray_cluster, tmp_path, capsys):
