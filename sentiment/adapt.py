@@ -36,7 +36,7 @@ from sentiment.errors import InputError
 from sentiment.io.shards import list_shard_files
 from sentiment.io.storage import absolute_uri, arrow_filesystem, check_reachable, upload_dir
 from sentiment.model.classifier import (DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS, backbone_config,
-                                        check_max_length, load_encoder_with_head, resolve_backbone)
+                                        check_max_length, load_encoder_with_head)
 from sentiment.train.driver import GPU_WORKER_CPUS, absolute_if_local, cpu_worker_cpus, fit_interruptibly
 from sentiment.train.masked_lm import HISTORY_FILE, MODEL_SUBDIR, adapt_loop_per_worker
 from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
@@ -139,7 +139,8 @@ def adapt(config: AdaptConfig) -> dict:
     check_output_is_ours(config.resolved_output)
     list_shard_files(config.data, config.format)  # a path that matches nothing fails before any record is made
     run_dir = f"{config.resolved_storage_path}/{config.run_name}"
-    if prepare_run(run_dir, {key: config.recorded()[key] for key in ADAPT_RUN_KEYS}, ADAPT_RUN_KEYS) is not None:
+    recorded = config.recorded()
+    if prepare_run(run_dir, {key: recorded[key] for key in ADAPT_RUN_KEYS}, ADAPT_RUN_KEYS) is not None:
         print(f"resuming run {config.run_name!r} from its last checkpoint (in {run_dir})", flush=True)
     ensure_connected()
     if config.cpus_per_worker is None:
@@ -215,8 +216,7 @@ def save_encoder(masked_lm_folder: str, backbone: str, directory: str) -> None:
 
     disable_progress_bar()  # its per-shard bar would follow our last line on the terminal
     adapted = AutoModelForMaskedLM.from_pretrained(masked_lm_folder, use_safetensors=True)
-    encoder = AutoModel.from_pretrained(resolve_backbone(backbone),
-                                        use_safetensors=True if os.path.isdir(resolve_backbone(backbone)) else None)
+    encoder, _, _ = load_encoder_with_head(AutoModel, backbone)  # the backbone, loaded and checked as everywhere
     missing, unexpected = encoder.load_state_dict(adapted.base_model.state_dict(), strict=False)
     if unexpected or any(".pooler." not in f".{name}" for name in missing):
         raise RuntimeError(f"the adapted weights do not fit {backbone}'s encoder: missing {missing[:4]}, "
