@@ -21,7 +21,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import pandas as pd
 import ray.data
@@ -54,7 +54,9 @@ class AdaptConfig:
     data: list[str]
     output: str
     model: str = DEFAULT_BACKBONE
-    text_column: str = "content"
+    # Each file's text is in the first of these columns it has (a corpus gathered from sources
+    # that name it differently is read in one run).
+    text_column: list[str] = field(default_factory=lambda: ["content"])
     format: str | None = None
     leave_out: list[str] | None = None  # files whose texts are never used (the labeled data)
     leave_out_text_column: str = "content"
@@ -77,9 +79,13 @@ class AdaptConfig:
     max_failures: int = 2
     shared_fs: bool = False
 
+    def __post_init__(self) -> None:
+        if isinstance(self.text_column, str):  # one name, as train's and score's configs take it
+            self.text_column = [self.text_column]
+
     @classmethod
     def from_namespace(cls, args) -> "AdaptConfig":
-        return cls(data=args.data, output=args.output, model=args.model, text_column=args.text_column,
+        return cls(data=args.data, output=args.output, model=args.model, text_column=list(args.text_column),
                    format=args.format, leave_out=args.leave_out, leave_out_text_column=args.leave_out_text_column,
                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_fraction=args.warmup_fraction,
                    mask_fraction=args.mask_fraction, head_only_fraction=args.head_only_fraction,

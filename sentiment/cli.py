@@ -266,7 +266,9 @@ def add_adapt_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_BACKBONE,
                         help="backbone to adapt, as train's --model: minilm, mpnet, a hub name or a local folder "
                              "(default: %(default)s)")
-    parser.add_argument("--text-column", default="content", help="column holding the text (default: %(default)s)")
+    parser.add_argument("--text-column", nargs="+", default=["content"], metavar="NAME",
+                        help="column holding the text; with several names, each file's text is in the first of them "
+                             "it has, so files that name it differently are read in one run (default: content)")
     parser.add_argument("--format", choices=FORMATS, default=None, help=FORMAT_HELP)
     parser.add_argument("--leave-out", nargs="+", default=None, metavar="PATH",
                         help="files whose texts are never trained on: pass the labeled data the classifier will be "

@@ -13,18 +13,22 @@ from sentiment.cli import main
 from tests.helpers import UNLABELED_TEXT, save_tiny_encoder, unlabeled_reviews
 
 LABELED_SHARED = 20  # reviews of the corpus that the "labeled" file holds too
+OTHER_TEXT = "Text"  # the text column's name in the corpus's second file
 
 
 @pytest.fixture(scope="module")
 def corpus(shared_data, tmp_path_factory):
-    """250 real unlabeled reviews with an empty row and repeats, and a labeled file that shares 20
-    of them (its other rows are reviews the corpus does not have)."""
+    """250 real unlabeled reviews with an empty row and repeats, in two files that name the text
+    column differently (the shared corpus's unicorn file calls it Text), and a labeled file that
+    shares 20 of them (its other rows are reviews the corpus does not have)."""
     folder = tmp_path_factory.mktemp("corpus")
     texts = [t.strip() for t in unlabeled_reviews(shared_data, "todoist.csv", 800).column(UNLABELED_TEXT).to_pylist()
              if t and t.strip()]
     distinct = list(dict.fromkeys(texts))[:250]
-    rows = distinct + distinct[:5] + [""]  # 5 repeats and one empty text
-    pd.DataFrame({UNLABELED_TEXT: rows}).to_parquet(folder / "unlabeled.parquet")
+    pd.DataFrame({UNLABELED_TEXT: distinct[:200] + [""]}).to_parquet(folder / "unlabeled.parquet")  # one empty
+    # the other 50, and 5 repeats of texts the first file has
+    pd.DataFrame({OTHER_TEXT: distinct[200:] + distinct[:5], "Category": "app"}).to_csv(
+        folder / "unlabeled-other.csv", index=False)
     shared = distinct[100:100 + LABELED_SHARED]
     pd.DataFrame({"content": shared + ["a review only the labeled data has"], "score": 3}).to_csv(
         folder / "labeled.csv", index=False)
@@ -36,17 +40,22 @@ def adapted(ray_cluster, corpus, tiny_backbone, tmp_path_factory):
     folder, _, _ = corpus
     output = tmp_path_factory.mktemp("adapted") / "encoder"
     # A high rate, so that a tiny model's loss visibly falls in 2 short epochs.
-    assert main(["adapt", "--model", tiny_backbone, "--data", str(folder / "unlabeled.parquet"),
-                 "--text-column", UNLABELED_TEXT, "--leave-out", str(folder / "labeled.csv"), "--output", str(output),
+    assert main(["adapt", "--model", tiny_backbone, "--data", *corpus_files(folder),
+                 "--text-column", UNLABELED_TEXT, OTHER_TEXT, "--leave-out", str(folder / "labeled.csv"), "--output", str(output),
                  "--num-workers", "2", "--epochs", "2", "--batch-size", "16", "--lr", "2e-3",
                  "--held-out-fraction", "0.05"]) == 0
     return output
+
+
+def corpus_files(folder) -> list[str]:
+    return [str(folder / "unlabeled.parquet"), str(folder / "unlabeled-other.csv")]
 
 
 def test_every_row_read_is_counted_and_the_labeled_texts_are_left_out(corpus, adapted):
     _, distinct, _ = corpus
     counts = json.loads((adapted / "metrics.json").read_text())["corpus"]
     assert counts["rows_read"] == len(distinct) + 6
+    assert sorted(counts["rows_by_file"].values()) == [55, 201]  # each file read, under its own column name
     assert (counts["empty"], counts["repeated"], counts["left_out"]) == (1, 5, LABELED_SHARED)
     assert counts["train"] + counts["held_out"] == len(distinct) - LABELED_SHARED
     assert 0 < counts["held_out"] < 0.2 * len(distinct)
@@ -121,6 +130,12 @@ def test_refusals_name_the_problem_and_write_nothing(ray_cluster, corpus, tiny_b
     assert main([*base, "--output", str(tmp_path / "new")]) == 2  # the default text column, content
     error = capsys.readouterr().err
     assert "unlabeled.parquet has no text column 'content'" in error and error.count("\n") == 1
+    assert "need a run of their own" in error
+
+    assert main([*base, "--text-column", "body", "text", "--output", str(tmp_path / "new")]) == 2
+    error = capsys.readouterr().err
+    assert "unlabeled.parquet has no text column 'body' or 'text'" in error and error.count("\n") == 1
+    assert "need a run of their own" not in error  # several names were given: the hint would mislead
     assert not (tmp_path / "new" / "metrics.json").exists()
 
 
@@ -159,8 +174,9 @@ def test_the_adapt_job_refuses_missing_input_in_one_line_and_leaves_no_run_recor
 def test_the_same_run_with_other_settings_is_refused_not_resumed(corpus, adapted, tiny_backbone, capsys):
     folder, _, _ = corpus
     metrics_before = (adapted / "metrics.json").read_text()
-    assert main(["adapt", "--model", tiny_backbone, "--data", str(folder / "unlabeled.parquet"),
-                 "--text-column", UNLABELED_TEXT, "--leave-out", str(folder / "labeled.csv"), "--output", str(adapted),
+    assert main(["adapt", "--model", tiny_backbone, "--data", *corpus_files(folder),
+                 "--text-column", UNLABELED_TEXT, OTHER_TEXT, "--leave-out", str(folder / "labeled.csv"),
+                 "--output", str(adapted),
                  "--num-workers", "2", "--epochs", "2", "--batch-size", "16", "--lr", "1e-3",
                  "--held-out-fraction", "0.05"]) == 2
     error = capsys.readouterr().err

@@ -119,3 +119,31 @@ def test_files_are_grouped_into_a_bounded_number_of_tasks(files, tasks, largest)
     groups = file_groups(files)
     assert len(groups) == tasks and max(stop - start for start, stop in groups) == largest
     assert [i for start, stop in groups for i in range(start, stop)] == list(range(files))
+
+
+def test_files_naming_the_text_column_differently_read_as_one_column(ray_cluster, tmp_path):
+    """other_text_columns: each file's text under the first name it has, read under the first
+    name, in every format, whether every column is kept or none."""
+    import pandas as pd
+
+    pd.DataFrame({"Review Text": ["good", "bad"], "app": ["a", "a"]}).to_parquet(tmp_path / "one.parquet")
+    pd.DataFrame({"Text": ["fine", "12345"], "app": ["b", "b"]}).to_csv(tmp_path / "two.csv", index=False)
+    pd.DataFrame({"body": ["meh"], "Text": ["not this one"], "app": ["c"]}).to_json(
+        tmp_path / "three.jsonl", orient="records", lines=True)
+    from sentiment.io.shards import read_shards
+
+    for keep in (None, []):
+        found = find_shards([str(tmp_path)], text_column="Review Text", other_text_columns=("body", "Text"),
+                            keep_columns=keep)
+        assert sorted(found.renamed.values()) == ["Text", "body"]
+        rows = read_shards(found).to_pandas()
+        assert sorted(rows["Review Text"]) == ["12345", "bad", "fine", "good", "meh"]  # digits stay text
+        assert "body" not in rows.columns
+        assert ("app" in rows.columns) == (keep is None)
+        if keep is None:  # three.jsonl's own Text column, not its text, is kept as it is
+            assert rows["Text"].dropna().tolist() == ["not this one"]
+        else:
+            assert "Text" not in rows.columns
+
+    with pytest.raises(InputError, match="two.csv has no text column 'Review Text' or 'body'"):
+        find_shards([str(tmp_path)], text_column="Review Text", other_text_columns=("body",))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sentiment.data.labeled import clean_text, split_of
@@ -26,28 +27,32 @@ class Corpus:
     counts: dict  # what was read and what became of it; every row read is in one count
 
 
-def read_texts(uris: list[str], text_column: str, fmt: str | None = None) -> tuple[list[str], dict]:
+def read_texts(uris: list[str], text_columns: Sequence[str], fmt: str | None = None) -> tuple[list[str], dict]:
     """Every row's cleaned text (clean_text) from CSV, Parquet or JSON-lines files, and the rows
-    per input file. Needs a Ray connection (the files are checked and read by Ray tasks).
+    per input file. Each file's text is in the first of text_columns it has. Needs a Ray
+    connection (the files are checked and read by Ray tasks).
 
     Raises:
-        InputError: a path matches nothing, a file is unreadable or has no such column, naming it.
+        InputError: a path matches nothing, a file is unreadable or has none of text_columns,
+            naming it.
     """
-    shards = find_shards(uris, text_column=text_column, fmt=fmt, keep_columns=[])
+    text_column, *others = text_columns
+    shards = find_shards(uris, text_column=text_column, fmt=fmt, keep_columns=[], other_text_columns=tuple(others))
     dataset = read_shards(shards)
     dataset.context.enable_progress_bars = False
     texts = clean_text(dataset.to_pandas()[text_column]).tolist()
     return texts, dict(shards.rows_by_uri)
 
 
-def read_corpus(uris: list[str], text_column: str, *, fmt: str | None = None, leave_out: list[str] | None = None,
+def read_corpus(uris: list[str], text_columns: Sequence[str], *, fmt: str | None = None, leave_out: list[str] | None = None,
                 leave_out_text_column: str = "content", held_out_fraction: float = 0.02, seed: int = 42,
                 limit: int | None = None) -> Corpus:
     """The texts to adapt on and to measure with.
 
     Args:
         uris: unlabeled files, folders, globs or s3:// URIs.
-        text_column: their text column; every file must have it.
+        text_columns: names of their text column; each file's text is in the first of these it
+            has, and every file must have one.
         leave_out: files whose texts (column leave_out_text_column) are never used, such as the
             labeled data the classifier will be trained, validated and tested on.
         held_out_fraction: share of the distinct texts held out, by a seeded hash of the text
@@ -58,10 +63,10 @@ def read_corpus(uris: list[str], text_column: str, *, fmt: str | None = None, le
     Raises:
         InputError: as read_texts; or no text is left to train on.
     """
-    texts, rows_by_file = read_texts(uris, text_column, fmt)
+    texts, rows_by_file = read_texts(uris, text_columns, fmt)
     empty = sum(1 for text in texts if not text)
     distinct = sorted({text for text in texts if text})
-    left_out_texts = set(read_texts(leave_out, leave_out_text_column)[0]) if leave_out else set()
+    left_out_texts = set(read_texts(leave_out, [leave_out_text_column])[0]) if leave_out else set()
     kept = [text for text in distinct if text not in left_out_texts]
     left_out = len(distinct) - len(kept)
     random.Random(seed).shuffle(kept)  # a seeded order, the same whatever the file order

@@ -48,6 +48,9 @@ class Shards:
     skipped: list[str] = field(default_factory=list)  # files under the inputs that are not data
     as_string: list[str] = field(default_factory=list)  # columns whose type differs across files
     schemas: dict[str, pa.Schema] = field(default_factory=dict)  # by path
+    # Files whose text is under another of the names find_shards was given (by path): read
+    # under text_column, so the pipeline sees one text column.
+    renamed: dict[str, str] = field(default_factory=dict)
 
     @property
     def input_rows(self) -> int:
@@ -109,16 +112,20 @@ def format_of(path: str, forced: str | None) -> str:
 
 
 def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
-                keep_columns: list[str] | None = None, reserved: tuple[str, ...] = ()) -> Shards:
+                keep_columns: list[str] | None = None, reserved: tuple[str, ...] = (),
+                other_text_columns: tuple[str, ...] = ()) -> Shards:
     """Resolve input paths to data files and check that every file can be scored.
 
     Args:
         uris: files, folders or globs, local or s3:// (not mixed).
-        text_column: the column holding the review text; every file must have it.
+        text_column: the column holding the review text; every file must have it (or one of
+            other_text_columns).
         fmt: "csv" or "parquet" to read every file as that format; None picks by extension.
         keep_columns: input columns to carry into the output; None keeps all of them.
         reserved: output column names the scorer adds; an input column with one of these names
             must be left out with keep_columns rather than be silently replaced.
+        other_text_columns: names the text column may have instead in some files, tried in order
+            after text_column; such a file's text is read as text_column (Shards.renamed).
 
     Returns:
         The files grouped by format with the columns to read.
@@ -133,11 +140,17 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
     found = check_files(files, formats)
     wanted = list(keep_columns) if keep_columns is not None else None
     problems: list[str] = []
-    for uri, (schema, _) in zip(files.uris, found):
+    names = (text_column, *other_text_columns)
+    renamed: dict[str, str] = {}
+    for uri, path, (schema, _) in zip(files.uris, files.paths, found):
         columns = schema.names
-        if text_column not in columns:
-            problems.append(f"{uri} has no text column '{text_column}'; its columns are: {', '.join(columns)}")
+        own = next((name for name in names if name in columns), None)
+        if own is None:
+            wanted_text = " or ".join(f"'{name}'" for name in names)
+            problems.append(f"{uri} has no text column {wanted_text}; its columns are: {', '.join(columns)}")
             continue
+        if own != text_column:
+            renamed[path] = own
         missing = [c for c in (wanted or []) if c not in columns]
         if missing:
             problems.append(f"{uri} lacks --keep-columns {', '.join(missing)}; its columns are: {', '.join(columns)}")
@@ -148,7 +161,8 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
     if problems:
         more = f" (and {len(problems) - _MAX_LISTED} more files)" if len(problems) > _MAX_LISTED else ""
         hint = (" Files whose text column has another name need a run of their own, with their own"
-                " --text-column." if any("no text column" in p for p in problems) else "")
+                " --text-column." if any("no text column" in p for p in problems) and not other_text_columns
+                else "")
         raise InputError("; ".join(problems[:_MAX_LISTED]) + more + "." + hint)
     by_format: dict[str, list[str]] = defaultdict(list)
     for path, f in zip(files.paths, formats):
@@ -159,7 +173,7 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
     return Shards(files.filesystem, dict(by_format), files.uris, files.paths, wanted, text_column, parquet_rows,
                   rows_by_uri={uri: rows for uri, (_, rows) in zip(files.uris, found)}, skipped=files.skipped,
                   as_string=disagreeing_columns(files.uris, [schema for schema, _ in found], wanted, text_column),
-                  schemas={path: schema for path, (schema, _) in zip(files.paths, found)})
+                  schemas={path: schema for path, (schema, _) in zip(files.paths, found)}, renamed=renamed)
 
 
 def disagreeing_columns(uris: list[str], schemas: list[pa.Schema], wanted: list[str] | None,
@@ -221,16 +235,36 @@ def read_shards(shards: Shards):
 
     CSV text is always read as a string: a shard whose reviews happen to be all digits must not
     turn into an int column and lose every row to "not a string". Columns whose type differs
-    between files are read as strings in every format.
+    between files are read as strings in every format. Files whose text is under another name
+    (Shards.renamed) are read with it renamed to text_column, as a plain string.
     """
+    parts = []
+    by_text_column: dict[str, list[str]] = defaultdict(list)
+    for path in shards.paths:
+        by_text_column[shards.renamed.get(path, shards.text_column)].append(path)
+    for own_column, own_paths in by_text_column.items():
+        chosen = set(own_paths)
+        paths_by_format = {fmt: [p for p in paths if p in chosen] for fmt, paths in shards.paths_by_format.items()}
+        read_parts = _read_formats(shards, {fmt: paths for fmt, paths in paths_by_format.items() if paths}, own_column)
+        if own_column != shards.text_column:
+            read_parts = [part.rename_columns({own_column: shards.text_column})
+                          .map_batches(as_plain_strings, batch_format="pyarrow", batch_size=None,
+                                       fn_args=([shards.text_column],))
+                          for part in read_parts]
+        parts += read_parts
+    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def _read_formats(shards: Shards, paths_by_format: dict[str, list[str]], text_column: str) -> list:
+    """One lazy Dataset per read of paths_by_format's files, whose text is in text_column."""
     import ray.data
 
-    read = None if shards.columns is None else list(dict.fromkeys([*shards.columns, shards.text_column]))
+    read = None if shards.columns is None else list(dict.fromkeys([*shards.columns, text_column]))
     parts = []
-    for fmt, paths in sorted(shards.paths_by_format.items()):
+    for fmt, paths in sorted(paths_by_format.items()):
         common = read_options(shards.filesystem, fmt)
         if fmt == "csv":
-            types = {c: pa.string() for c in [shards.text_column, *shards.as_string]}
+            types = {c: pa.string() for c in [text_column, *shards.as_string]}
             convert = pacsv.ConvertOptions(column_types=types, include_columns=read or [])
             blocks = csv_read_options(shards.schemas[p] for p in paths if p in shards.schemas)
             for codec, group in by_compression(paths).items():
@@ -245,7 +279,7 @@ def read_shards(shards: Shards):
             for codec, same_codec in by_compression(group).items():
                 part = ray.data.read_json(same_codec, arrow_open_stream_args={"compression": codec}, **common)
                 parts.append(_selected(part, read, shards.as_string))
-    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+    return parts
 
 
 def by_compression(paths: list[str]) -> dict[str | None, list[str]]:
