@@ -309,3 +309,17 @@ def test_unlabeled_sample_is_distinct_stripped_and_seeded(tmp_path):
     (data / "app.csv").write_text('Review Text,Category\n"good",\n" good",\n"slow sync",\n,\n')
     main(["--data", str(data), "--rows", "2", "--output", str(tmp_path / "sample.parquet")])
     assert sorted(pq.read_table(tmp_path / "sample.parquet")["Review Text"].to_pylist()) == ["good", "slow sync"]
+
+
+def test_an_output_ensemble_is_the_mean_of_its_members_probabilities():
+    from benchmarks.ensemble import ensemble_row
+
+    labels = {"validation": np.array([0, 1, 2, 2]), "test": np.array([0, 1, 2, 1])}
+    # one member is sure and wrong on the last row, the other unsure and right: the mean is right
+    sure = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.05, 0.05, 0.9]])
+    unsure = np.array([[0.5, 0.3, 0.2], [0.2, 0.5, 0.3], [0.3, 0.3, 0.4], [0.0, 1.0, 0.0]])
+    members = [{"validation": sure, "test": sure}, {"validation": unsure, "test": unsure}]
+    row = ensemble_row("both", members, labels)
+    assert row["validation"]["accuracy"] == 0.75  # its last row: 0.45 for class 2, 0.525 for class 1
+    assert row["test"]["accuracy"] == 1.0
+    assert ensemble_row("sure", members[:1], labels)["test"]["accuracy"] == 0.75
