@@ -331,8 +331,10 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an --output folder that holds files sentiment score did not write "
                              "(refused without it)")
-    parser.add_argument("--text-column", default="content",
-                        help="column holding the review text; every shard must have it (default: %(default)s)")
+    parser.add_argument("--text-column", nargs="+", default=["content"], metavar="NAME",
+                        help="column holding the review text; every shard must have it. With several names, each "
+                             "shard's text is in the first of them it has, and the output keeps it under the first "
+                             "name (default: content)")
     parser.add_argument("--format", choices=FORMATS, default=None, help=FORMAT_HELP)
     parser.add_argument("--keep-columns", default=None, metavar="A,B",
                         help="comma-separated input columns to copy into the output; default: all of them")

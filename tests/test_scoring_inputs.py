@@ -1,5 +1,6 @@
 """User mistakes `sentiment score` must answer with one clear line, and the per-batch rules for
-rows without usable text. None of these start a Ray cluster: checks run before the pipeline."""
+rows without usable text. Only one of these runs the pipeline: the others fail in the checks
+before it."""
 
 from __future__ import annotations
 
@@ -21,19 +22,31 @@ def _score_error(capsys, *args: str) -> str:
     return err
 
 
-def test_a_shard_whose_text_column_is_named_differently_is_named_with_its_columns(ray_cluster, shared_data, tmp_path,
-                                                                                  capsys, tiny_classifier):
+def test_a_shard_whose_text_column_is_named_differently_is_named_or_read_under_both_names(
+        ray_cluster, shared_data, tmp_path, capsys, tiny_classifier):
     # The corpus as it is: 18 files call the column "Review Text", unicorn_calculator_reviews.csv "Text".
+    inputs = tmp_path / "in"
+    inputs.mkdir()
     for name in ("copper.csv", "unicorn_calculator_reviews.csv"):
         table = pacsv.read_csv(shared_data / "unlabeled" / name,
                                parse_options=pacsv.ParseOptions(newlines_in_values=True)).slice(0, 20)
-        pacsv.write_csv(table, tmp_path / name)
-    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path), "--output",
+        pacsv.write_csv(table, inputs / name)
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(inputs), "--output",
                        str(tmp_path / "out"), "--text-column", "Review Text")
     assert "unicorn_calculator_reviews.csv has no text column 'Review Text'" in err
     assert "its columns are: Text, Category" in err
+    assert "give --text-column every name" in err
     assert "copper.csv" not in err
     assert not (tmp_path / "out").exists()
+
+    # Both names: every row of both files scored once, the text kept under the first name.
+    assert main(["score", "--model", tiny_classifier, "--input", str(inputs), "--output", str(tmp_path / "out"),
+                 "--text-column", "Review Text", "Text"]) == 0
+    scored = pq.read_table(tmp_path / "out", columns=["Review Text", "Category"]).to_pandas()
+    assert len(scored) == 40 and "Text" not in pq.read_schema(next((tmp_path / "out").glob("*.parquet"))).names
+    unicorn = pacsv.read_csv(inputs / "unicorn_calculator_reviews.csv",
+                             parse_options=pacsv.ParseOptions(newlines_in_values=True))
+    assert set(unicorn.column("Text").to_pylist()) <= set(scored["Review Text"])
 
 
 def test_missing_default_text_column_lists_the_columns_the_file_has(ray_cluster, tmp_path, capsys, tiny_classifier):

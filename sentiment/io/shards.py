@@ -160,9 +160,8 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
                             f"leave them out with --keep-columns")
     if problems:
         more = f" (and {len(problems) - _MAX_LISTED} more files)" if len(problems) > _MAX_LISTED else ""
-        hint = (" Files whose text column has another name need a run of their own, with their own"
-                " --text-column." if any("no text column" in p for p in problems) and not other_text_columns
-                else "")
+        hint = (" Where files name the text column differently, give --text-column every name (a file's text is"
+                " read from the first it has)." if any("no text column" in p for p in problems) else "")
         raise InputError("; ".join(problems[:_MAX_LISTED]) + more + "." + hint)
     by_format: dict[str, list[str]] = defaultdict(list)
     for path, f in zip(files.paths, formats):

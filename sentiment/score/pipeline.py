@@ -58,6 +58,9 @@ class ScoreConfig:
     inputs: list[str]
     output: str
     text_column: str = "content"
+    # Names the text column has instead in some files, tried in order after text_column; such a
+    # file's text is read, and kept in the output, as text_column.
+    other_text_columns: tuple[str, ...] = ()
     format: str | None = None
     keep_columns: list[str] | None = None
     concurrency: tuple[int, int] = (1, 1)
@@ -76,9 +79,9 @@ class ScoreConfig:
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> "ScoreConfig":
         keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None
-        return cls(model=args.model, inputs=list(args.input), output=args.output, text_column=args.text_column,
-                   format=args.format, keep_columns=keep, concurrency=tuple(args.concurrency),
-                   batch_size=args.batch_size, max_length=args.max_length, gpu=args.gpu,
+        return cls(model=args.model, inputs=list(args.input), output=args.output, text_column=args.text_column[0],
+                   other_text_columns=tuple(args.text_column[1:]), format=args.format, keep_columns=keep,
+                   concurrency=tuple(args.concurrency), batch_size=args.batch_size, max_length=args.max_length, gpu=args.gpu,
                    cpus_per_actor=args.cpus_per_actor, rows_per_file=args.rows_per_file, precision=args.precision,
                    threads_per_actor=args.threads_per_actor, shared_fs=args.shared_fs,
                    max_error_fraction=args.max_error_fraction, tokens_per_batch=args.tokens_per_batch,
@@ -368,7 +371,8 @@ def score(config: ScoreConfig) -> dict:
     require_shared_paths({"--input": config.inputs, "--output": [config.output], "--model": [config.model]},
                          shared_fs=config.shared_fs)
     found = shards.find_shards(config.inputs, text_column=config.text_column, fmt=config.format,
-                               keep_columns=config.keep_columns, reserved=OUTPUT_COLUMNS)
+                               keep_columns=config.keep_columns, reserved=OUTPUT_COLUMNS,
+                               other_text_columns=config.other_text_columns)
     commit.check_output_folder(config.output, found.uris, tuple(config.inputs), overwrite=config.overwrite)
     # A wrong model folder, or a --max-length beyond its positions, fails here in a fraction of a
     # second, before any row is scored; the model itself is loaded only by the actors (importing
