@@ -27,11 +27,11 @@ import time
 import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from sentiment.model.classifier import load_encoder_with_head
 from sentiment.pause_points import pause_point
+from sentiment.train.stats import sum_over_workers
 from sentiment.train.step import GPU_PAD_MULTIPLE, autocast_dtype, precision_name
 
 MODEL_SUBDIR = "model"  # the whole masked-language model: encoder and head
@@ -117,13 +117,6 @@ def optimizer_and_schedule(model, *, lr: float, total_steps: int, warmup_fractio
         rate_schedule(total_steps, encoder_warmup, start_step=head_only_steps),
         rate_schedule(total_steps, round(warmup_fraction * total_steps))])
     return optimizer, scheduler
-
-
-def _sum_over_workers(values: list[float], device: torch.device) -> list[float]:
-    totals = torch.tensor(values, dtype=torch.float64, device=device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(totals)
-    return totals.tolist()
 
 
 @torch.no_grad()
@@ -228,7 +221,8 @@ def adapt_loop_per_worker(config: dict) -> None:
                          f"{LOG_EVERY_STEPS} steps; {texts / seconds:.1f} texts/s per worker, about "
                          f"{f'{eta / 60:.0f} min' if eta >= 120 else f'{eta:.0f} s'} left in the epoch)")
         train_seconds = time.time() - started
-        loss_total, steps_total, texts_total = _sum_over_workers([float(loss_sum), step, texts], device)
+        loss_total, steps_total, texts_total = sum_over_workers(
+            torch.tensor([float(loss_sum), step, texts], dtype=torch.float64, device=device)).tolist()
         metrics = {"epoch": epoch + 1, "train_loss": loss_total / max(steps_total, 1), "train_texts": int(texts_total),
                    "train_seconds": train_seconds, "texts_per_second": texts_total / train_seconds,
                    "precision": precision_name(amp_dtype), "head_only_steps": head_only_steps,

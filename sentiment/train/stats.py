@@ -1,5 +1,6 @@
 """Numbers a training epoch reports: per-class counts kept on the device, macro-F1 from them,
-throughput and model FLOP utilisation, the best-epoch rule, and a fingerprint of the weights.
+their sum over DDP workers, throughput and model FLOP utilisation, the best-epoch rule, and the
+fingerprint of the weights and the optimizer's step count that resumes are checked by.
 
 Counts live in one small device tensor that the loop adds to every step and reads only every
 few steps, so a GPU step never waits for the host.
@@ -11,6 +12,7 @@ import hashlib
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from sentiment.data.labels import LABELS
 from sentiment.train.metrics import macro_f1_of
@@ -110,3 +112,16 @@ def weights_fingerprint(state_dict: dict) -> str:
         digest.update(name.encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def sum_over_workers(totals: torch.Tensor) -> torch.Tensor:
+    """totals summed in place over the DDP workers (unchanged in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(totals)
+    return totals
+
+
+def optimizer_step(optimizer) -> int:
+    """Steps the optimizer has taken (its largest per-parameter step count; 0 before the first)."""
+    steps = [int(state["step"]) for state in optimizer.state.values() if "step" in state]
+    return max(steps, default=0)

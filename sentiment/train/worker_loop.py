@@ -37,7 +37,8 @@ from sentiment.model.classifier import build_classifier, save_classifier
 from sentiment.pause_points import pause_point
 from sentiment.train.compiled import (CompiledModel, allow_recompiles, compile_decision, compile_key,
                                        record_compile_seconds, recorded_compile_seconds, use_compile_cache)
-from sentiment.train.stats import measured_peak_flops, selection_score, training_flops, weights_fingerprint
+from sentiment.train.stats import (measured_peak_flops, optimizer_step, selection_score, sum_over_workers,
+                                   training_flops, weights_fingerprint)
 from sentiment.train.step import (BUCKET_WINDOW_BATCHES, GPU_PAD_MULTIPLE, autocast_dtype, length_bucketed_batches,
                                    optimizer_and_schedule, precision_name, run_epoch, static_lengths)
 
@@ -83,12 +84,6 @@ class LengthBucketCollate(TokenizeCollate):
                                        seed=self.seed, pin=self.pin, pad_lengths=self.pad_lengths)
 
 
-def _all_reduce(totals: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(totals)
-    return totals
-
-
 def _same_on_every_rank(decision: tuple[bool, str]) -> tuple[bool, str]:
     """Rank 0's decision on every rank: ranks on other nodes may hold other compile records."""
     if dist.is_available() and dist.is_initialized():
@@ -96,11 +91,6 @@ def _same_on_every_rank(decision: tuple[bool, str]) -> tuple[bool, str]:
         dist.broadcast_object_list(shared, src=0)
         return tuple(shared[0])
     return decision
-
-
-def _optimizer_step(optimizer) -> int:
-    steps = [int(state["step"]) for state in optimizer.state.values() if "step" in state]
-    return max(steps, default=0)
 
 
 def _save_checkpoint(directory: str, model, tokenizer, optimizer, scheduler, scaler, epoch: int, history: list) -> None:
@@ -195,7 +185,7 @@ def train_loop_per_worker(config: dict) -> None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        resumed_from["optimizer_step"] = _optimizer_step(optimizer)
+        resumed_from["optimizer_step"] = optimizer_step(optimizer)
         if rank == 0:
             log.info(f"[train] resuming from the checkpoint of epoch {start_epoch} "
                      f"(optimizer step {resumed_from['optimizer_step']})")
@@ -230,7 +220,7 @@ def train_loop_per_worker(config: dict) -> None:
             collate_fn=bucketed, device=device, prefetch_batches=prefetch)
         train_batches = (batch for batches in windows for batch in batches)
         train = run_epoch(model, train_batches, device, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                          amp_dtype=amp_dtype, label_smoothing=config["label_smoothing"], reduce=_all_reduce,
+                          amp_dtype=amp_dtype, label_smoothing=config["label_smoothing"], reduce=sum_over_workers,
                           log_progress=rank == 0, epoch_label=label, steps_total=steps_per_epoch,
                           compiled_shapes=compiled_shapes)
         train_seconds = time.time() - started
@@ -250,7 +240,7 @@ def train_loop_per_worker(config: dict) -> None:
                    "val_confusion_matrix": val["confusion_matrix"], "global_batch_size": config["batch_size"] * world_size,
                    **_throughput(train, train_seconds, world_size, base_model.config, peak_flops),
                    "compile_seconds": compile_seconds,
-                   "epoch_seconds": time.time() - started, "optimizer_step": _optimizer_step(optimizer),
+                   "epoch_seconds": time.time() - started, "optimizer_step": optimizer_step(optimizer),
                    "precision": precision_name(amp_dtype)}
         if epoch == start_epoch:
             metrics["compile"] = compile_reason
