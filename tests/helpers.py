@@ -59,11 +59,13 @@ def session_cluster_env(worker_env: dict[str, str] | None = None) -> dict[str, s
     return env
 
 
-def start_held_after_first_epoch(command: list[str], snapshot: Path, log_path: Path, points: Path, workers: int):
+def start_held_after_first_epoch(command: list[str], snapshot: Path, log_path: Path, points: Path, workers: int,
+                                 point: str = "train.epoch_reported"):
     """Start a training subprocess on the session's Ray cluster and return once its `workers`
     workers are held after reporting epoch 1 and that checkpoint is registered.
 
-    The workers wait at the pause point `train.epoch_reported` until the test releases it
+    The workers wait at the pause point `point` (adapt's: `adapt.epoch_reported`) until the test
+    releases it
     (sentiment.pause_points.release); the test waits for Ray Train's checkpoint-manager snapshot
     too, since only a registered checkpoint is resumable.
 
@@ -77,12 +79,12 @@ def start_held_after_first_epoch(command: list[str], snapshot: Path, log_path: P
     from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, wait_until_reached
 
     points.mkdir(exist_ok=True)
-    env = session_cluster_env({PAUSE_AT_ENV: "train.epoch_reported@1", PAUSE_DIR_ENV: str(points)})
+    env = session_cluster_env({PAUSE_AT_ENV: f"{point}@1", PAUSE_DIR_ENV: str(points)})
     log = open(log_path, "w")
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()  # the child holds its own copy of the descriptor
     try:
-        pids = wait_until_reached(str(points), "train.epoch_reported", timeout_s=600, count=workers, process=proc)
+        pids = wait_until_reached(str(points), point, timeout_s=600, count=workers, process=proc)
         wait_for_checkpoint_of_epoch(snapshot, 1)
     except (TimeoutError, RuntimeError, AssertionError) as error:
         if proc.poll() is None:

@@ -31,7 +31,7 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 
 from sentiment.model.classifier import load_encoder_with_head
 from sentiment.pause_points import pause_point
-from sentiment.train.stats import sum_over_workers
+from sentiment.train.stats import optimizer_step, sum_over_workers, weights_fingerprint
 from sentiment.train.step import GPU_PAD_MULTIPLE, autocast_dtype, precision_name
 
 MODEL_SUBDIR = "model"  # the whole masked-language model: encoder and head
@@ -158,7 +158,7 @@ def adapt_loop_per_worker(config: dict) -> None:
     rank, world_size = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
     checkpoint = ray.train.get_checkpoint()
-    start_epoch, history, state = 0, [], None
+    start_epoch, history, state, resumed_from = 0, [], None, None
     if checkpoint is None:
         model, tokenizer, new_head = load_encoder_with_head(AutoModelForMaskedLM, config["backbone"])
     else:
@@ -168,6 +168,7 @@ def adapt_loop_per_worker(config: dict) -> None:
             with open(os.path.join(directory, HISTORY_FILE)) as f:
                 history = json.load(f)
         start_epoch = state["epoch"] + 1
+        resumed_from = {"epoch": start_epoch, "weights_fingerprint": weights_fingerprint(model.state_dict())}
     base_model = model  # what gets saved
     model = ray.train.torch.prepare_model(MaskedPositionsLoss(model))
     amp_dtype = autocast_dtype(device, config["precision"])
@@ -182,8 +183,10 @@ def adapt_loop_per_worker(config: dict) -> None:
     if state:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        resumed_from["optimizer_step"] = optimizer_step(optimizer)
         if rank == 0:
-            log.info(f"[adapt] resuming from the checkpoint of epoch {start_epoch}")
+            log.info(f"[adapt] resuming from the checkpoint of epoch {start_epoch} "
+                     f"(optimizer step {resumed_from['optimizer_step']})")
     elif rank == 0:
         head = (f"new language-model head ({len(new_head)} weights): the encoder waits {head_only_steps} of "
                 f"{total_steps} steps while it learns" if head_only_steps else "language-model head from the checkpoint")
@@ -226,7 +229,9 @@ def adapt_loop_per_worker(config: dict) -> None:
         metrics = {"epoch": epoch + 1, "train_loss": loss_total / max(steps_total, 1), "train_texts": int(texts_total),
                    "train_seconds": train_seconds, "texts_per_second": texts_total / train_seconds,
                    "precision": precision_name(amp_dtype), "head_only_steps": head_only_steps,
-                   "global_batch_size": config["batch_size"] * world_size}
+                   "global_batch_size": config["batch_size"] * world_size, "optimizer_step": optimizer_step(optimizer)}
+        if resumed_from and epoch == start_epoch:  # what was restored, to be checked against what was saved
+            metrics["resumed_from"] = resumed_from
         if rank == 0:
             # Rank 0 alone scores the held-out texts (a few thousand at most); the others wait in report.
             metrics["held_out_loss"] = held_out_loss(
@@ -234,6 +239,7 @@ def adapt_loop_per_worker(config: dict) -> None:
                 mask_fraction=config["mask_fraction"], batch_size=config["batch_size"] * 2, device=device,
                 amp_dtype=amp_dtype)
             metrics["epoch_seconds"] = time.time() - started
+            metrics["weights_fingerprint"] = weights_fingerprint(base_model.state_dict())
             log.info(f"[adapt] {label}: train loss {metrics['train_loss']:.4f} | held-out loss "
                      f"{metrics['held_out_loss']:.4f} | {train_seconds:.0f}s, {metrics['texts_per_second']:.1f} texts/s")
             history.append(metrics)
