@@ -3,8 +3,9 @@
 Issue 25's GPU run spent 123 µs of CPU per row tokenizing (245 CPU-s for 2,000,000 rows), the
 largest CPU cost of the pipeline. This times, in one process on real reviews, best of --repeats:
 the transformers tokenizer call with the Arrow conversion (how tokenize_to_arrow tokenized until
-2026-12-04), tokenize_to_arrow (the tokenizers backend's encode_batch, without transformers'
-wrapper), and the pipeline's `tokenize_batch` (null and blank checks included), in turns.
+2026-12-04), tokenize_to_arrow (the tokenizers backend's encode_batch_fast, without transformers'
+wrapper or character offsets), the backend's encode_batch with offsets (until 2026-12-05), and
+the pipeline's `tokenize_batch` (null and blank checks included), in turns.
 
     python -m benchmarks.tokenizing --rows 16384 --batch-rows 4096
 """
@@ -64,6 +65,15 @@ def main(argv: list[str] | None = None) -> int:
                             return_attention_mask=False)["input_ids"]
             pa.array(ids, pa.list_(pa.int32()))
 
+    backend = tokenizer.backend_tokenizer
+
+    def backend_with_offsets():
+        # tokenize_to_arrow's body until 2026-12-05: encode_batch, which also computes offsets
+        backend.enable_truncation(length)
+        backend.no_padding()
+        for i in range(0, n, step):
+            pa.array([encoding.ids for encoding in backend.encode_batch(texts[i:i + step])], pa.list_(pa.int32()))
+
     def backend_call():
         for i in range(0, n, step):
             tokenize_to_arrow(tokenizer, texts[i:i + step], length)
@@ -76,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{n:,} real reviews in calls of {step:,} rows, best of {args.repeats} in turns; µs per review")
     print(f"{'method':52}{'wall':>8}{'CPU':>8}")
     methods = (("transformers call + Arrow (until 2026-12-04)", transformers_call),
-               ("tokenize_to_arrow (tokenizers backend)", backend_call),
+               ("tokenize_to_arrow (tokenizers backend, fast)", backend_call),
+               ("backend encode_batch, offsets (until 2026-12-05)", backend_with_offsets),
                ("scoring's tokenize_batch", pipeline_step))
     best = dict.fromkeys(name for name, _ in methods)
     for _ in range(args.repeats):  # in turns, so that a busy spell of the machine hits every method
@@ -88,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (wall, cpu) in best.items():
         print(f"{name:52}{wall * 1e6 / n:8.1f}{cpu * 1e6 / n:8.1f}")
     print(f"tokenize_to_arrow / transformers call, CPU: {best[methods[1][0]][1] / best[methods[0][0]][1]:.2f}x")
+    print(f"tokenize_to_arrow / encode_batch with offsets, CPU: {best[methods[1][0]][1] / best[methods[2][0]][1]:.2f}x")
     return 0
 
 

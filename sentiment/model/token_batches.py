@@ -26,8 +26,8 @@ TYPICAL_TOKENS_PER_ROW = 32
 def tokenize_to_arrow(tokenizer, texts: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH) -> pa.ListArray:
     """Token ids per text, truncated to max_length, as an Arrow list<int32> array (no padding).
 
-    A fast tokenizer is called through its Rust backend, the same ids the transformers call
-    gives (tests/test_scoring.py compares them) for 15-25% less CPU per review
+    A fast tokenizer is called through its Rust backend, without offsets, the same ids the
+    transformers call gives (tests/test_scoring.py compares them) for about 35% less CPU per review
     (`python -m benchmarks.tokenizing`): tokenizing was the largest CPU cost of GPU scoring,
     123 µs per row (issue 25, BENCHMARKS.md). The ids come back as Python lists either way, and
     Arrow's C converter takes the unpadded lists directly; asking for padded numpy arrays ran at
@@ -45,7 +45,10 @@ def tokenize_to_arrow(tokenizer, texts: Sequence[str], max_length: int = DEFAULT
     backend.enable_truncation(max_length, direction=getattr(tokenizer, "truncation_side", "right"))
     backend.no_padding()
     backend.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
-    return pa.array([encoding.ids for encoding in backend.encode_batch(list(texts))], pa.list_(pa.int32()))
+    # encode_batch_fast (tokenizers >= 0.21) skips the character offsets, which scoring never
+    # reads: the same ids for 0.8x the CPU per review (`python -m benchmarks.tokenizing`).
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    return pa.array([encoding.ids for encoding in encode(list(texts))], pa.list_(pa.int32()))
 
 
 def batch_bounds(sorted_lengths: np.ndarray, tokens_per_batch: int, rows: int | None = None) -> list[tuple[int, int]]:
