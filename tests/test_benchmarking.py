@@ -265,6 +265,15 @@ def test_tokenizing_benchmark_runs(shared_data, capsys):
     assert "transformers call + Arrow" in out and "tokenize_to_arrow / transformers call, CPU:" in out
 
 
+def test_batch_forming_benchmark_runs(shared_data, capsys):
+    from benchmarks.batch_forming import main
+
+    assert main(["--data", str(shared_data / "labeled"), "--batch-size", "8", "--window-batches", "2", "--windows", "1",
+                 "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "16 real reviews in 2 static-shape batches of 8" in out and "length_bucketed_batches / before:" in out
+
+
 def test_train_step_benchmark_accounts_for_the_whole_step(shared_data, tmp_path):
     """benchmarks.train_step's phases must add up to the step it times: on CPU every phase is
     synchronous, so the host times of the five phases sum to nearly the measured ms per step."""

@@ -61,3 +61,34 @@ def test_label_smoothing_moves_the_training_target_and_zero_keeps_the_models_los
     by_hand = -(target * torch.log_softmax(logits, -1)).sum(-1).mean()
     smoothed = training_loss(out, labels, 0.3)
     assert torch.allclose(smoothed, by_hand) and smoothed > plain
+
+
+@pytest.mark.parametrize("pad_to_multiple_of, pad_lengths", [(None, None), (8, None), (None, (32, 64, 96, 128, 160))])
+def test_batches_hold_exactly_what_transformers_tokenizing_and_padding_give(window, tiny_backbone, pad_to_multiple_of,
+                                                                           pad_lengths):
+    """The numpy padding of length_bucketed_batches against tokenizer() and tokenizer.pad of the
+    same rows: the same ids, mask and width, for dynamic, multiple-of-8 and static shapes."""
+    from sentiment.train.step import length_bucketed_batches
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone)
+    texts = list(window["text"])
+    batches = length_bucketed_batches(tokenizer, texts, window["label"], max_length=160, batch_size=16,
+                                      pad_to_multiple_of=pad_to_multiple_of, seed=1, pin=False, pad_lengths=pad_lengths)
+    ids = tokenizer(texts, truncation=True, max_length=160, return_attention_mask=False)["input_ids"]
+    by_ids = {tuple(row): i for i, row in enumerate(ids)}
+    for batch in batches:
+        rows = [by_ids[tuple(r[m.bool()].tolist())] for r, m in zip(batch["input_ids"], batch["attention_mask"])]
+        width = batch["input_ids"].shape[1]
+        padding = ({"padding": "max_length", "max_length": width} if pad_lengths else
+                   {"padding": True, "pad_to_multiple_of": pad_to_multiple_of})
+        want = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt", **padding)
+        assert set(batch) == {"input_ids", "attention_mask", "labels"}
+        assert torch.equal(batch["input_ids"], want["input_ids"]) and torch.equal(batch["attention_mask"],
+                                                                                 want["attention_mask"])
+        longest = max(len(ids[i]) for i in rows)
+        if pad_lengths:
+            assert width == min(n for n in pad_lengths if n >= longest)
+        elif pad_to_multiple_of:
+            assert width == -(-longest // 8) * 8
+        else:
+            assert width == longest

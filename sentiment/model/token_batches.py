@@ -97,9 +97,11 @@ def length_sorted_batches(tokens: pa.Array, tokens_per_batch: int, rows: int | N
     return SortedBatches(values, starts, lengths, order, batch_bounds(lengths[order], tokens_per_batch, rows))
 
 
-def pad_rows(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded (ids, attention mask) int64 matrices for rows values[start:start+length]."""
-    columns = np.arange(int(lengths.max()))
+def pad_rows(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, pad_id: int,
+             width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded (ids, attention mask) int64 matrices for rows values[start:start+length], as
+    wide as the longest row or `width` (at least that)."""
+    columns = np.arange(width if width is not None else int(lengths.max()))
     mask = columns < lengths[:, None]
     ids = np.where(mask, values[np.where(mask, starts[:, None] + columns, 0)], pad_id)
     return ids.astype(np.int64), mask.astype(np.int64)
