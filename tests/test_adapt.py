@@ -37,13 +37,31 @@ def corpus(shared_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def adapted(ray_cluster, corpus, tiny_backbone, tmp_path_factory):
+    """The corpus adapted in 2 epochs by 2 DDP workers, the run killed once on the way: its driver
+    is killed after epoch 1's checkpoint, and the same command again (in this process) resumes.
+    One run serves both, since each start of a driver and its workers costs tens of seconds."""
+    import os
+    import signal
+    import sys
+
+    from tests.helpers import start_held_after_first_epoch
+
     folder, _, _ = corpus
-    output = tmp_path_factory.mktemp("adapted") / "encoder"
+    workdir = tmp_path_factory.mktemp("adapted")
+    output = workdir / "encoder"
     # A high rate, so that a tiny model's loss visibly falls in 2 short epochs.
-    assert main(["adapt", "--model", tiny_backbone, "--data", *corpus_files(folder),
-                 "--text-column", UNLABELED_TEXT, OTHER_TEXT, "--leave-out", str(folder / "labeled.csv"), "--output", str(output),
-                 "--num-workers", "2", "--epochs", "2", "--batch-size", "16", "--lr", "2e-3",
-                 "--held-out-fraction", "0.05"]) == 0
+    arguments = ["adapt", "--model", tiny_backbone, "--data", *corpus_files(folder),
+                 "--text-column", UNLABELED_TEXT, OTHER_TEXT, "--leave-out", str(folder / "labeled.csv"),
+                 "--output", str(output), "--num-workers", "2", "--epochs", "2", "--batch-size", "16", "--lr", "2e-3",
+                 "--held-out-fraction", "0.05"]
+    snapshot = output / "checkpoints" / "sentiment-adapt" / "checkpoint_manager_snapshot.json"
+    first, _ = start_held_after_first_epoch([sys.executable, "-m", "sentiment", *arguments], snapshot,
+                                            workdir / "first.log", workdir / "points", workers=2,
+                                            point="adapt.epoch_reported")
+    os.killpg(first.pid, signal.SIGKILL)  # the driver, held after epoch 1 (Ray then kills its workers)
+    first.wait()
+    assert not (output / "metrics.json").exists()
+    assert main(arguments) == 0
     return output
 
 
@@ -183,30 +201,9 @@ def test_the_same_run_with_other_settings_is_refused_not_resumed(corpus, adapted
     assert (adapted / "metrics.json").read_text() == metrics_before
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint(ray_cluster, corpus, tiny_backbone, tmp_path):
-    """The driver killed after epoch 1's checkpoint; the same command again trains epoch 2 only,
-    from the weights and optimizer state epoch 1 saved. One worker: the adapted fixture covers DDP,
-    and a second would cost each run its start."""
-    import os
-    import signal
-    import subprocess
-    import sys
+def test_a_killed_run_resumes_from_its_last_checkpoint(adapted):
+    """The fixture's run, killed after epoch 1: the second attempt trained epoch 2 only, from the
+    weights and optimizer state epoch 1 saved."""
+    from tests.helpers import assert_resumed_from_checkpoint
 
-    from tests.helpers import assert_resumed_from_checkpoint, session_cluster_env, start_held_after_first_epoch
-
-    folder, _, _ = corpus
-    output = tmp_path / "encoder"
-    command = [sys.executable, "-m", "sentiment", "adapt", "--model", tiny_backbone, "--data", *corpus_files(folder),
-               "--text-column", UNLABELED_TEXT, OTHER_TEXT, "--output", str(output), "--num-workers", "1",
-               "--epochs", "2", "--batch-size", "16", "--lr", "2e-3", "--run-name", "adapt-resume-me"]
-    snapshot = output / "checkpoints" / "adapt-resume-me" / "checkpoint_manager_snapshot.json"
-    first, _ = start_held_after_first_epoch(command, snapshot, tmp_path / "first.log", tmp_path / "points", workers=1,
-                                            point="adapt.epoch_reported")
-    os.killpg(first.pid, signal.SIGKILL)  # the driver, held after epoch 1 (Ray then kills its workers)
-    first.wait()
-    assert not (output / "metrics.json").exists()
-
-    second = subprocess.run(command, env=session_cluster_env(), capture_output=True, text=True, timeout=900)
-    assert second.returncode == 0, (second.stdout + second.stderr)[-3000:]
-    assert second.stdout.splitlines()[0].startswith("resuming run 'adapt-resume-me' from its last checkpoint")
-    assert_resumed_from_checkpoint(output, 2, restored_epochs=[1])
+    assert_resumed_from_checkpoint(adapted, 2, restored_epochs=[1])

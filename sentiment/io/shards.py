@@ -151,7 +151,8 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
             continue
         if own != text_column:
             renamed[path] = own
-        missing = [c for c in (wanted or []) if c not in columns]
+        # the text column is kept under text_column whatever the file calls it
+        missing = [c for c in (wanted or []) if c not in columns and c != text_column]
         if missing:
             problems.append(f"{uri} lacks --keep-columns {', '.join(missing)}; its columns are: {', '.join(columns)}")
         clash = [c for c in (wanted if wanted is not None else columns) if c in reserved]
@@ -258,7 +259,9 @@ def _read_formats(shards: Shards, paths_by_format: dict[str, list[str]], text_co
     """One lazy Dataset per read of paths_by_format's files, whose text is in text_column."""
     import ray.data
 
-    read = None if shards.columns is None else list(dict.fromkeys([*shards.columns, text_column]))
+    # A renamed file's text is read under its own name, renamed after the read (read_shards).
+    read = None if shards.columns is None else list(dict.fromkeys(
+        [text_column if c == shards.text_column else c for c in shards.columns] + [text_column]))
     parts = []
     for fmt, paths in sorted(paths_by_format.items()):
         common = read_options(shards.filesystem, fmt)
