@@ -59,7 +59,7 @@ class AdaptConfig:
     text_column: list[str] = field(default_factory=lambda: ["content"])
     format: str | None = None
     leave_out: list[str] | None = None  # files whose texts are never used (the labeled data)
-    leave_out_text_column: str = "content"
+    leave_out_text_column: list[str] = field(default_factory=lambda: ["content"])
     epochs: int = 1
     batch_size: int = 32
     lr: float = 5e-5
@@ -80,13 +80,16 @@ class AdaptConfig:
     shared_fs: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.text_column, str):  # one name, as train's and score's configs take it
+        # one name, as train's and score's configs take it
+        if isinstance(self.text_column, str):
             self.text_column = [self.text_column]
+        if isinstance(self.leave_out_text_column, str):
+            self.leave_out_text_column = [self.leave_out_text_column]
 
     @classmethod
     def from_namespace(cls, args) -> "AdaptConfig":
         return cls(data=args.data, output=args.output, model=args.model, text_column=list(args.text_column),
-                   format=args.format, leave_out=args.leave_out, leave_out_text_column=args.leave_out_text_column,
+                   format=args.format, leave_out=args.leave_out, leave_out_text_column=list(args.leave_out_text_column),
                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_fraction=args.warmup_fraction,
                    mask_fraction=args.mask_fraction, head_only_fraction=args.head_only_fraction,
                    max_length=args.max_length, held_out_fraction=args.held_out_fraction, limit=args.limit,
@@ -162,7 +165,7 @@ def adapt(config: AdaptConfig) -> dict:
     # A backbone that cannot be loaded is refused here in one line, not retried by every worker.
     _, _, new_head = load_encoder_with_head(AutoModelForMaskedLM, config.model)
     corpus = read_corpus(config.data, config.text_column, fmt=config.format, leave_out=config.leave_out,
-                         leave_out_text_column=config.leave_out_text_column,
+                         leave_out_text_columns=config.leave_out_text_column,
                          held_out_fraction=config.held_out_fraction, seed=config.seed, limit=config.limit)
     prepared = time.time()
     result = fit_interruptibly(_trainer(config, corpus, head_is_new=bool(new_head)))

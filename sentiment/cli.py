@@ -273,8 +273,9 @@ def add_adapt_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--leave-out", nargs="+", default=None, metavar="PATH",
                         help="files whose texts are never trained on: pass the labeled data the classifier will be "
                              "validated and tested on, so that the encoder has not seen those reviews")
-    parser.add_argument("--leave-out-text-column", default="content",
-                        help="column holding the text in the --leave-out files (default: %(default)s)")
+    parser.add_argument("--leave-out-text-column", nargs="+", default=["content"], metavar="NAME",
+                        help="column holding the text in the --leave-out files, one or more names as --text-column "
+                             "(default: content)")
     parser.add_argument("--epochs", type=positive_int, default=1, help="passes over the texts (default: %(default)s)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="texts per worker step (default: %(default)s)")
     parser.add_argument("--lr", type=positive_float, default=5e-5,

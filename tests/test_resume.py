@@ -94,3 +94,20 @@ def test_a_run_recorded_before_split_seed_existed_resumes_with_its_seed_as_split
     assert prepare_run(str(tmp_path), settings) == 1
     with pytest.raises(InputError, match=r"split_seed 7 -> 42"):
         prepare_run(str(tmp_path), settings | {"split_seed": 42})
+
+
+def test_an_adapt_run_recorded_with_one_text_column_name_resumes_with_that_name_as_a_list(tmp_path):
+    import json
+
+    from sentiment.adapt import ADAPT_RUN_KEYS
+    from sentiment.errors import InputError
+    from sentiment.train.resume import SETTINGS_FILE, SNAPSHOT_FILE, prepare_run
+
+    settings = {key: None for key in ADAPT_RUN_KEYS} | {"text_column": ["Review Text"], "leave_out_text_column": ["content"]}
+    older = settings | {"text_column": "Review Text", "leave_out_text_column": "content"}  # before 2026-12-05
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(older))
+    (tmp_path / SNAPSHOT_FILE).write_text(json.dumps({"latest_checkpoint_result": {"metrics": {"epoch": 1}}}))
+
+    assert prepare_run(str(tmp_path), settings, ADAPT_RUN_KEYS) == 1
+    with pytest.raises(InputError, match=r"text_column 'Review Text' -> \['Review Text', 'Text'\]"):
+        prepare_run(str(tmp_path), settings | {"text_column": ["Review Text", "Text"]}, ADAPT_RUN_KEYS)

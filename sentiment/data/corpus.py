@@ -45,7 +45,7 @@ def read_texts(uris: list[str], text_columns: Sequence[str], fmt: str | None = N
 
 
 def read_corpus(uris: list[str], text_columns: Sequence[str], *, fmt: str | None = None, leave_out: list[str] | None = None,
-                leave_out_text_column: str = "content", held_out_fraction: float = 0.02, seed: int = 42,
+                leave_out_text_columns: Sequence[str] = ("content",), held_out_fraction: float = 0.02, seed: int = 42,
                 limit: int | None = None) -> Corpus:
     """The texts to adapt on and to measure with.
 
@@ -53,8 +53,8 @@ def read_corpus(uris: list[str], text_columns: Sequence[str], *, fmt: str | None
         uris: unlabeled files, folders, globs or s3:// URIs.
         text_columns: names of their text column; each file's text is in the first of these it
             has, and every file must have one.
-        leave_out: files whose texts (column leave_out_text_column) are never used, such as the
-            labeled data the classifier will be trained, validated and tested on.
+        leave_out: files whose texts (the first of leave_out_text_columns each has) are never used,
+            such as the labeled data the classifier will be trained, validated and tested on.
         held_out_fraction: share of the distinct texts held out, by a seeded hash of the text
             (at least one text).
         seed: the hash's and the order's seed.
@@ -66,7 +66,7 @@ def read_corpus(uris: list[str], text_columns: Sequence[str], *, fmt: str | None
     texts, rows_by_file = read_texts(uris, text_columns, fmt)
     empty = sum(1 for text in texts if not text)
     distinct = sorted({text for text in texts if text})
-    left_out_texts = set(read_texts(leave_out, [leave_out_text_column])[0]) if leave_out else set()
+    left_out_texts = set(read_texts(leave_out, leave_out_text_columns)[0]) if leave_out else set()
     kept = [text for text in distinct if text not in left_out_texts]
     left_out = len(distinct) - len(kept)
     random.Random(seed).shuffle(kept)  # a seeded order, the same whatever the file order

@@ -31,6 +31,12 @@ def run_settings(config: dict) -> dict:
     return {key: config[key] for key in RUN_KEYS}
 
 
+def _same_setting(recorded, now) -> bool:
+    # adapt's text columns became lists of names (2026-12-05): a run recorded with one name is
+    # the same run as its one-name list.
+    return recorded == now or (isinstance(now, list) and isinstance(recorded, str) and now == [recorded])
+
+
 def prepare_run(run_dir: str, settings: dict, keys: tuple[str, ...] = RUN_KEYS) -> int | None:
     """Check a run folder before training and record this run's settings in it.
 
@@ -52,7 +58,7 @@ def prepare_run(run_dir: str, settings: dict, keys: tuple[str, ...] = RUN_KEYS) 
     # Before --split-seed, --seed also seeded the split.
     stored = {**OLDER_RUNS_USED, "split_seed": stored.get("seed"), **stored}
     changed = [f"{key} {stored.get(key, '(not recorded)')!r} -> {settings[key]!r}"
-               for key in keys if stored.get(key) != settings[key]]
+               for key in keys if not _same_setting(stored.get(key), settings[key])]
     if changed:
         raise InputError(f"{run_dir} holds checkpoints of a run with other settings ({'; '.join(changed)}); "
                          "to start a fresh run pass a new --run-name (or another --storage-path), "
