@@ -423,3 +423,14 @@ def test_token_budget_and_fixed_batches_give_the_same_probabilities(shared_data,
     by_tokens = Predictor(spread_classifier, precision="fp32", tokens_per_batch=512).predict_proba(texts)
     by_rows = Predictor(spread_classifier, precision="fp32", batch_size=5).predict_proba(texts)
     np.testing.assert_allclose(by_tokens, by_rows, atol=1e-5)
+
+
+def test_tokenize_tasks_of_a_gpu_run_turn_the_tokenizers_thread_pool_off(monkeypatch):
+    from sentiment.score.pipeline import tokenize_env
+
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    env = {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert tokenize_env(env, gpu=False) == env  # the actor's own: Ray fuses the two stages on CPU
+    assert tokenize_env(env, gpu=True) == {**env, "TOKENIZERS_PARALLELISM": "false"}
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # the driver's choice wins
+    assert tokenize_env(env, gpu=True)["TOKENIZERS_PARALLELISM"] == "true"

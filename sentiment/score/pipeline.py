@@ -260,6 +260,22 @@ def batch_window_rows(config: ScoreConfig) -> int:
     return rows_per_batch * SORT_WINDOW_BATCHES
 
 
+def tokenize_env(env: dict[str, str], gpu: bool) -> dict[str, str]:
+    """The tokenize tasks' environment: the actors' (env), and, where they run apart from the
+    actors (GPU runs), the tokenizers library's own thread pool off.
+
+    Each tokenize task holds one CPU of Ray's, but the tokenizers library runs encode_batch on a
+    thread per core unless TOKENIZERS_PARALLELISM is false: on the H200 node the 16 tokenize tasks
+    used 1.22-1.23 CPU-s per task-second (BENCHMARKS.md, issue 25), taking cores the read, the
+    write and the model actor's host work needed. On CPU runs tokenizing is fused into the actor,
+    whose cores are its own, and there the pool halves tokenizing's wall time on 2 cores; a value
+    set for the driver wins either way.
+    """
+    if not gpu:
+        return env
+    return {**env, "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "false")}
+
+
 def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
     """The lazy Dataset: read -> tokenize -> predict. Nothing runs until it is written.
 
@@ -287,7 +303,8 @@ def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
     # actor stage, and a fused task as big as several windows would go to one actor alone.
     ds = ds.map_batches(_tokenize_for_model, batch_format="pyarrow", batch_size=min(_TOKENIZE_BATCH_ROWS, window),
                         fn_kwargs={"model_dir": model_dir, "text_column": config.text_column,
-                                   "max_length": config.max_length, "drop_text": drop_text}, **remote_args)
+                                   "max_length": config.max_length, "drop_text": drop_text},
+                        runtime_env={"env_vars": tokenize_env(env, config.gpu)})
     low, high = actor_pool_plan(config)
     # Overlap, so the model never waits for the host: Ray Data sends each actor up to 4 windows
     # (the default is 2), which it fetches while the model runs; two calls per actor let one
