@@ -266,10 +266,10 @@ def tokenize_env(env: dict[str, str], gpu: bool) -> dict[str, str]:
 
     Each tokenize task holds one CPU of Ray's, but the tokenizers library runs encode_batch on a
     thread per core unless TOKENIZERS_PARALLELISM is false: on the H200 node the 16 tokenize tasks
-    used 1.22-1.23 CPU-s per task-second (BENCHMARKS.md, issue 25), taking cores the read, the
-    write and the model actor's host work needed. On CPU runs tokenizing is fused into the actor,
-    whose cores are its own, and there the pool halves tokenizing's wall time on 2 cores; a value
-    set for the driver wins either way.
+    used 1.22-1.23 CPU-s per task-second (BENCHMARKS.md, issue 25), most likely that pool's, taking
+    cores the read, the write and the model actor's host work needed. On CPU runs tokenizing is
+    fused into the actor, whose cores are its own, and there the pool halves tokenizing's wall time
+    on 2 cores; a value set for the driver wins either way.
     """
     if not gpu:
         return env
