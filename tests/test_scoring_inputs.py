@@ -47,6 +47,11 @@ def test_a_shard_whose_text_column_is_named_differently_is_named_or_read_under_b
     unicorn = pacsv.read_csv(inputs / "unicorn_calculator_reviews.csv",
                              parse_options=pacsv.ParseOptions(newlines_in_values=True))
     assert set(unicorn.column("Text").to_pylist()) <= set(scored["Review Text"])
+    import json
+
+    summary = json.loads((tmp_path / "out" / "_summary.json").read_text())
+    assert summary["text_column"] == "Review Text" and summary["rows_read"] == 40
+    assert summary["text_read_from"] == {str(inputs / "unicorn_calculator_reviews.csv"): "Text"}
 
 
 def test_missing_default_text_column_lists_the_columns_the_file_has(ray_cluster, tmp_path, capsys, tiny_classifier):

@@ -426,6 +426,10 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
                                      precision=",".join(sink.precisions) or config.precision,
                                      input_rows=found.rows_by_uri, skipped=found.skipped)
     summary["max_error_fraction"] = config.max_error_fraction
+    # Which files' text came from another of the --text-column names, for whoever audits the night.
+    summary["text_column"] = config.text_column
+    summary["text_read_from"] = {uri: found.renamed[path] for uri, path in zip(found.uris, found.paths)
+                                 if path in found.renamed}
     summary["stages"] = stage_table(dataset)
     _check_nothing_lost(found, summary, attempt.staging)
     _check_error_fraction(summary, config.max_error_fraction, attempt.staging)
