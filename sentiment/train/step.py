@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from sentiment.model.predictor import resolve_precision
-from sentiment.model.token_batches import pad_rows, tokenize_to_arrow
+from sentiment.model.token_batches import length_sorted_batches, pad_rows, tokenize_to_arrow
 from sentiment.train.stats import add_batch, new_totals, summarize
 
 LOG_EVERY_STEPS = 50
@@ -58,13 +58,11 @@ def length_bucketed_batches(tokenizer, texts: list[str], labels, *, max_length: 
     # Tokenized and padded as scoring does it (token_batches): the tokenizers backend, then numpy
     # from the flat ids. transformers' tokenizer.pad cost 1.2-1.3 ms per batch of 32 on 2 cores,
     # this 0.08, in the data threads that share the GIL with a GPU step's kernel launches.
-    tokens = tokenize_to_arrow(tokenizer, list(texts), max_length)
-    values = tokens.values.to_numpy().astype(np.int64)
-    offsets = tokens.offsets.to_numpy()
-    starts, lengths = offsets[:-1].astype(np.int64), np.diff(offsets).astype(np.int64)
+    rows_by_length = length_sorted_batches(tokenize_to_arrow(tokenizer, list(texts), max_length),
+                                           tokens_per_batch=0, rows=batch_size)
+    values, starts, lengths = rows_by_length.values, rows_by_length.starts, rows_by_length.lengths
     pad_id = tokenizer.pad_token_id or 0
-    order = np.argsort(lengths, kind="stable")
-    groups = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    groups = [rows_by_length.order[start:end] for start, end in rows_by_length.bounds]
     # Seeded by the window's content: the same rows give the same batches, whichever thread runs it.
     np.random.default_rng([seed, len(lengths), int(lengths.sum())]).shuffle(groups)
     labels = np.asarray(labels, dtype=np.int64)
