@@ -27,15 +27,12 @@ from sentiment.train.metrics import classification_metrics, standard_error
 HELD_OUT = ("validation", "test")
 
 
-def held_out_probabilities(model_dir: str, splits_dir: str, precision: str) -> dict[str, np.ndarray]:
-    """model_dir's class probabilities on each held-out split, in the split files' row order."""
-    import pandas as pd
-
+def held_out_probabilities(model_dir: str, texts: dict[str, list[str]], precision: str) -> dict[str, np.ndarray]:
+    """model_dir's class probabilities on each held-out split's texts, in their order."""
     from sentiment.model.predictor import Predictor
 
     predictor = Predictor(model_dir, precision=precision)
-    return {split: predictor.predict_proba(pd.read_parquet(os.path.join(splits_dir, f"{split}.parquet"))["text"].tolist())
-            for split in HELD_OUT}
+    return {split: predictor.predict_proba(texts[split]) for split in HELD_OUT}
 
 
 def ensemble_row(name: str, members: list[dict[str, np.ndarray]], labels: dict[str, np.ndarray]) -> dict:
@@ -75,10 +72,12 @@ def main() -> None:
 
     import pandas as pd
 
-    labels = {split: pd.read_parquet(os.path.join(args.splits, f"{split}.parquet"))["label"].to_numpy() for split in HELD_OUT}
+    frames = {split: pd.read_parquet(os.path.join(args.splits, f"{split}.parquet")) for split in HELD_OUT}
+    labels = {split: frame["label"].to_numpy() for split, frame in frames.items()}
+    texts = {split: frame["text"].tolist() for split, frame in frames.items()}
     probabilities = {}
     for name, model_dir in zip(names, args.models):
-        probabilities[name] = held_out_probabilities(model_dir, args.splits, args.precision)
+        probabilities[name] = held_out_probabilities(model_dir, texts, args.precision)
         print(f"scored {name}", flush=True)
     rows = [ensemble_row(name, [probabilities[name]], labels) for name in names]
     rows.append(ensemble_row(f"mean of all {len(names)}", list(probabilities.values()), labels))
