@@ -32,6 +32,7 @@ from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
 from sentiment.cluster.resources import largest_node_cpus, require
 from sentiment.data.corpus import read_corpus
+from sentiment.data.labeled import text_column_names
 from sentiment.errors import InputError
 from sentiment.io.shards import list_shard_files
 from sentiment.io.storage import absolute_uri, arrow_filesystem, check_reachable, upload_dir
@@ -80,11 +81,9 @@ class AdaptConfig:
     shared_fs: bool = False
 
     def __post_init__(self) -> None:
-        # one name, as train's and score's configs take it
-        if isinstance(self.text_column, str):
-            self.text_column = [self.text_column]
-        if isinstance(self.leave_out_text_column, str):
-            self.leave_out_text_column = [self.leave_out_text_column]
+        # one name (a str) is accepted too
+        self.text_column = text_column_names(self.text_column)
+        self.leave_out_text_column = text_column_names(self.leave_out_text_column)
 
     @classmethod
     def from_namespace(cls, args) -> "AdaptConfig":

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.placement import require_shared_paths
-from sentiment.data.labeled import prepare_splits
+from sentiment.data.labeled import prepare_splits, text_column_names
 from sentiment.errors import InputError, ModelError
 from sentiment.evaluate import predict_labels_of_splits
 from sentiment.io.storage import absolute_uri, check_reachable, exists, read_bytes, upload_dir
@@ -94,9 +94,14 @@ def read_members(models: list[str]) -> list[_Member]:
                   "only fine-tunes of one backbone can be averaged")
     _require_same(members, "split", lambda m: m.metrics["split_hash"][:12],
                   "rows one member held out, another trained on, so their average has no held-out rows")
-    _require_same(members, "split settings", lambda m: tuple(str(m.config.get(key)) for key in SPLIT_SETTINGS),
+    _require_same(members, "split settings", lambda m: tuple(str(_split_setting(m.config, key)) for key in SPLIT_SETTINGS),
                   f"the split is made again from them ({', '.join(SPLIT_SETTINGS)})")
     return members
+
+
+def _split_setting(config: dict, key: str):
+    # Runs recorded --text-column as one name (a str) before it took several: the same setting.
+    return text_column_names(config[key]) if key == "text_column" and key in config else config.get(key)
 
 
 def _require_same(members: list[_Member], what: str, value, why: str) -> None:

@@ -113,7 +113,9 @@ FORMAT_HELP = ("read only files of this format, chosen by extension: csv (.csv, 
 
 
 def _add_column_arguments(parser: argparse.ArgumentParser, score: bool = True) -> None:
-    parser.add_argument("--text-column", default="content", help="column holding the review text (default: %(default)s)")
+    parser.add_argument("--text-column", nargs="+", default=["content"], metavar="NAME",
+                        help="column holding the review text; with several names, each file's text is in the first "
+                             "of them it has, so files that name it differently are read in one run (default: content)")
     if score:
         parser.add_argument("--score-column", default="score", help="column holding the 1-5 star score (default: %(default)s)")
     parser.add_argument("--format", choices=FORMATS, default=None, help=FORMAT_HELP)
@@ -177,7 +179,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "class; validation and test stay the labeled data's, and texts the labeled data has "
                              "are left out. metrics.json counts what joined and why the rest did not")
     parser.add_argument("--pseudo-text-column", default=None,
-                        help="column holding the text in the --pseudo-labels files (default: --text-column)")
+                        help="column holding the text in the --pseudo-labels files (default: the first --text-column name)")
     parser.add_argument("--pseudo-min-confidence", type=float, default=DEFAULT_PSEUDO_MIN_CONFIDENCE,
                         help="lowest probability of the chosen class for a pseudo-labeled row (default: %(default)s)")
     parser.add_argument("--pseudo-per-class", default=DEFAULT_PSEUDO_PER_CLASS, metavar="balanced|all|N",

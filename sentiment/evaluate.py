@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import ray
 from ray.data.expressions import col
 
-from sentiment.data.labeled import EMPTY_TEXT, INVALID_SCORE, count_problems, read_labeled
+from sentiment.data.labeled import EMPTY_TEXT, INVALID_SCORE, count_problems, read_labeled, text_column_names
 from sentiment.errors import InputError
 from sentiment.train.metrics import classification_metrics, format_metrics
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH
@@ -122,7 +122,8 @@ def _predictions(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int |
 class EvaluateConfig:
     model: str
     data: list[str]
-    text_column: str = "content"
+    # One or more names: each file's text is in the first it has (data.labeled.read_labeled).
+    text_column: list[str] = field(default_factory=lambda: ["content"])
     score_column: str = "score"
     format: str | None = None
     report: str | None = None
@@ -133,9 +134,12 @@ class EvaluateConfig:
     precision: str = "auto"
     tokens_per_batch: int | None = None
 
+    def __post_init__(self) -> None:
+        self.text_column = text_column_names(self.text_column)  # one name (a str) is accepted too
+
     @classmethod
     def from_namespace(cls, args) -> "EvaluateConfig":
-        return cls(model=args.model, data=args.data, text_column=args.text_column, score_column=args.score_column,
+        return cls(model=args.model, data=args.data, text_column=list(args.text_column), score_column=args.score_column,
                    format=args.format, report=args.report, batch_size=args.batch_size,
                    max_length=args.max_length, limit=args.limit, use_gpu=args.gpu,
                    precision=args.precision, tokens_per_batch=args.tokens_per_batch)

@@ -139,6 +139,14 @@ def test_misuse_is_refused_in_one_line_before_anything_is_written(members, tiny_
     line = _refused(capsys, "--models", first, other_backbone, "--output", str(output))
     assert "different backbone" in line and "mpnet" in line
 
+    # A member recorded --text-column as one name (before it took several): the same split settings.
+    from sentiment.average import read_members
+
+    one_name = _copy_with_metrics(second, tmp_path / "one-name", lambda m: m["config"].update(text_column="content"))
+    assert first.endswith("model") and len(read_members([first, one_name])) == 2
+    other_text = _copy_with_metrics(second, tmp_path / "text", lambda m: m["config"].update(text_column=["review"]))
+    assert "different split settings" in _refused(capsys, "--models", first, other_text, "--output", str(output))
+
     other_split = _copy_with_metrics(second, tmp_path / "split", lambda m: m.update(split_hash="0" * 64))
     assert "different split (" in _refused(capsys, "--models", first, other_split, "--output", str(output))
 

@@ -73,6 +73,22 @@ def test_missing_column_names_the_file_and_its_columns(ray_cluster, tmp_path):
         read_labeled([str(tmp_path / "bad.csv")], "content", "score")
 
 
+def test_files_naming_the_text_column_differently_read_as_one_with_several_names(ray_cluster, tmp_path):
+    import json
+
+    pd.DataFrame({"content": ["a b", "12345"], "score": [1, 5]}).to_csv(tmp_path / "x.csv", index=False)
+    pd.DataFrame({"Review Text": ["c d"], "score": ["3"], "content2": ["not this"]}).to_parquet(tmp_path / "y.parquet")
+    pd.DataFrame({"Text": ["e f"], "score": [4]}).to_parquet(tmp_path / "z.parquet")  # score int64 here
+    (tmp_path / "w.jsonl").write_text(json.dumps({"Text": "g h", "score": 2}) + "\n")
+    frame = read_labeled([str(tmp_path)], ["content", "Review Text", "Text"], "score").to_pandas().sort_values("text")
+    assert frame["text"].tolist() == ["12345", "a b", "c d", "e f", "g h"]  # all-digit text stays text
+    assert frame["label"].tolist() == [2, 0, 1, 2, 0] and (frame["problem"] == "").all()
+
+    with pytest.raises(InputError, match=r"y\.parquet: missing column\(s\) \['content or Text'\].*"
+                                         r"give --text-column every name"):
+        read_labeled([str(tmp_path)], ["content", "Text"], "score")
+
+
 def test_reads_labeled_reviews_from_s3(ray_cluster, s3_bucket, shared_data):
     from sentiment.io import storage
 

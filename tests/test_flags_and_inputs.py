@@ -190,6 +190,19 @@ def test_evaluate_macro_f1_averages_over_the_classes_present_and_names_them(ray_
     assert f"macro-F1: {report['macro_f1']:.4f} (over neutral: no negative or positive rows)" in capsys.readouterr().out
 
 
+def test_evaluate_reads_files_that_name_the_text_column_differently(ray_cluster, shared_data, tiny_classifier,
+                                                                     tmp_path):
+    rows = _labeled(shared_data, (1, 3, 5)).sample(n=30, random_state=1)
+    data = tmp_path / "labeled"
+    data.mkdir()
+    rows.iloc[:20].to_csv(data / "a.csv", index=False)
+    rows.iloc[20:].rename(columns={"content": "Review Text"}).to_parquet(data / "b.parquet")
+    report = tmp_path / "report.json"
+    assert main(["evaluate", "--model", tiny_classifier, "--data", str(data), "--text-column", "content",
+                 "Review Text", "--report", str(report), "--precision", "fp32"]) == 0
+    assert json.loads(report.read_text())["n"] == 30
+
+
 # Case 5: one byte that is not UTF-8 on stdin failed every line.
 def test_predict_answers_every_stdin_line_when_one_holds_a_byte_that_is_not_utf8(shared_data, tiny_classifier,
                                                                                 monkeypatch, capsys, caplog):

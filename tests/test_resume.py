@@ -111,3 +111,16 @@ def test_an_adapt_run_recorded_with_one_text_column_name_resumes_with_that_name_
     assert prepare_run(str(tmp_path), settings, ADAPT_RUN_KEYS) == 1
     with pytest.raises(InputError, match=r"text_column 'Review Text' -> \['Review Text', 'Text'\]"):
         prepare_run(str(tmp_path), settings | {"text_column": ["Review Text", "Text"]}, ADAPT_RUN_KEYS)
+
+
+def test_a_train_run_recorded_with_one_text_column_name_resumes_with_that_name_as_a_list(tmp_path):
+    import json
+
+    from sentiment.train.driver import TrainConfig
+    from sentiment.train.resume import RUN_KEYS, SETTINGS_FILE, SNAPSHOT_FILE, prepare_run, run_settings
+
+    settings = run_settings(vars(TrainConfig(data=["x.csv"], output="out", text_column="content").resolved()))
+    assert settings["text_column"] == ["content"]
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(settings | {"text_column": "content"}))  # before 2026-12-05
+    (tmp_path / SNAPSHOT_FILE).write_text(json.dumps({"latest_checkpoint_result": {"metrics": {"epoch": 1}}}))
+    assert prepare_run(str(tmp_path), settings, RUN_KEYS) == 1

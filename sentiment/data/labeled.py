@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,13 @@ log = logging.getLogger(__name__)
 EMPTY_TEXT, INVALID_SCORE = "empty_text", "invalid_score"
 
 
-def read_labeled(paths: list[str], text_column: str, score_column: str,
+def text_column_names(text_column: str | Sequence[str]) -> list[str]:
+    """--text-column as a list of names: one name (str, as runs recorded it before several names
+    were allowed) or several, tried in order in each file."""
+    return [text_column] if isinstance(text_column, str) else list(text_column)
+
+
+def read_labeled(paths: list[str], text_column: str | Sequence[str], score_column: str,
                  fmt: str | None = None, limit: int | None = None, seed: int = 0,
                  listed: InputFiles | None = None) -> ray.data.Dataset:
     """Read labeled reviews as one dataset with columns text (str), label (int) and problem (str).
@@ -44,6 +50,8 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
     columns, and the two columns may have different types in different files; only the text and
     score columns are read, as strings. Rows with empty text or a score outside 1-5 are kept,
     marked in `problem`, so they can be counted.
+    `text_column` may be several names, as `sentiment score` takes them: each file's text is read
+    from the first of them it has.
     `limit` keeps a random sample of that many rows, seeded by `seed`: real files are often
     sorted (ours by score), so the first N rows would be one class.
     `listed` is list_shard_files(paths, fmt) where the caller has it already: listing again would
@@ -52,46 +60,61 @@ def read_labeled(paths: list[str], text_column: str, score_column: str,
     Raises:
         InputError: a path matches no file, a file is unreadable, or lacks one of the two columns.
     """
+    names = text_column_names(text_column)
     files = listed if listed is not None else list_shard_files(paths, fmt)
     if files.skipped:
         log.warning("not reading %d file(s) that are not data: %s", len(files.skipped), ", ".join(files.skipped[:5]))
     kinds = [format_of(path, fmt) for path in files.paths]
     schemas = {path: schema for path, (schema, _) in zip(files.paths, check_files(files, kinds))}
-    by_format: dict[str, list[str]] = {}
+    # (format, the file's own name for the text column) -> its files
+    by_format: dict[tuple[str, str], list[str]] = {}
     for path, uri, kind in zip(files.paths, files.uris, kinds):
         have = schemas[path].names
-        missing = [c for c in (text_column, score_column) if c not in have]
+        own_text = next((name for name in names if name in have), None)
+        missing = [c for c in ([] if own_text else [" or ".join(names)]) + [score_column] if c not in have]
         if missing:
             raise InputError(f"{uri}: missing column(s) {missing}; it has {have}. "
-                             "Choose columns with --text-column / --score-column")
-        by_format.setdefault(kind, []).append(path)
-    columns = [text_column, score_column]
-    # Read both columns as strings: a score like "five" must become a counted bad row, not a
-    # type-inference crash, numeric-looking texts must stay texts, and files that disagree on a
-    # column's type (int64 stars here, "4" there) still read as one dataset.
+                             "Choose columns with --text-column / --score-column"
+                             + (" (give --text-column every name the files use)" if not own_text else ""))
+        by_format.setdefault((kind, own_text), []).append(path)
     parts = []
-    if "csv" in by_format:
-        convert = pacsv.ConvertOptions(include_columns=columns,
-                                       column_types={c: pa.string() for c in columns})
-        blocks = csv_read_options(schemas[path] for path in by_format["csv"])
-        for codec, group in by_compression(by_format["csv"]).items():  # Ray detects lower-case names only
-            parts.append(ray.data.read_csv(group, parse_options=CSV_PARSE, convert_options=convert,
-                                           read_options=blocks, arrow_open_stream_args={"compression": codec},
-                                           **read_options(files.filesystem, "csv")))
-    for kind, read in (("parquet", read_parquet), ("json", ray.data.read_json)):
-        for group in group_by_column_types(by_format.get(kind, []), schemas, columns):
-            codecs = by_compression(group).items() if kind == "json" else [(None, group)]
-            for codec, same_codec in codecs:
-                stream_args = {"arrow_open_stream_args": {"compression": codec}} if kind == "json" else {}
-                parts.append(read(same_codec, **stream_args, **read_options(files.filesystem, kind))
-                             .select_columns(columns)
-                             .map_batches(as_plain_strings, fn_args=(columns,), batch_format="pyarrow",
-                                          batch_size=None))
+    for (kind, own_text), kind_paths in by_format.items():
+        parts += [_renamed(part, own_text, names[0])
+                  for part in _read_two_columns(kind, kind_paths, [own_text, score_column], schemas, files.filesystem)]
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if limit:
         dataset = dataset.random_shuffle(seed=seed).limit(limit)
-    return dataset.map_batches(_normalize, fn_kwargs={"text_column": text_column, "score_column": score_column},
+    return dataset.map_batches(_normalize, fn_kwargs={"text_column": names[0], "score_column": score_column},
                                batch_format="pandas")
+
+
+def _read_two_columns(kind: str, paths: list[str], columns: list[str], schemas: dict, filesystem) -> list:
+    """Lazy Datasets of paths' (all of one format) text and score columns, as strings.
+
+    Both columns are read as strings: a score like "five" must become a counted bad row, not a
+    type-inference crash, numeric-looking texts must stay texts, and files that disagree on a
+    column's type (int64 stars here, "4" there) still read as one dataset."""
+    if kind == "csv":
+        convert = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns})
+        blocks = csv_read_options(schemas[path] for path in paths)
+        return [ray.data.read_csv(group, parse_options=CSV_PARSE, convert_options=convert, read_options=blocks,
+                                  arrow_open_stream_args={"compression": codec}, **read_options(filesystem, "csv"))
+                for codec, group in by_compression(paths).items()]  # Ray detects lower-case names only
+    read = read_parquet if kind == "parquet" else ray.data.read_json
+    parts = []
+    for group in group_by_column_types(paths, schemas, columns):
+        codecs = by_compression(group).items() if kind == "json" else [(None, group)]
+        for codec, same_codec in codecs:
+            stream_args = {"arrow_open_stream_args": {"compression": codec}} if kind == "json" else {}
+            parts.append(read(same_codec, **stream_args, **read_options(filesystem, kind))
+                         .select_columns(columns)
+                         .map_batches(as_plain_strings, fn_args=(columns,), batch_format="pyarrow", batch_size=None))
+    return parts
+
+
+def _renamed(part: ray.data.Dataset, own_text: str, text_column: str) -> ray.data.Dataset:
+    """part with its text column under text_column, the name every file's text is read as."""
+    return part if own_text == text_column else part.rename_columns({own_text: text_column})
 
 
 def clean_text(raw: pd.Series) -> pd.Series:
@@ -195,13 +218,14 @@ def count_problems(dataset: ray.data.Dataset) -> dict[str, int]:
     return {problem: n for (problem,), n in count_rows_by(dataset, ["problem"]).items()}
 
 
-def prepare_splits(paths: list[str], text_column: str, score_column: str, *, seed: int,
+def prepare_splits(paths: list[str], text_column: str | Sequence[str], score_column: str, *, seed: int,
                    val_fraction: float, test_fraction: float, fmt: str | None = None,
                    limit: int | None = None, shuffle_seed: int | None = None,
                    listed: InputFiles | None = None, pseudo: PseudoLabels | None = None) -> LabeledSplits:
     """Read labeled reviews and return deduplicated, leak-free splits with full row accounting.
 
     Args:
+        text_column: one name, or several tried in order in each file (read_labeled).
         seed: the split seed: which rows a --limit sample keeps and which split each text hashes to.
         shuffle_seed: the order of the training rows (default: seed). `sentiment train` passes
             its --seed here and its --split-seed as seed, so runs that differ only in --seed are

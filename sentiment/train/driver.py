@@ -14,12 +14,12 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from sentiment.data.labeled import prepare_splits
+from sentiment.data.labeled import prepare_splits, text_column_names
 from sentiment.data.labels import DEFAULT_PSEUDO_MIN_CONFIDENCE, DEFAULT_PSEUDO_PER_CLASS
 from sentiment.data.pseudo_labels import read_pseudo_labels
 from sentiment.evaluate import predict_labels_of_splits
@@ -48,7 +48,8 @@ class TrainConfig:
     data: list[str]
     output: str
     model: str = DEFAULT_BACKBONE
-    text_column: str = "content"
+    # One or more names: each file's text is in the first it has (data.labeled.read_labeled).
+    text_column: list[str] = field(default_factory=lambda: ["content"])
     score_column: str = "score"
     format: str | None = None
     # None: from the backbone's recipe (sentiment.model.recipes), filled in by resolved().
@@ -73,7 +74,7 @@ class TrainConfig:
     limit: int | None = None
     # `sentiment score` output whose confident rows join the training split only (data.pseudo_labels).
     pseudo_labels: list[str] | None = None
-    pseudo_text_column: str | None = None  # None: text_column
+    pseudo_text_column: str | None = None  # None: the first name of text_column
     pseudo_min_confidence: float | None = DEFAULT_PSEUDO_MIN_CONFIDENCE
     pseudo_per_class: str | None = DEFAULT_PSEUDO_PER_CLASS  # "balanced", "all" or a number
     run_name: str = "sentiment-train"
@@ -81,9 +82,12 @@ class TrainConfig:
     max_failures: int = 2
     shared_fs: bool = False  # local paths are on a filesystem every node mounts (see placement)
 
+    def __post_init__(self) -> None:
+        self.text_column = text_column_names(self.text_column)  # one name (a str) is accepted too
+
     @classmethod
     def from_namespace(cls, args) -> "TrainConfig":
-        return cls(data=args.data, output=args.output, model=args.model, text_column=args.text_column,
+        return cls(data=args.data, output=args.output, model=args.model, text_column=list(args.text_column),
                    score_column=args.score_column, format=args.format, epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, warmup_fraction=args.warmup_fraction,
                    label_smoothing=args.label_smoothing,
@@ -104,7 +108,7 @@ class TrainConfig:
         cpus = self.cpus_per_worker or (GPU_WORKER_CPUS if self.use_gpu else 1)
         # Without --pseudo-labels the pseudo settings mean nothing: recorded as None, so that
         # they never tell two runs apart.
-        pseudo = ({"pseudo_text_column": self.pseudo_text_column or self.text_column} if self.pseudo_labels else
+        pseudo = ({"pseudo_text_column": self.pseudo_text_column or self.text_column[0]} if self.pseudo_labels else
                   {"pseudo_text_column": None, "pseudo_min_confidence": None, "pseudo_per_class": None})
         return replace(self, **chosen, cpus_per_worker=cpus, **pseudo)
 
