@@ -227,6 +227,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="PATH", help="labeled CSV/Parquet/JSON-lines files, folders, globs or s3:// URIs")
     _add_column_arguments(parser)
     parser.add_argument("--report", default=None, help="also write the metrics as JSON to this path")
+    parser.add_argument("--plot", default=None, metavar="PATH",
+                        help="also draw the confusion matrix (counts and the share of each true class) to this "
+                             ".png, .svg or .pdf, local or s3://")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="fixed rows per forward batch; default: by --tokens-per-batch")
     parser.add_argument("--max-length", type=max_length, default=DEFAULT_MAX_LENGTH, help=MAX_LENGTH_HELP)
     parser.add_argument("--limit", type=positive_int, default=None, help="evaluate at most N rows")

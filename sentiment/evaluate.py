@@ -118,6 +118,10 @@ def _predictions(dataset: ray.data.Dataset, model_uri: str, *, batch_size: int |
     return predicted.to_pandas()
 
 
+# --plot's formats, by suffix: the ones matplotlib writes without extra packages that a person opens.
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
 @dataclass
 class EvaluateConfig:
     model: str
@@ -127,6 +131,7 @@ class EvaluateConfig:
     score_column: str = "score"
     format: str | None = None
     report: str | None = None
+    plot: str | None = None  # the confusion matrix as an image: .png, .svg or .pdf (PLOT_SUFFIXES)
     batch_size: int | None = None
     max_length: int = DEFAULT_MAX_LENGTH
     limit: int | None = None
@@ -140,7 +145,7 @@ class EvaluateConfig:
     @classmethod
     def from_namespace(cls, args) -> "EvaluateConfig":
         return cls(model=args.model, data=args.data, text_column=list(args.text_column), score_column=args.score_column,
-                   format=args.format, report=args.report, batch_size=args.batch_size,
+                   format=args.format, report=args.report, plot=args.plot, batch_size=args.batch_size,
                    max_length=args.max_length, limit=args.limit, use_gpu=args.gpu,
                    precision=args.precision, tokens_per_batch=args.tokens_per_batch)
 
@@ -155,9 +160,11 @@ def evaluate(config: EvaluateConfig) -> dict:
 
     # Fail fast, before Ray starts, if it is not a model: config and weights header only, as score.
     check_classifier_folder(config.model, max_length=config.max_length)
-    if config.report:  # a report that cannot be written must fail now, not after the evaluation
-        check_reachable(config.report if is_s3(config.report)
-                        else os.path.dirname(os.path.abspath(os.path.expanduser(config.report))))
+    if config.plot and not config.plot.lower().endswith(PLOT_SUFFIXES):
+        raise InputError(f"--plot {config.plot}: name a {', '.join(PLOT_SUFFIXES)} file (the image format)")
+    for path in (config.report, config.plot):  # what cannot be written must fail now, not after the evaluation
+        if path:
+            check_reachable(path if is_s3(path) else os.path.dirname(os.path.abspath(os.path.expanduser(path))))
     ensure_connected()
     labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit).materialize()
     problems = count_problems(labeled)
@@ -180,4 +187,22 @@ def evaluate(config: EvaluateConfig) -> dict:
     if config.report:
         write_bytes(config.report, json.dumps(metrics, indent=2).encode())
         print(f"report written to {config.report}")
+    if config.plot:
+        names = ", ".join(path.rstrip("/").rsplit("/", 1)[-1] for path in config.data)
+        _write_confusion_plot(metrics["confusion_matrix"], config.plot, title=names)
+        print(f"confusion matrix drawn to {config.plot}")
     return metrics
+
+
+def _write_confusion_plot(matrix: list[list[int]], uri: str, title: str) -> None:
+    """The confusion matrix drawn to uri (local or s3://), in the format its suffix names."""
+    import tempfile
+
+    from sentiment.train.plots import plot_confusion_matrix
+
+    shown = title if len(title) <= 32 else title[:29] + "..."  # the title's line holds counts and accuracy too
+    with tempfile.TemporaryDirectory() as scratch:
+        local = os.path.join(scratch, "confusion" + os.path.splitext(uri)[1].lower())
+        plot_confusion_matrix(matrix, local, title=shown)
+        with open(local, "rb") as drawn:
+            write_bytes(uri, drawn.read())

@@ -118,6 +118,11 @@ def test_evaluate_report_that_cannot_be_written_fails_before_the_evaluation(shar
     assert main(["evaluate", "--model", tiny_classifier, "--data", str(data), "--report", "/proc/nope/r.json"]) == 2
     assert _error_line(capsys).startswith("sentiment evaluate: error: cannot write under /proc/nope: /proc is not "
                                           "a writable folder")
+    assert main(["evaluate", "--model", tiny_classifier, "--data", str(data), "--plot", "/proc/nope/m.png"]) == 2
+    assert _error_line(capsys).startswith("sentiment evaluate: error: cannot write under /proc/nope")
+    assert main(["evaluate", "--model", tiny_classifier, "--data", str(data), "--plot", str(tmp_path / "m.jpg")]) == 2
+    assert _error_line(capsys) == (f"sentiment evaluate: error: --plot {tmp_path / 'm.jpg'}: name a .png, .svg, "
+                                   ".pdf file (the image format)")
 
 
 def test_format_json_reads_only_json_lines_and_help_says_it_filters_by_extension(shared_data, tmp_path, capsys):
@@ -190,8 +195,10 @@ def test_evaluate_macro_f1_averages_over_the_classes_present_and_names_them(ray_
     assert f"macro-F1: {report['macro_f1']:.4f} (over neutral: no negative or positive rows)" in capsys.readouterr().out
 
 
-def test_evaluate_reads_files_that_name_the_text_column_differently(ray_cluster, shared_data, tiny_classifier,
-                                                                     tmp_path):
+def test_evaluate_reads_files_that_name_the_text_column_differently_and_draws_its_matrix_to_s3(
+        ray_cluster, shared_data, tiny_classifier, s3_bucket, tmp_path):
+    from sentiment.io.storage import read_bytes
+
     rows = _labeled(shared_data, (1, 3, 5)).sample(n=30, random_state=1)
     data = tmp_path / "labeled"
     data.mkdir()
@@ -199,8 +206,9 @@ def test_evaluate_reads_files_that_name_the_text_column_differently(ray_cluster,
     rows.iloc[20:].rename(columns={"content": "Review Text"}).to_parquet(data / "b.parquet")
     report = tmp_path / "report.json"
     assert main(["evaluate", "--model", tiny_classifier, "--data", str(data), "--text-column", "content",
-                 "Review Text", "--report", str(report), "--precision", "fp32"]) == 0
+                 "Review Text", "--report", str(report), "--precision", "fp32", "--plot", f"{s3_bucket}/m.png"]) == 0
     assert json.loads(report.read_text())["n"] == 30
+    assert read_bytes(f"{s3_bucket}/m.png").startswith(b"\x89PNG")
 
 
 # Case 5: one byte that is not UTF-8 on stdin failed every line.
