@@ -41,9 +41,12 @@ from sentiment.model.classifier import (DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PR
 from sentiment.train.driver import GPU_WORKER_CPUS, absolute_if_local, cpu_worker_cpus, fit_interruptibly
 from sentiment.train.masked_lm import HISTORY_FILE, MODEL_SUBDIR, adapt_loop_per_worker
 from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
+from sentiment.train.plots import plot_adaptation_history
 from sentiment.train.resume import prepare_run
 
 log = logging.getLogger(__name__)
+# The masked-language loss by step, drawn beside the adapted encoder (train.plots.plot_adaptation_history).
+HISTORY_PLOT = "adaptation_history.png"
 # The settings that make two attempts the same run (resume.prepare_run).
 ADAPT_RUN_KEYS = ("data", "model", "text_column", "format", "leave_out", "leave_out_text_column", "limit", "seed",
                   "held_out_fraction", "max_length", "epochs", "batch_size", "lr", "warmup_fraction",
@@ -178,6 +181,7 @@ def adapt(config: AdaptConfig) -> dict:
             history = json.load(file)
         encoder_folder = os.path.join(scratch, "encoder")
         save_encoder(os.path.join(checkpoint, MODEL_SUBDIR), config.model, encoder_folder)
+        plot_adaptation_history(history, os.path.join(encoder_folder, HISTORY_PLOT))
         upload_dir(encoder_folder, staged)
     metrics = {"adapted_from": absolute_if_local(config.model), "history": history, "held_out_loss": history[-1]["held_out_loss"],
                "corpus": corpus.counts, "config": config.recorded(),

@@ -86,12 +86,35 @@ def test_the_encoder_learns_and_is_saved_for_train_with_the_backbones_pooler(ada
     assert history[0]["head_only_steps"] > 0  # the tiny backbone ships without a language-model head
     assert history[-1]["held_out_loss"] < history[0]["held_out_loss"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
+    # 7 steps an epoch, fewer than the 50 between logged losses: the plot draws the epoch points.
+    assert [h["recent_train_losses"] for h in history] == [[], []]
+    assert (adapted / "adaptation_history.png").read_bytes().startswith(b"\x89PNG")
     assert metrics["adapted_from"] == tiny_backbone
     before, after = load_file(f"{tiny_backbone}/model.safetensors"), load_file(adapted / "model.safetensors")
     assert set(after) == set(before)
     assert not torch.equal(after["encoder.layer.1.attention.self.query.weight"],
                            before["encoder.layer.1.attention.self.query.weight"])
     assert torch.equal(after["pooler.dense.weight"], before["pooler.dense.weight"])
+
+
+def test_the_adaptation_plot_draws_the_logged_losses_and_each_epochs_held_out_loss():
+    import matplotlib.pyplot as plt
+
+    from sentiment.train.plots import adaptation_figure
+
+    history = [{"epoch": 1, "optimizer_step": 120, "train_loss": 5.0, "held_out_loss": 4.5, "head_only_steps": 24,
+                "recent_train_losses": [[50, 6.0], [100, 5.0]]},
+               {"epoch": 2, "optimizer_step": 240, "train_loss": 4.0, "held_out_loss": 4.2, "head_only_steps": 24,
+                "recent_train_losses": [[170, 4.2], [220, 4.0]]}]
+    fig = adaptation_figure(history)
+    try:
+        lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in fig.axes[0].get_lines()}
+        assert lines["train, as logged (mean of the last steps)"] == ([50, 100, 170, 220], [6.0, 5.0, 4.2, 4.0])
+        assert lines["held-out texts"] == ([120, 240], [4.5, 4.2])
+        assert lines["encoder trains from step 24"][0] == [24, 24]
+        assert "held-out loss 4.200 after 2 epoch(s)" in fig.axes[0].get_title()
+    finally:
+        plt.close(fig)
 
 
 def test_train_fine_tunes_the_adapted_encoder_with_the_recipe_of_what_it_adapted(adapted, tiny_backbone):

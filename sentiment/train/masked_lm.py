@@ -201,6 +201,8 @@ def adapt_loop_per_worker(config: dict) -> None:
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         step = texts = 0
         logged_sum = 0.0
+        recent_losses = []  # [optimizer step of the run, mean loss of the last LOG_EVERY_STEPS], for the plot
+        steps_before = history[-1].get("optimizer_step", epoch * steps_per_epoch) if history else 0
         batches = shard.iter_torch_batches(batch_size=config["batch_size"], collate_fn=collate, device=device,
                                            local_shuffle_buffer_size=config["batch_size"] * 32,
                                            local_shuffle_seed=config["seed"] + epoch,
@@ -220,6 +222,7 @@ def adapt_loop_per_worker(config: dict) -> None:
                 eta = (steps_per_epoch - step) * seconds / step
                 # The last steps' mean: the epoch's mean so far hides where the loss is now.
                 recent, logged_sum = (float(loss_sum) - logged_sum) / LOG_EVERY_STEPS, float(loss_sum)
+                recent_losses.append([steps_before + step, recent])
                 log.info(f"[adapt] {label} step {step}/{steps_per_epoch} loss {recent:.4f} (the last "
                          f"{LOG_EVERY_STEPS} steps; {texts / seconds:.1f} texts/s per worker, about "
                          f"{f'{eta / 60:.0f} min' if eta >= 120 else f'{eta:.0f} s'} left in the epoch)")
@@ -233,6 +236,7 @@ def adapt_loop_per_worker(config: dict) -> None:
         if resumed_from and epoch == start_epoch:  # what was restored, to be checked against what was saved
             metrics["resumed_from"] = resumed_from
         if rank == 0:
+            metrics["recent_train_losses"] = recent_losses
             # Rank 0 alone scores the held-out texts (a few thousand at most); the others wait in report.
             metrics["held_out_loss"] = held_out_loss(
                 MaskedPositionsLoss(base_model), tokenizer, config["held_out"], max_length=config["max_length"],

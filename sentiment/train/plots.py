@@ -106,3 +106,42 @@ def plot_members_and_average(rows: list[tuple[str, dict]], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_adaptation_history(history: list[dict], path: str) -> None:
+    """adaptation_figure() as a PNG at path."""
+    fig = adaptation_figure(history)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def adaptation_figure(history: list[dict]):
+    """`sentiment adapt`'s masked-language loss against optimizer steps: the training loss as it
+    was logged (the mean of the last steps), each epoch's mean training loss and its held-out loss,
+    and where the encoder joined a new language-model head's training. Flattening held-out
+    points say more epochs would not pay; rising ones that the encoder is drifting."""
+    fig, ax = plt.subplots(figsize=(9, 4.4))
+    recent = [point for h in history for point in h.get("recent_train_losses", [])]
+    if recent:
+        ax.plot([s for s, _ in recent], [loss for _, loss in recent], "-", color="tab:blue", alpha=0.6,
+                label="train, as logged (mean of the last steps)")
+    ends = [h.get("optimizer_step") for h in history]
+    if all(step is not None for step in ends):
+        ax.plot(ends, [h["train_loss"] for h in history], "o", color="tab:blue", label="train, epoch mean")
+        ax.plot(ends, [h["held_out_loss"] for h in history], "s-", color="tab:orange", label="held-out texts")
+        ax.set_xlabel("optimizer step")
+    else:  # a run recorded before optimizer steps were: by epoch
+        ends = [h["epoch"] for h in history]
+        ax.plot(ends, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train, epoch mean")
+        ax.plot(ends, [h["held_out_loss"] for h in history], "s-", color="tab:orange", label="held-out texts")
+        ax.set_xlabel("epoch")
+    head_only = history[0].get("head_only_steps", 0) if history else 0
+    if head_only and ax.get_xlabel() == "optimizer step":
+        ax.axvline(head_only, color="grey", linestyle=":", linewidth=1, label=f"encoder trains from step {head_only}")
+    ax.set_ylabel("masked-language loss (lower is better)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    last = history[-1] if history else {"held_out_loss": float("nan"), "epoch": 0}
+    ax.set_title(f"Adaptation — held-out loss {last['held_out_loss']:.3f} after {last['epoch']} epoch(s)")
+    fig.tight_layout()
+    return fig
