@@ -332,3 +332,29 @@ def test_an_output_ensemble_is_the_mean_of_its_members_probabilities():
     assert row["validation"]["accuracy"] == 0.75  # its last row: 0.45 for class 2, 0.525 for class 1
     assert row["test"]["accuracy"] == 1.0
     assert ensemble_row("sure", members[:1], labels)["test"]["accuracy"] == 0.75
+
+
+def test_a_backbone_split_into_parts_joins_into_the_same_folder_and_a_missing_part_is_named(tiny_backbone, tmp_path):
+    # How a backbone too large for one device call travels: bf16 parts here, fp32 again there.
+    from safetensors.torch import load_file
+
+    from benchmarks.backbone_parts import join, split
+    from sentiment.model.classifier import build_classifier
+
+    parts = tmp_path / "parts"
+    manifest = split(tiny_backbone, parts, part_mib=0.25)
+    assert len(manifest["parts"]) > 1 and sum(p["bytes"] for p in manifest["parts"]) == manifest["tar_bytes"]
+    joined = join(parts, tmp_path / "joined")
+    before, after = load_file(f"{tiny_backbone}/model.safetensors"), load_file(joined / "model.safetensors")
+    assert set(after) == set(before)
+    for name, weight in before.items():
+        assert after[name].dtype == weight.dtype
+        assert torch.equal(after[name], weight.to(torch.bfloat16).to(weight.dtype))  # bf16-rounded, no more
+    build_classifier(str(joined))  # every encoder weight loads (else it refuses)
+
+    (parts / "part-001").write_bytes(b"damaged")
+    with pytest.raises(SystemExit, match=r"part-001 is damaged \(7 bytes"):
+        join(parts, tmp_path / "again")
+    (parts / "part-001").unlink()
+    with pytest.raises(SystemExit, match=r"parts part-001 of \d+ are not here"):
+        join(parts, tmp_path / "again")
