@@ -13,7 +13,7 @@
 #                carry [".carry/mpnet/part-002"]              command: ls -l .carry/mpnet
 #                carry [".carry/mpnet/part-003", ".carry/mpnet/manifest.json"]
 #                    command: source .gpukit/setup.sh && bash benchmarks/gpu_quality.sh   (timeout_s 600)
-# (.gpukit is about 33 MiB and a part 60: each travels in a call of its own.)
+# (.gpukit is about 34 MiB and a part 60: each travels in a call of its own.)
 # On CPU (a dry run of the same steps with a tiny backbone and a few hundred rows):
 #   GPU_QUALITY_CPU=1 PARTS=DIR OUT=/tmp/gpu-quality bash benchmarks/gpu_quality.sh
 #   (DIR: `python -m benchmarks.backbone_parts split --model TINY_FOLDER --out DIR --part-mib 0.5`)
