@@ -401,6 +401,47 @@ def test_a_kill_during_the_model_commit_leaves_no_folder_that_looks_complete(tmp
     assert json.loads((output / "metrics.json").read_text()) == {"tag": "third"}
 
 
+def test_a_kill_while_metrics_json_is_written_leaves_the_folder_incomplete_not_a_broken_metrics_json(tmp_path):
+    """The model commit killed after metrics.json's bytes are written but before they take its
+    name (storage.write_bytes): no metrics.json, so the folder reads as incomplete, and the next
+    commit replaces what was left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, wait_until_reached
+    from sentiment.train.output import check_output_is_ours
+    from tests.hand_commit import MODEL_FILES
+
+    output, points, point = tmp_path / "model", tmp_path / "points", "storage.before_rename:metrics.json"
+    points.mkdir()
+    env = {**os.environ, PAUSE_AT_ENV: point, PAUSE_DIR_ENV: str(points)}
+    killed = subprocess.Popen([sys.executable, "-m", "tests.hand_commit", "model", str(output), "first"],
+                              cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until_reached(str(points), point, timeout_s=120, process=killed) == [killed.pid]
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=60)
+    finally:
+        killed.kill()
+        killed.communicate()
+    names = {p.name for p in output.iterdir()}
+    partial = [name for name in names if name.startswith("metrics.json.") and name.endswith(".partial")]
+    assert "metrics.json" not in names and len(partial) == 1  # the bytes, under a name no reader takes
+    assert json.loads((output / partial[0]).read_text()) == {"tag": "first"}
+    assert set(MODEL_FILES) <= names
+    check_output_is_ours(str(output))
+
+    again = subprocess.run([sys.executable, "-m", "tests.hand_commit", "model", str(output), "second"],
+                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in output.iterdir()) == sorted([*MODEL_FILES, "metrics.json"])
+    assert json.loads((output / "metrics.json").read_text()) == {"tag": "second"}
+
+
 # Case 7: SIGINT during train ended with exit 1 and a Ray traceback.
 @pytest.mark.slow
 def test_sigint_during_training_prints_interrupted_and_exits_130(ray_cluster, shared_data, tiny_backbone, tmp_path):

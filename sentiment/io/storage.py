@@ -16,12 +16,14 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 
 import fsspec
 import pyarrow.fs as pafs
 
 from sentiment.errors import InputError, StorageError
+from sentiment.pause_points import pause_point
 
 try:  # botocore comes with s3fs; its errors are storage errors whatever s3fs lets through
     from botocore.exceptions import BotoCoreError, ClientError
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 # FileNotFoundError, PermissionError, timeouts) and botocore's own classes. Anything else is a
 # bug in this package and keeps its traceback.
 STORAGE_ERRORS = (OSError, BotoCoreError, ClientError)
+# What write_bytes writes a local file under before renaming it over the file's name.
+PARTIAL_SUFFIX = ".partial"
 # Names in an input folder that are not data and are skipped (and listed as skipped): notes
 # beside the shards. Hidden and `_` files (markers such as _SUCCESS, .crc) are skipped too.
 NOTE_SUFFIXES = (".txt", ".md", ".rst")
@@ -233,12 +237,29 @@ def _once_per_file(paths: list[str], local: bool) -> list[str]:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    """Write a whole object or file, creating parent folders."""
+    """Write a whole object or file, creating parent folders.
+
+    Readers, and a kill at any point, see the old contents or the new, never a part: S3 replaces
+    an object whole when its upload completes, and a local file is written beside its name
+    (NAME.<random>.partial, PARTIAL_SUFFIX) and renamed over it. A kill before the rename leaves
+    that partial file and the old contents; folders that check their files count it as ours.
+    """
     fs, path = fsspec_filesystem(uri)
     try:
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with fs.open(path, "wb") as f:
-            f.write(data)
+        if is_s3(uri):
+            with fs.open(path, "wb") as f:
+                f.write(data)
+            return
+        partial = f"{path}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}"
+        try:
+            with open(partial, "wb") as f:
+                f.write(data)
+            pause_point(f"storage.before_rename:{os.path.basename(path)}")
+            os.replace(partial, path)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
     except STORAGE_ERRORS as error:
         raise StorageError(describe_failure(uri, error)) from None
 

@@ -15,7 +15,7 @@ import json
 import logging
 
 from sentiment.errors import InputError, StorageError
-from sentiment.io.storage import STORAGE_ERRORS, describe_failure, fsspec_filesystem, read_bytes, write_bytes
+from sentiment.io.storage import PARTIAL_SUFFIX, STORAGE_ERRORS, describe_failure, fsspec_filesystem, read_bytes, write_bytes
 from sentiment.pause_points import pause_point
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ def check_output_is_ours(output: str) -> None:
     """Refuse an --output folder holding files that no run of ours wrote.
 
     Ours: a complete model folder (metrics.json), Ray Train's checkpoints/ (a run to resume, by
-    the rule in sentiment.train.resume), and the staging folder and files of an interrupted commit.
+    the rule in sentiment.train.resume), the staging folder and files of an interrupted commit,
+    and what a write killed before its rename left (storage.write_bytes' *.partial).
 
     Raises:
         InputError: naming the folder and up to five of the other files.
@@ -54,7 +55,7 @@ def check_output_is_ours(output: str) -> None:
     if COMMITTING_FILE in entries:
         ours.update(json.loads(read_bytes(f"{output}/{COMMITTING_FILE}"))["files"])
         log.warning("%s holds a model commit that was interrupted (no %s): this run replaces it", output, METRICS_FILE)
-    others = sorted(name for name in entries if name not in ours)
+    others = sorted(name for name in entries if name not in ours and not name.endswith(PARTIAL_SUFFIX))
     if others:
         more = f" and {len(others) - 5} more" if len(others) > 5 else ""
         raise InputError(f"--output {output} already holds files that are not a model of ours "
@@ -93,6 +94,9 @@ def commit_model_folder(staging: str, output: str, metrics: dict) -> None:
         fs.rm(f"{output_path}/{COMMITTING_FILE}")
         if fs.exists(staging_path):
             fs.rm(staging_path, recursive=True)
+        for name, kind in _entries(output).items():  # what a killed commit's writes left
+            if kind == "file" and name.endswith(PARTIAL_SUFFIX):
+                fs.rm(f"{output_path}/{name}")
     except STORAGE_ERRORS as error:
         raise StorageError(describe_failure(output, error)) from None
 
