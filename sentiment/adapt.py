@@ -41,6 +41,7 @@ from sentiment.model.classifier import (DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PR
 from sentiment.train.driver import GPU_WORKER_CPUS, absolute_if_local, cpu_worker_cpus, fit_interruptibly
 from sentiment.train.masked_lm import HISTORY_FILE, MODEL_SUBDIR, adapt_loop_per_worker
 from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
+from sentiment.provenance import provenance
 from sentiment.train.plots import plot_adaptation_history
 from sentiment.train.resume import prepare_run
 
@@ -187,7 +188,8 @@ def adapt(config: AdaptConfig) -> dict:
                "corpus": corpus.counts, "config": config.recorded(),
                "wall_seconds": {"data_prep": prepared - started, "training": trained - prepared,
                                 "total": time.time() - started},
-               "ray_run": {"name": config.run_name, "checkpoint": result.checkpoint.path}}
+               "ray_run": {"name": config.run_name, "checkpoint": result.checkpoint.path},
+               "provenance": provenance()}
     commit_model_folder(staged, config.resolved_output, metrics)
     print(f"adapted encoder written to {config.resolved_output}: held-out masked-language loss "
           f"{metrics['held_out_loss']:.4f} after {len(history)} epoch(s) over {corpus.counts['train']} texts; "

@@ -31,6 +31,7 @@ from sentiment.model.average import average_weights
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_folder, load_classifier, save_classifier
 from sentiment.train.metrics import classification_metrics, format_metrics, standard_error
 from sentiment.train.output import METRICS_FILE, check_output_is_ours, commit_model_folder, staging_folder
+from sentiment.provenance import provenance
 from sentiment.train.plots import plot_confusion_matrix, plot_members_and_average
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,7 @@ def average(config: AverageConfig) -> dict:
             # What the members share: the backbone, and where its held-out rows come from.
             "config": {**{key: recorded.get(key) for key in ("model", *SPLIT_SETTINGS)}, "output": output},
             "wall_seconds": {"total": time.time() - started},
+            "provenance": provenance(),
         }
         artifacts = os.path.join(scratch, "artifacts")
         os.makedirs(artifacts)

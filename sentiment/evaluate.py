@@ -13,6 +13,7 @@ from ray.data.expressions import col
 
 from sentiment.data.labeled import EMPTY_TEXT, INVALID_SCORE, count_problems, read_labeled, text_column_names
 from sentiment.errors import InputError
+from sentiment.provenance import provenance
 from sentiment.train.metrics import classification_metrics, format_metrics
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH
 from sentiment.cluster.connect import ensure_connected
@@ -180,6 +181,7 @@ def evaluate(config: EvaluateConfig) -> dict:
     metrics["skipped"] = {EMPTY_TEXT: problems.get(EMPTY_TEXT, 0), INVALID_SCORE: problems.get(INVALID_SCORE, 0)}
     metrics["model"] = config.model
     metrics["precision"] = config.precision
+    metrics["provenance"] = provenance()
     print(format_metrics(y_true, y_pred, metrics))
     skipped = sum(metrics["skipped"].values())
     if skipped:

@@ -167,6 +167,9 @@ def test_s3_scoring_marker_and_summary_count_what_was_written(s3_scored):
     from sentiment.model.predictor import resolve_precision
 
     assert summary["precision"] == resolve_precision("auto", torch.device("cpu"))
+    from sentiment.provenance import provenance
+
+    assert summary["provenance"] == provenance()
 
 
 def test_s3_scoring_never_writes_credentials_into_its_artifacts(s3_scored):

@@ -125,8 +125,11 @@ def test_a_file_the_data_reaches_twice_is_read_once_and_said_once(trained_on_s3)
 
 
 def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
+    from sentiment.provenance import provenance
+
     metrics = _metrics(trained_on_s3)
     assert METRIC_KEYS <= set(metrics)
+    assert metrics["provenance"] == provenance()  # the code and library versions that trained it
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
     for epoch in metrics["history"]:
         for key in ("train_loss", "val_loss"):
@@ -237,7 +240,7 @@ def test_evaluate_report_has_the_documented_keys(trained_on_s3, shared_data, tmp
     printed = capsys.readouterr().out
     assert "macro-F1" in printed and "confusion matrix" in printed and "precision" in printed
     result = json.loads(report.read_text())
-    assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "n"} <= set(result)
+    assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "n", "provenance"} <= set(result)
     assert result["n"] + sum(result["skipped"].values()) == 120
 
 

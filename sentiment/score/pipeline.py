@@ -28,6 +28,7 @@ from sentiment.score import commit
 from sentiment.score.stages import enable_stage_timing, stage_table
 from sentiment.score.summary import build_summary
 from sentiment.errors import InputError
+from sentiment.provenance import provenance
 from sentiment.score.failures import pipeline_failure
 from sentiment.data.labels import LABELS, PROB_COLUMNS
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_folder
@@ -431,6 +432,7 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
     summary["text_read_from"] = {uri: found.renamed[path] for uri, path in zip(found.uris, found.paths)
                                  if path in found.renamed}
     summary["stages"] = stage_table(dataset)
+    summary["provenance"] = provenance()
     _check_nothing_lost(found, summary, attempt.staging)
     _check_error_fraction(summary, config.max_error_fraction, attempt.staging)
     commit.commit(attempt, summary, sink.written, found.rows_by_uri)

@@ -26,6 +26,7 @@ from sentiment.evaluate import predict_labels_of_splits
 from sentiment.train.metrics import classification_metrics, format_metrics
 from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS, backbone_config, build_classifier, check_max_length
 from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
+from sentiment.provenance import provenance
 from sentiment.train.plots import plot_confusion_matrix, plot_training_history
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import largest_node_cpus, require
@@ -288,6 +289,7 @@ def train(config: TrainConfig) -> dict:
             "wall_seconds": {"data_prep": prepared - started, "training": trained - prepared,
                              "test_evaluation": time.time() - trained, "total": time.time() - started},
             "ray_run": {"name": config.run_name, "best_checkpoint": best.path},
+            "provenance": provenance(),
         }
         artifacts = os.path.join(scratch, "artifacts")
         os.makedirs(artifacts)
