@@ -14,7 +14,7 @@ from ray.data.expressions import col
 from sentiment.data.labeled import EMPTY_TEXT, INVALID_SCORE, count_problems, read_labeled, text_column_names
 from sentiment.errors import InputError
 from sentiment.provenance import provenance
-from sentiment.train.metrics import classification_metrics, format_metrics
+from sentiment.train.metrics import classification_metrics, format_groups, format_metrics, metrics_by_group
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import largest_node_cpus, require
@@ -51,8 +51,10 @@ IN_DRIVER_MAX_ROWS = 2_000
 
 def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, rows: int | None = None,
                    batch_size: int | None = None, max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False,
-                   precision: str = "auto", tokens_per_batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """True and predicted class ids for a dataset with columns text and label.
+                   precision: str = "auto", tokens_per_batch: int | None = None,
+                   with_group: bool = False) -> tuple[np.ndarray, ...]:
+    """True and predicted class ids for a dataset with columns text and label (and with_group: its
+    `group` column too, read_labeled's --by values, as a third array in the same order).
 
     In the driver when it is small and on CPU (IN_DRIVER_MAX_ROWS; `rows`, when the caller knows
     the dataset's row count, spares counting it). Else one actor, with torch threads for every core
@@ -62,9 +64,9 @@ def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, rows: int | Non
     options = {"batch_size": batch_size, "max_length": max_length, "use_gpu": use_gpu, "precision": precision,
                "tokens_per_batch": tokens_per_batch}
     if not use_gpu and (dataset.count() if rows is None else rows) <= IN_DRIVER_MAX_ROWS:
-        return _predict_in_driver({"all": dataset}, model_uri, **options)["all"]
-    frame = _predictions(dataset, model_uri, **options)
-    return frame["label"].to_numpy(), frame["pred"].to_numpy()
+        return _predict_in_driver({"all": dataset}, model_uri, with_group=with_group, **options)["all"]
+    frame = _predictions(dataset, model_uri, **options)  # every column but the text comes back
+    return (frame["label"].to_numpy(), frame["pred"].to_numpy(), *([frame["group"].to_numpy()] if with_group else []))
 
 
 def predict_labels_of_splits(splits: dict[str, ray.data.Dataset], model_uri: str, **options) -> dict[str, tuple]:
@@ -91,15 +93,16 @@ def predict_labels_of_splits(splits: dict[str, ray.data.Dataset], model_uri: str
 
 def _predict_in_driver(splits: dict[str, ray.data.Dataset], model_uri: str, *, batch_size: int | None = None,
                        max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False, precision: str = "auto",
-                       tokens_per_batch: int | None = None) -> dict[str, tuple]:
+                       tokens_per_batch: int | None = None, with_group: bool = False) -> dict[str, tuple]:
     from sentiment.model.predictor import Predictor, pick_device
 
     predictor = Predictor(model_uri, device=pick_device(use_gpu), batch_size=batch_size, max_length=max_length,
                           precision=precision, tokens_per_batch=tokens_per_batch)
     labels = {}
     for name, dataset in splits.items():
-        frame = dataset.select_columns(["text", "label"]).to_pandas()
-        labels[name] = (frame["label"].to_numpy(), predictor.predict_proba(frame["text"].tolist()).argmax(axis=1))
+        frame = dataset.select_columns(["text", "label", *(["group"] if with_group else [])]).to_pandas()
+        labels[name] = (frame["label"].to_numpy(), predictor.predict_proba(frame["text"].tolist()).argmax(axis=1),
+                        *([frame["group"].to_numpy()] if with_group else []))
     return labels
 
 
@@ -133,6 +136,7 @@ class EvaluateConfig:
     format: str | None = None
     report: str | None = None
     plot: str | None = None  # the confusion matrix as an image: .png, .svg or .pdf (PLOT_SUFFIXES)
+    by: str | None = None  # a column whose values get their own accuracy and macro-F1 (an app, a source)
     batch_size: int | None = None
     max_length: int = DEFAULT_MAX_LENGTH
     limit: int | None = None
@@ -146,7 +150,7 @@ class EvaluateConfig:
     @classmethod
     def from_namespace(cls, args) -> "EvaluateConfig":
         return cls(model=args.model, data=args.data, text_column=list(args.text_column), score_column=args.score_column,
-                   format=args.format, report=args.report, plot=args.plot, batch_size=args.batch_size,
+                   format=args.format, report=args.report, plot=args.plot, by=args.by, batch_size=args.batch_size,
                    max_length=args.max_length, limit=args.limit, use_gpu=args.gpu,
                    precision=args.precision, tokens_per_batch=args.tokens_per_batch)
 
@@ -167,22 +171,27 @@ def evaluate(config: EvaluateConfig) -> dict:
         if path:
             check_reachable(path if is_s3(path) else os.path.dirname(os.path.abspath(os.path.expanduser(path))))
     ensure_connected()
-    labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit).materialize()
+    labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit,
+                           group_column=config.by).materialize()
     problems = count_problems(labeled)
     usable = labeled.filter(expr=col("problem") == "").drop_columns(["problem"])
     if not problems.get("", 0):
         raise InputError(f"no rows of {', '.join(config.data)} can be judged: {problems.get(EMPTY_TEXT, 0)} with "
                          f"empty text, {problems.get(INVALID_SCORE, 0)} with a score that is not a whole number 1-5 "
                          f"(column '{config.score_column}')")
-    y_true, y_pred = predict_labels(usable, config.model, rows=problems[""], batch_size=config.batch_size,
-                                    max_length=config.max_length, use_gpu=config.use_gpu, precision=config.precision,
-                                    tokens_per_batch=config.tokens_per_batch)
+    y_true, y_pred, *groups = predict_labels(usable, config.model, rows=problems[""], batch_size=config.batch_size,
+                                             max_length=config.max_length, use_gpu=config.use_gpu,
+                                             precision=config.precision, tokens_per_batch=config.tokens_per_batch,
+                                             with_group=config.by is not None)
     metrics = classification_metrics(y_true, y_pred)
     metrics["skipped"] = {EMPTY_TEXT: problems.get(EMPTY_TEXT, 0), INVALID_SCORE: problems.get(INVALID_SCORE, 0)}
     metrics["model"] = config.model
     metrics["precision"] = config.precision
     metrics["provenance"] = provenance()
     print(format_metrics(y_true, y_pred, metrics))
+    if config.by:
+        metrics["by"] = {"column": config.by, "groups": metrics_by_group(groups[0], y_true, y_pred)}
+        print(format_groups(config.by, metrics["by"]["groups"]))
     skipped = sum(metrics["skipped"].values())
     if skipped:
         print(f"skipped {skipped} rows that cannot be judged: {metrics['skipped']}")

@@ -211,6 +211,36 @@ def test_evaluate_reads_files_that_name_the_text_column_differently_and_draws_it
     assert read_bytes(f"{s3_bucket}/m.png").startswith(b"\x89PNG")
 
 
+def test_evaluate_by_a_column_scores_each_value_apart_in_the_driver_and_in_an_actor(
+        ray_cluster, shared_data, tiny_classifier, tmp_path, monkeypatch, capsys):
+    import sentiment.evaluate
+    from sentiment.errors import InputError
+    from sentiment.evaluate import EvaluateConfig, evaluate
+
+    rows = pd.read_csv(shared_data / "labeled" / "gplay-2024.csv", usecols=["content", "score", "appId"]).dropna()
+    rows = rows.sample(n=60, random_state=2)
+    data = tmp_path / "labeled"
+    data.mkdir()
+    rows.iloc[:40].to_csv(data / "a.csv", index=False)
+    rows.iloc[40:].to_parquet(data / "b.parquet")
+    config = EvaluateConfig(model=tiny_classifier, data=[str(data)], by="appId", precision="fp32")
+    report = evaluate(config)
+    groups = report["by"]["groups"]
+    assert report["by"]["column"] == "appId" and set(groups) == set(rows["appId"])
+    assert [g["n"] for g in groups.values()] == sorted(rows["appId"].value_counts().tolist(), reverse=True)
+    # The groups partition the rows: their accuracies, weighted by rows, give the overall one.
+    assert sum(g["accuracy"] * g["n"] for g in groups.values()) == pytest.approx(report["accuracy"] * report["n"])
+    assert sum(map(sum, (cell for g in groups.values() for cell in g["confusion_matrix"]))) == report["n"] == 60
+    assert "by appId:" in capsys.readouterr().out
+
+    monkeypatch.setattr(sentiment.evaluate, "IN_DRIVER_MAX_ROWS", 0)  # the same through a Ray Data actor
+    assert evaluate(config)["by"]["groups"] == groups
+
+    rows.iloc[:5].drop(columns=["appId"]).to_csv(data / "c.csv", index=False)
+    with pytest.raises(InputError, match=r"c\.csv: missing column\(s\) \['appId'\].*--by"):
+        evaluate(config)
+
+
 # Case 5: one byte that is not UTF-8 on stdin failed every line.
 def test_predict_answers_every_stdin_line_when_one_holds_a_byte_that_is_not_utf8(shared_data, tiny_classifier,
                                                                                 monkeypatch, capsys, caplog):

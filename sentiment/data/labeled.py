@@ -42,7 +42,7 @@ def text_column_names(text_column: str | Sequence[str]) -> list[str]:
 
 def read_labeled(paths: list[str], text_column: str | Sequence[str], score_column: str,
                  fmt: str | None = None, limit: int | None = None, seed: int = 0,
-                 listed: InputFiles | None = None) -> ray.data.Dataset:
+                 listed: InputFiles | None = None, group_column: str | None = None) -> ray.data.Dataset:
     """Read labeled reviews as one dataset with columns text (str), label (int) and problem (str).
 
     The same files as `sentiment score` reads (CSV, compressed CSV, Parquet, JSON lines; a file
@@ -56,9 +56,11 @@ def read_labeled(paths: list[str], text_column: str | Sequence[str], score_colum
     sorted (ours by score), so the first N rows would be one class.
     `listed` is list_shard_files(paths, fmt) where the caller has it already: listing again would
     say a second time what the listing says (a file the inputs reach twice).
+    `group_column`, when given, is read too (as a string) and comes back as the column `group`
+    (`evaluate --by`): every file must have it.
 
     Raises:
-        InputError: a path matches no file, a file is unreadable, or lacks one of the two columns.
+        InputError: a path matches no file, a file is unreadable, or lacks one of the columns.
     """
     names = text_column_names(text_column)
     files = listed if listed is not None else list_shard_files(paths, fmt)
@@ -71,27 +73,30 @@ def read_labeled(paths: list[str], text_column: str | Sequence[str], score_colum
     for path, uri, kind in zip(files.paths, files.uris, kinds):
         have = schemas[path].names
         own_text = next((name for name in names if name in have), None)
-        missing = [c for c in ([] if own_text else [" or ".join(names)]) + [score_column] if c not in have]
+        wanted = ([] if own_text else [" or ".join(names)]) + [score_column] + ([group_column] if group_column else [])
+        missing = [c for c in wanted if c not in have]
         if missing:
             raise InputError(f"{uri}: missing column(s) {missing}; it has {have}. "
-                             "Choose columns with --text-column / --score-column"
+                             f"Choose columns with --text-column / --score-column{' / --by' if group_column else ''}"
                              + (" (give --text-column every name the files use)" if not own_text else ""))
         by_format.setdefault((kind, own_text), []).append(path)
     parts = []
+    extra = [group_column] if group_column and group_column not in (score_column, *names) else []
     for (kind, own_text), kind_paths in by_format.items():
         parts += [_renamed(part, own_text, names[0])
-                  for part in _read_two_columns(kind, kind_paths, [own_text, score_column], schemas, files.filesystem)]
+                  for part in _read_columns(kind, kind_paths, [own_text, score_column, *extra], schemas,
+                                            files.filesystem)]
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if limit:
         dataset = dataset.random_shuffle(seed=seed).limit(limit)
-    return dataset.map_batches(_normalize, fn_kwargs={"text_column": names[0], "score_column": score_column},
-                               batch_format="pandas")
+    return dataset.map_batches(_normalize, fn_kwargs={"text_column": names[0], "score_column": score_column,
+                                                      "group_column": group_column}, batch_format="pandas")
 
 
-def _read_two_columns(kind: str, paths: list[str], columns: list[str], schemas: dict, filesystem) -> list:
-    """Lazy Datasets of paths' (all of one format) text and score columns, as strings.
+def _read_columns(kind: str, paths: list[str], columns: list[str], schemas: dict, filesystem) -> list:
+    """Lazy Datasets of paths' (all of one format) text and score columns (and a --by column), as strings.
 
-    Both columns are read as strings: a score like "five" must become a counted bad row, not a
+    They are read as strings: a score like "five" must become a counted bad row, not a
     type-inference crash, numeric-looking texts must stay texts, and files that disagree on a
     column's type (int64 stars here, "4" there) still read as one dataset."""
     if kind == "csv":
@@ -124,11 +129,14 @@ def clean_text(raw: pd.Series) -> pd.Series:
     return raw.where(raw.notna(), "").astype(str).str.strip()
 
 
-def _normalize(batch: pd.DataFrame, text_column: str, score_column: str) -> pd.DataFrame:
+def _normalize(batch: pd.DataFrame, text_column: str, score_column: str, group_column: str | None = None) -> pd.DataFrame:
     text = clean_text(batch[text_column])
     label = scores_to_label_ids(batch[score_column].astype(object))
     problem = np.where(text == "", EMPTY_TEXT, np.where(label == INVALID_LABEL, INVALID_SCORE, ""))
-    return pd.DataFrame({"text": text.to_numpy(dtype=object), "label": label, "problem": problem})
+    columns = {"text": text.to_numpy(dtype=object), "label": label, "problem": problem}
+    if group_column:  # a missing value is a group of its own, named so
+        columns["group"] = batch[group_column].astype(object).where(batch[group_column].notna(), "(missing)").astype(str).to_numpy(dtype=object)
+    return pd.DataFrame(columns)
 
 
 def split_of(text: str, seed: int, val_fraction: float, test_fraction: float) -> str:

@@ -78,3 +78,29 @@ def format_metrics(y_true, y_pred, metrics: dict) -> str:
 def _classes_note(classes) -> str:
     missing = [name for name in LABELS if name not in classes]
     return f" (over {', '.join(classes)}: no {' or '.join(missing)} rows)" if missing else ""
+
+
+def metrics_by_group(groups, y_true, y_pred) -> dict[str, dict]:
+    """Per value of a column (evaluate --by): rows, accuracy with one standard error, macro-F1
+    (over the classes that group has), and its confusion matrix; the largest groups first."""
+    groups, y_true, y_pred = np.asarray(groups), np.asarray(y_true), np.asarray(y_pred)
+    values, counts = np.unique(groups, return_counts=True)
+    result = {}
+    for value in values[np.argsort(-counts, kind="stable")]:
+        rows = groups == value
+        scored = classification_metrics(y_true[rows], y_pred[rows])
+        result[str(value)] = {"n": scored["n"], "accuracy": scored["accuracy"],
+                              "standard_error": standard_error(scored["accuracy"], scored["n"]),
+                              "macro_f1": scored["macro_f1"], "confusion_matrix": scored["confusion_matrix"]}
+    return result
+
+
+def format_groups(column: str, by_group: dict[str, dict]) -> str:
+    """The per-group table evaluate --by prints: a group whose accuracy differs from another's by
+    less than about two standard errors may differ by chance."""
+    width = max(12, *(len(value) for value in by_group)) + 2
+    lines = [f"by {column}:", f"{'':<{width}}{'reviews':>8} {'accuracy':>9} {'± 1 SE':>7} {'macro-F1':>9}"]
+    for value, scored in by_group.items():
+        lines.append(f"{value:<{width}}{scored['n']:>8} {scored['accuracy']:>9.3f} {scored['standard_error']:>7.3f} "
+                     f"{scored['macro_f1']:>9.3f}")
+    return "\n".join(lines)
