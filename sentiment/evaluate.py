@@ -200,20 +200,22 @@ def evaluate(config: EvaluateConfig) -> dict:
         print(f"report written to {config.report}")
     if config.plot:
         names = ", ".join(path.rstrip("/").rsplit("/", 1)[-1] for path in config.data)
-        _write_confusion_plot(metrics["confusion_matrix"], config.plot, title=names)
-        print(f"confusion matrix drawn to {config.plot}")
+        _write_evaluation_plot(metrics["confusion_matrix"], config.plot, title=names, by=metrics.get("by"))
+        drawn = f"confusion matrix and accuracy by {config.by}" if config.by else "confusion matrix"
+        print(f"{drawn} drawn to {config.plot}")
     return metrics
 
 
-def _write_confusion_plot(matrix: list[list[int]], uri: str, title: str) -> None:
-    """The confusion matrix drawn to uri (local or s3://), in the format its suffix names."""
+def _write_evaluation_plot(matrix: list[list[int]], uri: str, title: str, by: dict | None = None) -> None:
+    """The confusion matrix (and with --by each group's accuracy) drawn to uri (local or s3://),
+    in the format its suffix names."""
     import tempfile
 
-    from sentiment.train.plots import plot_confusion_matrix
+    from sentiment.train.plots import plot_evaluation
 
     shown = title if len(title) <= 32 else title[:29] + "..."  # the title's line holds counts and accuracy too
     with tempfile.TemporaryDirectory() as scratch:
         local = os.path.join(scratch, "confusion" + os.path.splitext(uri)[1].lower())
-        plot_confusion_matrix(matrix, local, title=shown)
+        plot_evaluation(matrix, local, title=shown, by=by)
         with open(local, "rb") as drawn:
             write_bytes(uri, drawn.read())

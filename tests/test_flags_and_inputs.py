@@ -223,7 +223,8 @@ def test_evaluate_by_a_column_scores_each_value_apart_in_the_driver_and_in_an_ac
     data.mkdir()
     rows.iloc[:40].to_csv(data / "a.csv", index=False)
     rows.iloc[40:].to_parquet(data / "b.parquet")
-    config = EvaluateConfig(model=tiny_classifier, data=[str(data)], by="appId", precision="fp32")
+    config = EvaluateConfig(model=tiny_classifier, data=[str(data)], by="appId", precision="fp32",
+                            plot=str(tmp_path / "by.png"))
     report = evaluate(config)
     groups = report["by"]["groups"]
     assert report["by"]["column"] == "appId" and set(groups) == set(rows["appId"])
@@ -231,7 +232,9 @@ def test_evaluate_by_a_column_scores_each_value_apart_in_the_driver_and_in_an_ac
     # The groups partition the rows: their accuracies, weighted by rows, give the overall one.
     assert sum(g["accuracy"] * g["n"] for g in groups.values()) == pytest.approx(report["accuracy"] * report["n"])
     assert sum(map(sum, (cell for g in groups.values() for cell in g["confusion_matrix"]))) == report["n"] == 60
-    assert "by appId:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "by appId:" in printed and "confusion matrix and accuracy by appId drawn to" in printed
+    assert (tmp_path / "by.png").read_bytes().startswith(b"\x89PNG")
 
     monkeypatch.setattr(sentiment.evaluate, "IN_DRIVER_MAX_ROWS", 0)  # the same through a Ray Data actor
     assert evaluate(config)["by"]["groups"] == groups

@@ -57,9 +57,45 @@ def plot_training_history(history: list[dict], path: str, best_epoch: int, selec
 
 def plot_confusion_matrix(matrix: list[list[int]], path: str, title: str = "Test set") -> None:
     """Counts and row percentages: each row shows where the reviews of one true class went."""
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    draw_confusion_matrix(fig, ax, matrix, title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_evaluation(matrix: list[list[int]], path: str, title: str, by: dict | None = None) -> None:
+    """evaluate --plot: the confusion matrix, and with --by a second panel with each group's
+    accuracy (± one standard error) against the overall accuracy, the largest groups first."""
+    if not by:
+        plot_confusion_matrix(matrix, path, title)
+        return
+    groups = by["groups"]
+    fig, (ax_matrix, ax_groups) = plt.subplots(1, 2, figsize=(13, max(5.2, 0.35 * len(groups) + 1.5)),
+                                               gridspec_kw={"width_ratios": [1, 1.1]})
+    draw_confusion_matrix(fig, ax_matrix, matrix, title)
+    names = list(groups)[::-1]  # barh draws bottom-up: the largest group on top
+    accuracy = [groups[name]["accuracy"] for name in names]
+    error = [groups[name]["standard_error"] for name in names]
+    ax_groups.barh(range(len(names)), accuracy, xerr=error, capsize=3, color="tab:blue", alpha=0.8)
+    ax_groups.set_yticks(range(len(names)), [f"{name} ({groups[name]['n']})" for name in names], fontsize=8)
+    counts = np.asarray(matrix)
+    overall = np.trace(counts) / max(counts.sum(), 1)
+    ax_groups.axvline(overall, color="black", linestyle="--", linewidth=1, label=f"all rows {overall:.3f}")
+    ax_groups.set_xlim(0, 1)
+    ax_groups.set_xlabel("accuracy (± one standard error)")
+    ax_groups.set_title(f"By {by['column']} (rows in brackets)")
+    ax_groups.legend(loc="lower right")
+    ax_groups.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def draw_confusion_matrix(fig, ax, matrix: list[list[int]], title: str) -> None:
+    """The confusion matrix on ax: counts and each true class's shares, accuracy in the title."""
     counts = np.asarray(matrix)
     row_share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6, 5.2))
     image = ax.imshow(row_share, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, label="share of the true class")
     ax.set_xticks(range(len(LABELS)), LABELS)
@@ -72,9 +108,6 @@ def plot_confusion_matrix(matrix: list[list[int]], path: str, title: str = "Test
                     color="white" if row_share[i, j] > 0.5 else "black", fontsize=11)
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     ax.set_title(f"{title}: {counts.sum()} reviews, accuracy {accuracy:.3f}\n(diagonal = correct)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_members_and_average(rows: list[tuple[str, dict]], path: str) -> None:
