@@ -59,7 +59,7 @@ step() {
   echo "== $name: rc $rc after $((SECONDS - started))s"
   # What the reply's tail should carry: the tables and the epoch lines, not Ray's chatter.
   { sed -n '/^(d) per stage/,$p' "$log"
-    grep -E 'epoch [0-9]|^training|^\| ([0-9]|on |off )|batches of real reviews|per call' "$log"
+    grep -E 'epoch [0-9]|^training|^\| ([0-9]|on |off )|batches of real reviews|per call|scoring actor on' "$log" | sed 's/^.*scoring actor on/scoring actor on/'
     grep -iE 'failed|Error|Traceback|timed out|skipping cudagraphs' "$log" | tail -n 5
     [ "$rc" -ne 0 ] && tail -n 8 "$log"; } | grep -v '^|---' | cut -c1-400 | tail -n 40
 }
