@@ -61,7 +61,7 @@ step() {
   { sed -n '/^(d) per stage/,$p' "$log"
     grep -E 'epoch [0-9]|^training|^\| ([0-9]|on |off )|batches of real reviews|per call|scoring actor on' "$log" | sed 's/^.*scoring actor on/scoring actor on/'
     grep -iE 'failed|Error|Traceback|timed out|skipping cudagraphs' "$log" | tail -n 5
-    [ "$rc" -ne 0 ] && tail -n 8 "$log"; } | grep -v '^|---' | cut -c1-400 | tail -n 40
+    [ "$rc" -ne 0 ] && tail -n 8 "$log"; } | grep -v '^|---' | cut -c1-400 | awk '!seen[$0]++' | tail -n 40
 }
 
 # The order is what the issues need most first: the training step phase by phase (issue 26's
