@@ -41,23 +41,18 @@ else
 fi
 deadline=$((SECONDS + budget))
 
-# step NAME LIMIT_S COMMAND...: runs COMMAND with its output in $out/logs/NAME.log, for at most
-# LIMIT_S or what is left of the budget; SIGINT first, so that Ray shuts its local cluster down.
+# step NAME LIMIT_S COMMAND...: run_step (benchmarks/lib/budgeted_step.sh), then what the reply's
+# tail should carry of its log: the tables and the epoch lines, not Ray's chatter.
 mkdir -p "$out/logs"
+source "$(dirname "$0")/lib/budgeted_step.sh"
 # GPU_CHECK_STEPS picks which steps run (default: all); they run in the order below.
 steps=${GPU_CHECK_STEPS:-train-step actor-call-tiny actor-call-bert-base score-tiny train-eager-32 train-compiled-32 score-bert-base train-compiled-128}
 step() {
-  local name=$1 limit=$2; shift 2
-  local left=$((deadline - SECONDS)) log="$out/logs/$name.log"
+  local name=$1 rc log
   case " $steps " in *" $name "*) ;; *) return ;; esac
-  if [ "$left" -lt 45 ]; then echo "== $name: skipped, ${left}s of the budget left"; return; fi
-  [ "$limit" -gt "$left" ] && limit=$left
-  echo "== $name (limit ${limit}s): $*"
-  local started=$SECONDS
-  timeout -s INT -k 20 "$limit" "$@" > "$log" 2>&1
-  local rc=$?
-  echo "== $name: rc $rc after $((SECONDS - started))s"
-  # What the reply's tail should carry: the tables and the epoch lines, not Ray's chatter.
+  run_step "$@"; rc=$?
+  log=$step_log
+  [ -f "$log" ] || return  # skipped: the budget ran out
   { sed -n '/^(d) per stage/,$p' "$log"
     grep -E 'epoch [0-9]|^training|^\| ([0-9]|on |off )|batches of real reviews|per call|scoring actor on' "$log" | sed 's/^.*scoring actor on/scoring actor on/'
     grep -iE 'failed|Error|Traceback|timed out|skipping cudagraphs' "$log" | tail -n 5

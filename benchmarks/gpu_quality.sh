@@ -38,20 +38,16 @@ else
 fi
 deadline=$((SECONDS + budget))
 
-# step NAME LIMIT_S COMMAND...: as in benchmarks/gpu_check.sh; the log's last lines on failure.
+# step NAME LIMIT_S COMMAND...: run_step (benchmarks/lib/budgeted_step.sh), then the log's result
+# lines, and its last lines on failure; returns the command's status.
+source "$(dirname "$0")/lib/budgeted_step.sh"
 step() {
-  local name=$1 limit=$2; shift 2
-  local left=$((deadline - SECONDS)) log="$out/logs/$name.log"
-  if [ "$left" -lt 45 ]; then echo "== $name: skipped, ${left}s of the budget left"; return 1; fi
-  [ "$limit" -gt "$left" ] && limit=$left
-  echo "== $name (limit ${limit}s): $*"
-  local started=$SECONDS
-  timeout -s INT -k 20 "$limit" "$@" > "$log" 2>&1
-  local rc=$?
-  echo "== $name: rc $rc after $((SECONDS - started))s"
-  grep -E '\[adapt\] epoch [0-9]+/[0-9]+:|^adapted encoder|^test accuracy' "$log" | sed 's/^.*\[adapt\]/[adapt]/' \
+  local rc
+  run_step "$@"; rc=$?
+  [ -f "$step_log" ] || return 1  # skipped: the budget ran out
+  grep -E '\[adapt\] epoch [0-9]+/[0-9]+:|^adapted encoder|^test accuracy' "$step_log" | sed 's/^.*\[adapt\]/[adapt]/' \
     | cut -c1-300 | tail -n 4
-  [ "$rc" -ne 0 ] && tail -n 8 "$log"
+  [ "$rc" -ne 0 ] && tail -n 8 "$step_log"
   return $rc
 }
 
