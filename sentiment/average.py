@@ -27,7 +27,7 @@ from sentiment.data.labeled import prepare_splits, text_column_names
 from sentiment.errors import InputError, ModelError
 from sentiment.evaluate import predict_labels_of_splits
 from sentiment.io.storage import absolute_uri, check_reachable, exists, read_bytes, upload_dir
-from sentiment.model.average import average_weights
+from sentiment.model.average import WeightSum
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_folder, load_classifier, save_classifier
 from sentiment.train.metrics import classification_metrics, format_metrics, standard_error
 from sentiment.train.output import METRICS_FILE, check_output_is_ours, commit_model_folder, staging_folder
@@ -145,13 +145,15 @@ def average(config: AverageConfig) -> dict:
                          "labeled data changed since, so the members' held-out rows cannot be found again")
 
     print(f"averaging {len(members)} models of backbone {recorded['model']}", flush=True)
-    loaded = [(member.uri, *load_classifier(member.uri)) for member in members]
-    try:
-        soup = average_weights([(uri, model) for uri, model, _ in loaded])
-    except ValueError as error:  # names that differ, or shapes: not copies of one architecture
-        raise ModelError(str(error)) from None
-    tokenizer = loaded[0][2]  # fine-tunes of one backbone share its tokenizer
-    del loaded
+    weights = WeightSum()  # one member in memory at a time, beside the running sum
+    for member in members:
+        model, tokenizer = load_classifier(member.uri)  # fine-tunes of one backbone share its tokenizer
+        try:
+            weights.add(member.uri, model)
+        except ValueError as error:  # names that differ, or shapes: not copies of one architecture
+            raise ModelError(str(error)) from None
+    soup = weights.mean_into(model)  # the last member's copy becomes the average: no extra copy
+    del weights
 
     staged = staging_folder(output)
     held_out = {"validation": splits.validation, "test": splits.test}

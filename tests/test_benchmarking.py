@@ -358,3 +358,11 @@ def test_a_backbone_split_into_parts_joins_into_the_same_folder_and_a_missing_pa
     (parts / "part-001").unlink()
     with pytest.raises(SystemExit, match=r"parts part-001 of \d+ are not here"):
         join(parts, tmp_path / "again")
+
+
+def test_the_average_memory_benchmark_runs_both_ways(tiny_backbone, capsys):
+    from benchmarks.average_memory import main
+
+    result = main(["--backbone", tiny_backbone, "--members", "2"])
+    assert result["model_mib"] > 0 and {"all-at-once", "one-at-a-time"} <= set(result)
+    assert "one at a time / all at once" in capsys.readouterr().out

@@ -81,3 +81,20 @@ def test_held_out_scores_match_the_pipelines_labels_on_real_reviews(tiny_backbon
         assert np.asarray(scores[split]["confusion_matrix"]).sum(axis=1).tolist() == np.bincount(truth, minlength=3).tolist()
     table = soup_table([("m0", scores)])
     assert f"| m0 | {scores['validation']['accuracy']:.3f} |" in table
+
+
+def test_the_running_sum_gives_the_same_average_one_member_at_a_time(tiny_backbone, tmp_path):
+    from sentiment.model.average import WeightSum, average_weights
+
+    folders = [_saved_classifier(tiny_backbone, seed, tmp_path / f"m{seed}") for seed in range(3)]
+    expected = average_weights([(folder, load_classifier(folder)[0]) for folder in folders]).state_dict()
+    weights = WeightSum()
+    with pytest.raises(ValueError, match="at least two"):
+        weights.mean_into(load_classifier(folders[0])[0])
+    for folder in folders:  # as `sentiment average` does: load, add, let go
+        last = load_classifier(folder)[0]
+        weights.add(folder, last)
+    soup = weights.mean_into(last)
+    assert soup is last
+    for name, value in soup.state_dict().items():
+        assert torch.equal(value, expected[name]), name
