@@ -178,8 +178,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "join the training split only, labeled with that class, --pseudo-per-class of each "
                              "class; validation and test stay the labeled data's, and texts the labeled data has "
                              "are left out. metrics.json counts what joined and why the rest did not")
-    parser.add_argument("--pseudo-text-column", default=None,
-                        help="column holding the text in the --pseudo-labels files (default: the first --text-column name)")
+    parser.add_argument("--pseudo-text-column", nargs="+", default=None, metavar="NAME",
+                        help="column holding the text in the --pseudo-labels files, or several names as "
+                             "--text-column takes them (default: the first --text-column name, the one score wrote)")
     parser.add_argument("--pseudo-min-confidence", type=float, default=DEFAULT_PSEUDO_MIN_CONFIDENCE,
                         help="lowest probability of the chosen class for a pseudo-labeled row (default: %(default)s)")
     parser.add_argument("--pseudo-per-class", default=DEFAULT_PSEUDO_PER_CLASS, metavar="balanced|all|N",

@@ -37,6 +37,17 @@ def test_only_confident_scored_rows_are_kept_and_every_other_row_is_counted(tmp_
                                                           "duplicate_text"))
 
 
+def test_outputs_that_name_the_text_column_differently_are_read_with_several_names(tmp_path):
+    pq.write_table(scored_table(["great app", "awful"], ["positive", "negative"], [0.97, 0.95]), tmp_path / "a.parquet")
+    pq.write_table(scored_table(["great app", "so so"], ["positive", "neutral"], [0.99, 0.91], text_column="Text"),
+                   tmp_path / "b.parquet")
+    pseudo = read_pseudo_labels([str(tmp_path)], [UNLABELED_TEXT, "Text"], 0.9)
+    assert sorted(pseudo.rows["text"]) == ["awful", "great app", "so so"]
+    assert pseudo.counts["rows_read"] == 4 and pseudo.counts["duplicate_text"] == 1  # across the two names
+    with pytest.raises(InputError, match=r"b\.parquet: missing column\(s\) \['Review Text'\].*every name"):
+        read_pseudo_labels([str(tmp_path)], UNLABELED_TEXT, 0.9)
+
+
 def test_a_file_that_is_not_scored_output_is_named_with_what_it_lacks(tmp_path):
     pq.write_table(scored_table(["fine"], ["positive"], [0.99]).drop(["prob_neutral"]), tmp_path / "a.parquet")
     with pytest.raises(InputError, match=r"a\.parquet: missing column\(s\) \['prob_neutral'\] of scored reviews; "

@@ -161,7 +161,7 @@ def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
                                  + rows["dropped_duplicate_text"])
     assert sum(rows["classes"]["train"].values()) == rows["train"] - pseudo["joined_train"]
     assert metrics["config"]["pseudo_labels"] == ["s3://models/pseudo/2026-12-04"]
-    assert metrics["config"]["pseudo_text_column"] == UNLABELED_TEXT
+    assert metrics["config"]["pseudo_text_column"] == [UNLABELED_TEXT]
     assert metrics["config"]["num_workers"] == 2 and metrics["config"]["lr"] == 1e-3
     # No --cpus-per-worker: the 2 workers share the test cluster's 4 CPUs (conftest).
     assert metrics["config"]["cpus_per_worker"] == 2

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from sentiment.data.labeled import clean_text
+from sentiment.data.labeled import clean_text, text_column_names
 from sentiment.data.labels import (DEFAULT_PSEUDO_MIN_CONFIDENCE, DEFAULT_PSEUDO_PER_CLASS, LABEL_TO_ID, LABELS,
                                    PROB_COLUMNS)
 from sentiment.errors import InputError
@@ -74,13 +75,15 @@ def parse_per_class(value: str) -> str:
     raise InputError(f"--pseudo-per-class must be balanced, all or a positive whole number, got {value!r}")
 
 
-def read_pseudo_labels(paths: list[str], text_column: str, min_confidence: float = DEFAULT_PSEUDO_MIN_CONFIDENCE,
+def read_pseudo_labels(paths: list[str], text_column: str | Sequence[str],
+                       min_confidence: float = DEFAULT_PSEUDO_MIN_CONFIDENCE,
                        per_class: str = DEFAULT_PSEUDO_PER_CLASS) -> PseudoLabels:
     """The confident rows of `sentiment score` output, one per text, labeled with the class it chose.
 
     Args:
         paths: the output folders (or their Parquet files, globs, s3:// URIs) of `sentiment score`.
-        text_column: the column holding the review text in that output (the scored input's).
+        text_column: the column holding the review text in that output (the scored input's), or
+            several names, tried in order in each file (outputs of runs that named it differently).
         min_confidence: keep a row when its chosen class's probability is at least this.
         per_class: how many rows of each class training takes, the most confident first
             (PseudoLabels.for_training): "balanced" (as many as the scarcest class has), "all", or a
@@ -98,18 +101,22 @@ def read_pseudo_labels(paths: list[str], text_column: str, min_confidence: float
     if not 0 < min_confidence <= 1:
         raise InputError(f"--pseudo-min-confidence must be above 0 and at most 1, got {min_confidence}")
     per_class = parse_per_class(per_class)
+    text_names = text_column_names(text_column)
     files = list_shard_files(paths, "parquet")
-    columns = [text_column, LABEL_COLUMN, *PROB_COLUMNS, ERROR_COLUMN]
     frames = []
     for path, uri in zip(files.paths, files.uris):
         names = pq.read_schema(path, filesystem=files.filesystem).names
+        own_text = next((name for name in text_names if name in names), " or ".join(text_names))
+        columns = [own_text, LABEL_COLUMN, *PROB_COLUMNS, ERROR_COLUMN]
         missing = [c for c in columns if c not in names]
         if missing:
-            hint = ("name the text column with --pseudo-text-column" if text_column in missing
+            hint = ("name the text column with --pseudo-text-column (every name the outputs use)" if own_text in missing
                     else "--pseudo-labels takes the output of `sentiment score`")
             raise InputError(f"{uri}: missing column(s) {missing} of scored reviews; it has {names}; {hint}")
-        frames.append(pq.read_table(path, columns=columns, filesystem=files.filesystem).to_pandas())
+        table = pq.read_table(path, columns=columns, filesystem=files.filesystem).to_pandas()
+        frames.append(table.rename(columns={own_text: text_names[0]}))
     scored = pd.concat(frames, ignore_index=True)
+    text_column = text_names[0]
     # As training cleans the labeled texts, so that "the labeled data has this text" means the same.
     text = clean_text(scored[text_column])
     label = scored[LABEL_COLUMN].map(LABEL_TO_ID)

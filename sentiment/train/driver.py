@@ -75,7 +75,7 @@ class TrainConfig:
     limit: int | None = None
     # `sentiment score` output whose confident rows join the training split only (data.pseudo_labels).
     pseudo_labels: list[str] | None = None
-    pseudo_text_column: str | None = None  # None: the first name of text_column
+    pseudo_text_column: list[str] | None = None  # None: the first name of text_column
     pseudo_min_confidence: float | None = DEFAULT_PSEUDO_MIN_CONFIDENCE
     pseudo_per_class: str | None = DEFAULT_PSEUDO_PER_CLASS  # "balanced", "all" or a number
     run_name: str = "sentiment-train"
@@ -85,6 +85,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.text_column = text_column_names(self.text_column)  # one name (a str) is accepted too
+        if self.pseudo_text_column is not None:
+            self.pseudo_text_column = text_column_names(self.pseudo_text_column)
 
     @classmethod
     def from_namespace(cls, args) -> "TrainConfig":
@@ -109,7 +111,7 @@ class TrainConfig:
         cpus = self.cpus_per_worker or (GPU_WORKER_CPUS if self.use_gpu else 1)
         # Without --pseudo-labels the pseudo settings mean nothing: recorded as None, so that
         # they never tell two runs apart.
-        pseudo = ({"pseudo_text_column": self.pseudo_text_column or self.text_column[0]} if self.pseudo_labels else
+        pseudo = ({"pseudo_text_column": self.pseudo_text_column or self.text_column[:1]} if self.pseudo_labels else
                   {"pseudo_text_column": None, "pseudo_min_confidence": None, "pseudo_per_class": None})
         return replace(self, **chosen, cpus_per_worker=cpus, **pseudo)
 
