@@ -43,3 +43,19 @@ def test_training_flops_match_bert_base_forward_count():
     forward = training_flops(BertConfig(), 50, 50 * 50) / 3
     assert forward == pytest.approx(12 * (2 * (4 * 768 ** 2 + 2 * 768 * 3072) * 50 + 4 * 768 * 2500))
     assert 8.0e9 < forward < 9.0e9
+
+
+def test_metrics_by_group_partition_the_rows_and_the_printed_table_keeps_the_largest():
+    import numpy as np
+
+    from sentiment.train.metrics import GROUPS_SHOWN, classification_metrics, format_groups, metrics_by_group
+
+    rng = np.random.default_rng(0)
+    groups = np.array([f"app-{i % (GROUPS_SHOWN + 10)}" for i in range(800)] + ["big"] * 200)
+    y_true, y_pred = rng.integers(0, 3, len(groups)), rng.integers(0, 3, len(groups))
+    by = metrics_by_group(groups, y_true, y_pred)
+    assert list(by)[0] == "big" and sum(g["n"] for g in by.values()) == len(groups)
+    overall = classification_metrics(y_true, y_pred)["accuracy"]
+    assert sum(g["accuracy"] * g["n"] for g in by.values()) / len(groups) == pytest.approx(overall)
+    lines = format_groups("appId", by).splitlines()
+    assert len(lines) == 2 + GROUPS_SHOWN + 1 and lines[-1].startswith("... and 11 smaller groups")

@@ -95,12 +95,21 @@ def metrics_by_group(groups, y_true, y_pred) -> dict[str, dict]:
     return result
 
 
+# evaluate --by prints and draws this many groups, the largest; the report keeps them all (a column
+# of ids given by mistake would otherwise print a line per review).
+GROUPS_SHOWN = 30
+
+
 def format_groups(column: str, by_group: dict[str, dict]) -> str:
-    """The per-group table evaluate --by prints: a group whose accuracy differs from another's by
-    less than about two standard errors may differ by chance."""
-    width = max(12, *(len(value) for value in by_group)) + 2
+    """The per-group table evaluate --by prints, the GROUPS_SHOWN largest: a group whose accuracy
+    differs from another's by less than about two standard errors may differ by chance."""
+    shown = list(by_group.items())[:GROUPS_SHOWN]
+    width = max(12, *(len(value) for value, _ in shown)) + 2
     lines = [f"by {column}:", f"{'':<{width}}{'reviews':>8} {'accuracy':>9} {'± 1 SE':>7} {'macro-F1':>9}"]
-    for value, scored in by_group.items():
+    for value, scored in shown:
         lines.append(f"{value:<{width}}{scored['n']:>8} {scored['accuracy']:>9.3f} {scored['standard_error']:>7.3f} "
                      f"{scored['macro_f1']:>9.3f}")
+    if len(by_group) > len(shown):
+        rest = list(by_group.values())[len(shown):]
+        lines.append(f"... and {len(rest)} smaller groups ({sum(g['n'] for g in rest)} reviews), in the report")
     return "\n".join(lines)

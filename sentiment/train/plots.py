@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sentiment.data.labels import LABELS
-from sentiment.train.metrics import standard_error
+from sentiment.train.metrics import GROUPS_SHOWN, standard_error
 
 
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
@@ -70,7 +70,7 @@ def plot_evaluation(matrix: list[list[int]], path: str, title: str, by: dict | N
     if not by:
         plot_confusion_matrix(matrix, path, title)
         return
-    groups = by["groups"]
+    groups = dict(list(by["groups"].items())[:GROUPS_SHOWN])  # the largest; the report has every group
     fig, (ax_matrix, ax_groups) = plt.subplots(1, 2, figsize=(13, max(5.2, 0.35 * len(groups) + 1.5)),
                                                gridspec_kw={"width_ratios": [1, 1.1]})
     draw_confusion_matrix(fig, ax_matrix, matrix, title)
@@ -84,7 +84,8 @@ def plot_evaluation(matrix: list[list[int]], path: str, title: str, by: dict | N
     ax_groups.axvline(overall, color="black", linestyle="--", linewidth=1, label=f"all rows {overall:.3f}")
     ax_groups.set_xlim(0, 1)
     ax_groups.set_xlabel("accuracy (± one standard error)")
-    ax_groups.set_title(f"By {by['column']} (rows in brackets)")
+    more = len(by["groups"]) - len(groups)
+    ax_groups.set_title(f"By {by['column']} (rows in brackets)" + (f"; {more} smaller groups not shown" if more else ""))
     ax_groups.legend(loc="lower right")
     ax_groups.grid(axis="x", alpha=0.3)
     fig.tight_layout()
