@@ -232,8 +232,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also score each value of this column apart (an app id, a source, a year): rows, "
                              "accuracy with one standard error, macro-F1; every file must have it")
     parser.add_argument("--plot", default=None, metavar="PATH",
-                        help="also draw the confusion matrix (counts and the share of each true class) to this "
-                             ".png, .svg or .pdf, local or s3://")
+                        help="also draw the confusion matrix (counts and the share of each true class), and with "
+                             "--by each group's accuracy beside it, to this .png, .svg or .pdf, local or s3://")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="fixed rows per forward batch; default: by --tokens-per-batch")
     parser.add_argument("--max-length", type=max_length, default=DEFAULT_MAX_LENGTH, help=MAX_LENGTH_HELP)
     parser.add_argument("--limit", type=positive_int, default=None, help="evaluate at most N rows")
