@@ -236,13 +236,14 @@ def _once_per_file(paths: list[str], local: bool) -> list[str]:
     return [ways[0] for ways in reached.values()]
 
 
-def write_bytes(uri: str, data: bytes) -> None:
+def write_bytes(uri: str, data: bytes, *, partial_name: str | None = None) -> None:
     """Write a whole object or file, creating parent folders.
 
     Readers, and a kill at any point, see the old contents or the new, never a part: S3 replaces
     an object whole when its upload completes, and a local file is written beside its name
-    (NAME.<random>.partial, PARTIAL_SUFFIX) and renamed over it. A kill before the rename leaves
-    that partial file and the old contents; folders that check their files count it as ours.
+    (partial_name in the same folder; default NAME.<random>.partial, PARTIAL_SUFFIX) and renamed
+    over it. A kill before the rename leaves that partial file and the old contents; folders that
+    check their files count it as ours (score's commit names it with its attempt id for that).
     """
     fs, path = fsspec_filesystem(uri)
     try:
@@ -251,7 +252,8 @@ def write_bytes(uri: str, data: bytes) -> None:
             with fs.open(path, "wb") as f:
                 f.write(data)
             return
-        partial = f"{path}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}"
+        partial = (os.path.join(os.path.dirname(path), partial_name) if partial_name
+                   else f"{path}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}")
         try:
             with open(partial, "wb") as f:
                 f.write(data)

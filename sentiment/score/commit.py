@@ -258,20 +258,9 @@ def commit(attempt: Attempt, summary: dict, written: list[dict], inputs: dict[st
 
 def _replace(output_uri: str, name: str, data: bytes, attempt_id: str) -> None:
     """Replace one small file whole: readers see the old contents or the new, never a mix."""
-    uri = _join(output_uri, name)
-    if is_s3(output_uri):
-        fs, path = fsspec_filesystem(uri)
-        try:
-            fs.pipe_file(path, data)  # one PUT: S3 replaces an object atomically
-        except STORAGE_ERRORS as error:
-            raise StorageError(describe_failure(uri, error)) from None
-        return
-    temporary = _join(output_uri, f"{name}.{attempt_id}.tmp")
-    write_bytes(temporary, data)
-    try:
-        os.replace(fsspec_filesystem(temporary)[1], fsspec_filesystem(uri)[1])
-    except OSError as error:
-        raise StorageError(describe_failure(uri, error)) from None
+    # Locally through a temporary named with the attempt id, which _foreign_files counts as ours
+    # and recovery removes; S3 replaces the object in one PUT.
+    write_bytes(_join(output_uri, name), data, partial_name=f"{name}.{attempt_id}.tmp")
 
 
 def _manifest(summary: dict, written: list[dict], inputs: dict[str, int], attempt_id: str) -> dict:
