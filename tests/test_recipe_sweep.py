@@ -55,3 +55,28 @@ def test_sweep_trials_are_seeded_and_score_every_held_out_row(ray_cluster, share
     assert all(m["val_accuracy"] == max(h["val_accuracy"] for h in r["history"]) for m, r in zip(chosen, results))
     assert "`--lr 0.001 --epochs 2` | 3 |" in sweep_table([row])
     assert json.loads(results_path.read_text().splitlines()[0])["trial"]["lr"] == 1e-3
+
+
+def test_star_loss_trial_finds_every_star_and_scores_through_the_class_head(ray_cluster, shared_data, tmp_path,
+                                                                           tiny_backbone):
+    from benchmarks.lib.recipe_sweep import write_splits
+    from benchmarks.star_loss import STAR_TO_CLASS, add_stars, best_epoch, run_trial, table
+
+    sample = labeled_sample(shared_data, tmp_path, 300)
+    write_splits([str(sample)], str(tmp_path / "splits"), val_fraction=0.15, test_fraction=0.15)
+    assert add_stars(str(tmp_path / "splits"), [str(sample)]) == {"train": 0, "validation": 0, "test": 0}
+    train = pd.read_parquet(tmp_path / "splits" / "train-stars.parquet")
+    assert set(train["star"]) == {1, 2, 3, 4, 5}
+    assert (train["star"].map(lambda star: STAR_TO_CLASS[star - 1]) == train["label"]).all()
+
+    plain, with_stars = (run_trial(str(tmp_path / "splits"), tiny_backbone, weight, seed=0, threads=1)
+                         for weight in (0.0, 1.0))
+    held_out = {name: len(pd.read_parquet(tmp_path / "splits" / f"{name}.parquet")) for name in ("validation", "test")}
+    for result in (plain, with_stars):
+        for epoch in result["history"]:
+            assert sum(map(sum, epoch["val_confusion_matrix"])) == held_out["validation"]
+            assert sum(map(sum, epoch["test_confusion_matrix"])) == held_out["test"]
+    # The star term adds to the loss (ln 5 at the start): same seed, same batches, another loss.
+    assert with_stars["history"][0]["train_loss"] > plain["history"][0]["train_loss"] + 1.0
+    assert best_epoch(plain)["val_accuracy"] == max(m["val_accuracy"] for m in plain["history"])
+    assert f"| {tiny_backbone} | 1 | 0 |" in table([plain, with_stars])
