@@ -11,6 +11,7 @@ botocore finds them (environment, profile, instance role), so they never reach l
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -257,13 +258,54 @@ def write_bytes(uri: str, data: bytes, *, partial_name: str | None = None) -> No
         try:
             with open(partial, "wb") as f:
                 f.write(data)
+                f.flush()
+                os.fsync(f.fileno())  # the bytes on disk before the name points at them
             pause_point(f"storage.before_rename:{os.path.basename(path)}")
             os.replace(partial, path)
+            _fsync_folder(os.path.dirname(path))  # and the rename itself
         finally:
             if os.path.exists(partial):
                 os.remove(partial)
     except STORAGE_ERRORS as error:
         raise StorageError(describe_failure(uri, error)) from None
+
+
+def make_durable(uri: str, names: list[str]) -> None:
+    """Flush the local files `names` in folder `uri`, and the folder itself, to disk (fsync).
+
+    A process kill never loses what the page cache holds, but a power cut or a kernel crash can:
+    a marker written after its data files (`_SUCCESS`, a model folder's metrics.json) may reach
+    the disk first and name files that come back empty. Committers call this on the files a marker
+    will name, then write the marker with write_bytes, which flushes its own file the same way.
+    S3 holds an object durably once its upload completes: nothing to do there.
+    """
+    if is_s3(uri):
+        return
+    _, folder = fsspec_filesystem(uri)
+    try:
+        for name in names:
+            descriptor = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        _fsync_folder(folder)
+    except STORAGE_ERRORS as error:
+        raise StorageError(describe_failure(uri, error)) from None
+
+
+def _fsync_folder(folder: str) -> None:
+    # A folder's entries (new names, renames) reach the disk when the folder itself is flushed.
+    # Some file systems (network and FUSE mounts among them) refuse fsync on a folder: EINVAL,
+    # nothing better to do there.
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        if error.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(descriptor)
 
 
 def read_bytes(uri: str) -> bytes:

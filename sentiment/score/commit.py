@@ -28,7 +28,8 @@ import re
 from dataclasses import dataclass
 
 from sentiment.errors import InputError, StorageError
-from sentiment.io.storage import STORAGE_ERRORS, describe_failure, fsspec_filesystem, is_s3, write_bytes
+from sentiment.io.storage import (STORAGE_ERRORS, describe_failure, fsspec_filesystem, is_s3, make_durable,
+                                 write_bytes)
 from sentiment.pause_points import pause_point
 from sentiment.score.lock import LOCK, OutputLock, new_attempt_id
 
@@ -224,6 +225,10 @@ def commit(attempt: Attempt, summary: dict, written: list[dict], inputs: dict[st
                 pause_point("commit.moving")
     except STORAGE_ERRORS as error:
         raise StorageError(describe_failure(output_uri, error) + f"; {MARKER} still names the previous night") from None
+    try:
+        make_durable(output_uri, list(new_names.values()))  # on disk before _SUCCESS names them
+    except StorageError as error:
+        raise StorageError(f"{error}; {MARKER} still names the previous night") from None
     for w in written:
         w["file"] = new_names[w["file"]]
     summary["attempt"] = attempt.id

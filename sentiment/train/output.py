@@ -15,7 +15,8 @@ import json
 import logging
 
 from sentiment.errors import InputError, StorageError
-from sentiment.io.storage import PARTIAL_SUFFIX, STORAGE_ERRORS, describe_failure, fsspec_filesystem, read_bytes, write_bytes
+from sentiment.io.storage import (PARTIAL_SUFFIX, STORAGE_ERRORS, describe_failure, fsspec_filesystem, make_durable,
+                                  read_bytes, write_bytes)
 from sentiment.pause_points import pause_point
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ def commit_model_folder(staging: str, output: str, metrics: dict) -> None:
             fs.mv(f"{staging_path}/{name}", f"{output_path}/{name}")
             if number == 0:
                 pause_point("train.commit_output")
+        make_durable(output, names)  # on disk before metrics.json says the folder is complete
         write_bytes(f"{output}/{METRICS_FILE}", json.dumps(metrics, indent=2).encode())
         fs.rm(f"{output_path}/{COMMITTING_FILE}")
         if fs.exists(staging_path):
