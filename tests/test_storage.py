@@ -110,6 +110,15 @@ def test_processes_on_one_node_share_one_cached_download_of_a_model(s3_bucket, t
         assert storage.fetch_dir_files(uri) == tokenizer_folder
     assert reads.calls == []
 
+    # What a node's crash leaves of a file not yet on its disk: cut short. Fetched again, alone.
+    weights = next(Path(tokenizer_folder).glob("*.safetensors"))
+    whole = weights.read_bytes()
+    weights.write_bytes(b"")
+    with recording_s3_reads() as reads:
+        assert storage.fetch_dir_files(uri) == tokenizer_folder
+    assert weights.read_bytes() == whole and reads.count_of(".safetensors") == 1
+    assert reads.count_of("tokenizer.json") == reads.count_of("config.json") == 0
+
     # A model replaced at the same URI is a new version: fetched anew, the old copy removed.
     new_config = (Path(tiny_classifier) / "config.json").read_bytes() + b"\n"
     storage.write_bytes(f"{uri}/config.json", new_config)

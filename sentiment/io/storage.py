@@ -384,7 +384,8 @@ def fetch_dir_files(uri: str, skip_suffixes: tuple[str, ...] = ()) -> str:
     s3:// folders go to a per-node cache, one folder per URI and version (the listing's names,
     sizes and ETags), under a file lock: the actors and tokenize tasks of one node share one
     download, and a model replaced at the same URI is fetched anew while older versions of it
-    are removed.
+    are removed. A cached file whose size is not the listed one (cut short by a crash of the
+    node) is fetched again.
 
     Raises:
         StorageError: the storage cannot be listed or read.
@@ -406,7 +407,10 @@ def fetch_dir_files(uri: str, skip_suffixes: tuple[str, ...] = ()) -> str:
         os.makedirs(folder, exist_ok=True)
         for entry in listing:
             target = os.path.join(folder, entry["name"].rsplit("/", 1)[-1])
-            if entry["name"].endswith(skip_suffixes) or os.path.exists(target):
+            # A cached file of the listed size is taken as it is. Another size is what a node's crash
+            # leaves of a file whose bytes had not reached its disk: fetched again, not loaded.
+            if entry["name"].endswith(skip_suffixes) or (os.path.exists(target)
+                                                         and os.path.getsize(target) == entry["size"]):
                 continue
             try:
                 fs.get_file(entry["name"], target + ".partial")
