@@ -74,3 +74,34 @@ def test_a_fused_operator_is_shared_out_by_the_time_ray_measured_per_function():
     assert _split(op) == {"model": 1.0}
     assert _split(SimpleNamespace(operator_name="ReadFilesParquetV2->MapBatches(as_plain_strings)",
                                   stage_time=None)) == {"read": 1.0}
+
+
+def test_tonight_is_compared_with_the_night_it_replaces(tmp_path):
+    from sentiment.score.commit import read_previous_summary
+    from sentiment.score.summary import compare_with_previous
+
+    tonight = {"model": "s3://models/b", "label_fractions": {"negative": 0.30, "neutral": 0.10, "positive": 0.60}}
+    previous = {"attempt": "20261204T020000Z-0a1b2c3d", "finished_at": "2026-12-04T02:31:00+00:00",
+                "model": "s3://models/a", "rows_scored": 1000, "stages": {},
+                "label_fractions": {"negative": 0.25, "neutral": 0.12, "positive": 0.63}}
+    line = compare_with_previous(tonight, previous)
+    assert tonight["label_shift"] == {"negative": 0.05, "neutral": -0.02, "positive": -0.03}
+    assert tonight["previous_night"] == {key: previous[key] for key in
+                                         ("attempt", "finished_at", "model", "rows_scored", "label_fractions")}
+    assert "negative 30.0% (+5.0 points)" in line and "positive 60.0% (-3.0 points)" in line
+    assert "scored by s3://models/a" in line  # another model: said, as the likeliest cause of a shift
+    first_night = {"model": "m", "label_fractions": {"negative": 1.0, "neutral": 0.0, "positive": 0.0}}
+    assert compare_with_previous(first_night, None) is None and "label_shift" not in first_night
+
+    # Only the summary of the night _SUCCESS names counts: not one a killed run left of another attempt.
+    output = tmp_path / "scored"
+    output.mkdir()
+    assert read_previous_summary(str(output)) is None
+    (output / "_SUCCESS").write_text(json.dumps({"attempt": previous["attempt"], "files": []}))
+    assert read_previous_summary(str(output)) is None  # no _summary.json
+    (output / "_summary.json").write_text(json.dumps(previous))
+    assert read_previous_summary(str(output)) == previous
+    (output / "_summary.json").write_text(json.dumps({**previous, "attempt": "20261205T020000Z-ffffffff"}))
+    assert read_previous_summary(str(output)) is None
+    (output / "_summary.json").write_text("{not json")
+    assert read_previous_summary(str(output)) is None

@@ -185,6 +185,8 @@ def test_s3_scoring_never_writes_credentials_into_its_artifacts(s3_scored):
 def test_rerun_into_the_same_output_leaves_exactly_one_copy_of_each_row(s3_scored):
     expected, paths = s3_scored
     first = _read_json(paths["output"] + "/_SUCCESS")
+    first_summary = _read_json(paths["output"] + "/_summary.json")
+    assert "previous_night" not in first_summary  # the first night has none
     assert _score("--model", paths["model"], "--input", paths["input"], "--output", paths["output"],
                   "--concurrency", "1,2") == 0
     out = _read_output(paths["output"])
@@ -193,6 +195,11 @@ def test_rerun_into_the_same_output_leaves_exactly_one_copy_of_each_row(s3_score
     # New file names prove the second run really wrote; one copy proves it replaced the first.
     assert not {f["file"] for f in first["files"]} & {f["file"] for f in second["files"]}
     assert second["rows"] == expected.num_rows
+    # Tonight against the night it replaced: the same rows and model, so every share moved by 0.
+    summary = _read_json(paths["output"] + "/_summary.json")
+    assert summary["previous_night"]["attempt"] == first["attempt"] != summary["attempt"]
+    assert summary["previous_night"]["label_fractions"] == first_summary["label_fractions"]
+    assert summary["label_shift"] == {label: 0.0 for label in LABELS}
 
 
 @pytest.fixture(scope="module")

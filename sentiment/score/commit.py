@@ -299,3 +299,25 @@ def read_marker(output_uri: str) -> dict | None:
     ok = isinstance(marker, dict) and isinstance(marker.get("files"), list) \
         and all(isinstance(f, dict) and isinstance(f.get("file"), str) for f in marker["files"])
     return marker if ok else None
+
+
+def read_previous_summary(output_uri: str) -> dict | None:
+    """The `_summary.json` of the night `_SUCCESS` names now; None when there is none, or when
+    the summary is of another attempt (a run killed between writing the two) or unreadable."""
+    marker = read_marker(output_uri)
+    if marker is None:
+        return None
+    fs, path = fsspec_filesystem(_join(output_uri, SUMMARY))
+    try:
+        with fs.open(path, "rb") as f:
+            summary = json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        log.warning("the previous night's %s is not JSON; tonight is not compared with it", SUMMARY)
+        return None
+    except STORAGE_ERRORS as error:
+        raise StorageError(describe_failure(output_uri, error)) from None
+    if not isinstance(summary, dict) or summary.get("attempt") != marker.get("attempt"):
+        return None
+    return summary

@@ -26,7 +26,7 @@ from ray.data import ActorPoolStrategy, BlockBasedFileDatasink, SaveMode
 from sentiment.io import shards
 from sentiment.score import commit
 from sentiment.score.stages import enable_stage_timing, stage_table
-from sentiment.score.summary import build_summary
+from sentiment.score.summary import build_summary, compare_with_previous
 from sentiment.errors import InputError
 from sentiment.provenance import provenance
 from sentiment.score.failures import pipeline_failure
@@ -435,7 +435,10 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
     summary["provenance"] = provenance()
     _check_nothing_lost(found, summary, attempt.staging)
     _check_error_fraction(summary, config.max_error_fraction, attempt.staging)
+    compared = compare_with_previous(summary, commit.read_previous_summary(config.output))
     commit.commit(attempt, summary, sink.written, found.rows_by_uri)
+    if compared:
+        log.info(compared)
     return summary
 
 

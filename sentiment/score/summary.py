@@ -50,3 +50,25 @@ def build_summary(written: list[dict], *, wall_s: float, model: str, output: str
         "files": len(written),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def compare_with_previous(summary: dict, previous: dict | None) -> str | None:
+    """Add `previous_night` (its attempt, finish time, model, rows scored and label shares) and
+    `label_shift` (tonight's share of each label minus the previous night's) to summary, and
+    return one line saying so; None, and nothing added, without a previous night.
+
+    A nightly job's first question after "did it finish" is whether tonight looks like the nights
+    before: a share that jumps points at new inputs, a broken upstream export or a new model.
+    """
+    if not previous or not isinstance(previous.get("label_fractions"), dict):
+        return None
+    before = previous["label_fractions"]
+    summary["previous_night"] = {key: previous.get(key) for key in
+                                 ("attempt", "finished_at", "model", "rows_scored", "label_fractions")}
+    summary["label_shift"] = {label: round(summary["label_fractions"][label] - float(before.get(label, 0.0)), 4)
+                              for label in LABELS}
+    shares = ", ".join(f"{label} {summary['label_fractions'][label]:.1%} "
+                       f"({summary['label_shift'][label] * 100:+.1f} points)" for label in LABELS)
+    model = "" if previous.get("model") == summary["model"] else f", scored by {previous.get('model')}"
+    return (f"label shares against the previous night ({previous.get('attempt')}, {previous.get('rows_scored')} "
+            f"rows{model}): {shares}")
