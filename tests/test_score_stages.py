@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pytest
 
 from sentiment.cli import main
 from sentiment.score.stages import STAGES, _busy_and_span, _split, format_stages, pipeline_seconds
@@ -16,7 +18,7 @@ from tests.helpers import UNLABELED_TEXT, unlabeled_reviews
 TEXT = "Review Text"
 
 
-def test_stage_table_accounts_for_every_row_of_a_real_run(ray_cluster, tiny_classifier, shared_data, tmp_path):
+def test_stage_table_accounts_for_every_row_of_a_real_run(ray_cluster, tiny_classifier, shared_data, tmp_path, caplog):
     # Two CSV and two Parquet shards: two read operators and a union, so the read row must add
     # them up; a blank review is an errored row, which every stage still carries.
     inputs = tmp_path / "in"
@@ -53,6 +55,27 @@ def test_stage_table_accounts_for_every_row_of_a_real_run(ray_cluster, tiny_clas
     assert "model" in text and f"{pipeline_seconds(summary['stages']):.2f} s from the first read" in text
     assert pipeline_seconds(summary["stages"]) <= summary["wall_s"]
 
+    # The next night, into its own folder, compared with this one (--compare-with): half the shards,
+    # so other shares; a folder without a finished night is only warned about.
+    tonight = tmp_path / "out-2"
+    caplog.set_level(logging.INFO, logger="sentiment.score.pipeline")
+    assert main(["score", "--model", tiny_classifier, "--input", str(inputs / "part-0.csv"), str(inputs / "part-1.parquet"),
+                 "--output", str(tonight), "--text-column", TEXT, "--compare-with", str(output)]) == 0
+    second = json.loads((tonight / "_summary.json").read_text())
+    assert second["previous_night"]["output"] == summary["output"]
+    assert second["previous_night"]["attempt"] == summary["attempt"] and second["previous_night"]["rows_scored"] == 596
+    assert second["label_shift"] == pytest.approx({label: second["label_fractions"][label] - summary["label_fractions"][label]
+                                                   for label in summary["label_fractions"]}, abs=1e-4)
+    assert any(f"against the previous night ({summary['output']}, {summary['attempt']}, 596 rows)" in record.message
+               for record in caplog.records)
+    empty = tmp_path / "no-night"
+    empty.mkdir()
+    caplog.clear()
+    assert main(["score", "--model", tiny_classifier, "--input", str(inputs / "part-0.csv"), "--output",
+                 str(tmp_path / "out-3"), "--text-column", TEXT, "--compare-with", str(empty)]) == 0
+    assert "previous_night" not in json.loads((tmp_path / "out-3" / "_summary.json").read_text())
+    assert any(f"--compare-with {empty} holds no finished night" in record.message for record in caplog.records)
+
 
 def _block(node: str, start: float, end: float):
     return SimpleNamespace(exec_stats=SimpleNamespace(node_id=node, start_time_s=start, end_time_s=end))
@@ -80,14 +103,16 @@ def test_tonight_is_compared_with_the_night_it_replaces(tmp_path):
     from sentiment.score.commit import read_previous_summary
     from sentiment.score.summary import compare_with_previous
 
-    tonight = {"model": "s3://models/b", "label_fractions": {"negative": 0.30, "neutral": 0.10, "positive": 0.60}}
-    previous = {"attempt": "20261204T020000Z-0a1b2c3d", "finished_at": "2026-12-04T02:31:00+00:00",
+    tonight = {"output": "s3://scored/2026-12-05/", "model": "s3://models/b", "label_fractions": {"negative": 0.30, "neutral": 0.10, "positive": 0.60}}
+    previous = {"output": "s3://scored/2026-12-04/", "attempt": "20261204T020000Z-0a1b2c3d", "finished_at": "2026-12-04T02:31:00+00:00",
                 "model": "s3://models/a", "rows_scored": 1000, "stages": {},
                 "label_fractions": {"negative": 0.25, "neutral": 0.12, "positive": 0.63}}
     line = compare_with_previous(tonight, previous)
     assert tonight["label_shift"] == {"negative": 0.05, "neutral": -0.02, "positive": -0.03}
     assert tonight["previous_night"] == {key: previous[key] for key in
-                                         ("attempt", "finished_at", "model", "rows_scored", "label_fractions")}
+                                         ("output", "attempt", "finished_at", "model", "rows_scored",
+                                          "label_fractions")}
+    assert "(s3://scored/2026-12-04/, 20261204T020000Z-0a1b2c3d, 1000 rows, scored by s3://models/a)" in line
     assert "negative 30.0% (+5.0 points)" in line and "positive 60.0% (-3.0 points)" in line
     assert "scored by s3://models/a" in line  # another model: said, as the likeliest cause of a shift
     first_night = {"model": "m", "label_fractions": {"negative": 1.0, "neutral": 0.0, "positive": 0.0}}

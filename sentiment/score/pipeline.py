@@ -27,7 +27,7 @@ from sentiment.io import shards
 from sentiment.score import commit
 from sentiment.score.stages import enable_stage_timing, stage_table
 from sentiment.score.summary import build_summary, compare_with_previous
-from sentiment.errors import InputError
+from sentiment.errors import InputError, StorageError
 from sentiment.provenance import provenance
 from sentiment.score.failures import pipeline_failure
 from sentiment.data.labels import LABELS, PROB_COLUMNS
@@ -76,6 +76,7 @@ class ScoreConfig:
     max_error_fraction: float = 0.5  # above it the run fails and the previous output stays
     tokens_per_batch: int | None = None  # None: token_batches.DEFAULT_TOKENS_PER_BATCH for the device
     overwrite: bool = False  # replace an output folder holding files that are not ours
+    compare_with: str | None = None  # an earlier output (yesterday's); None: the night --output holds
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> "ScoreConfig":
@@ -86,7 +87,7 @@ class ScoreConfig:
                    cpus_per_actor=args.cpus_per_actor, rows_per_file=args.rows_per_file, precision=args.precision,
                    threads_per_actor=args.threads_per_actor, shared_fs=args.shared_fs,
                    max_error_fraction=args.max_error_fraction, tokens_per_batch=args.tokens_per_batch,
-                   overwrite=args.overwrite)
+                   overwrite=args.overwrite, compare_with=args.compare_with)
 
 
 def model_id(model_uri: str) -> str:
@@ -435,11 +436,26 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
     summary["provenance"] = provenance()
     _check_nothing_lost(found, summary, attempt.staging)
     _check_error_fraction(summary, config.max_error_fraction, attempt.staging)
-    compared = compare_with_previous(summary, commit.read_previous_summary(config.output))
+    compared = compare_with_previous(summary, _previous_summary(config))
     commit.commit(attempt, summary, sink.written, found.rows_by_uri)
     if compared:
         log.info(compared)
     return summary
+
+
+def _previous_summary(config: ScoreConfig) -> dict | None:
+    """The summary tonight is compared with: --compare-with's night, else the one --output holds."""
+    if config.compare_with is None:
+        return commit.read_previous_summary(config.output)
+    try:
+        previous = commit.read_previous_summary(config.compare_with)
+    except StorageError as error:  # monitoring: the night's rows are what must not fail
+        log.warning("--compare-with %s could not be read (%s); tonight is not compared", config.compare_with, error)
+        return None
+    if previous is None:
+        log.warning("--compare-with %s holds no finished night (no _SUCCESS and _summary.json of one attempt); "
+                    "tonight is not compared", config.compare_with)
+    return previous
 
 
 def _check_nothing_lost(found: shards.Shards, summary: dict, staging: str) -> None:

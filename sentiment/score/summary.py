@@ -53,7 +53,7 @@ def build_summary(written: list[dict], *, wall_s: float, model: str, output: str
 
 
 def compare_with_previous(summary: dict, previous: dict | None) -> str | None:
-    """Add `previous_night` (its attempt, finish time, model, rows scored and label shares) and
+    """Add `previous_night` (its output, attempt, finish time, model, rows scored and label shares) and
     `label_shift` (tonight's share of each label minus the previous night's) to summary, and
     return one line saying so; None, and nothing added, without a previous night.
 
@@ -64,11 +64,12 @@ def compare_with_previous(summary: dict, previous: dict | None) -> str | None:
         return None
     before = previous["label_fractions"]
     summary["previous_night"] = {key: previous.get(key) for key in
-                                 ("attempt", "finished_at", "model", "rows_scored", "label_fractions")}
+                                 ("output", "attempt", "finished_at", "model", "rows_scored", "label_fractions")}
     summary["label_shift"] = {label: round(summary["label_fractions"][label] - float(before.get(label, 0.0)), 4)
                               for label in LABELS}
     shares = ", ".join(f"{label} {summary['label_fractions'][label]:.1%} "
                        f"({summary['label_shift'][label] * 100:+.1f} points)" for label in LABELS)
     model = "" if previous.get("model") == summary["model"] else f", scored by {previous.get('model')}"
-    return (f"label shares against the previous night ({previous.get('attempt')}, {previous.get('rows_scored')} "
-            f"rows{model}): {shares}")
+    where = "" if previous.get("output") == summary.get("output") else f"{previous.get('output')}, "
+    return (f"label shares against the previous night ({where}{previous.get('attempt')}, "
+            f"{previous.get('rows_scored')} rows{model}): {shares}")
