@@ -59,3 +59,32 @@ def test_metrics_by_group_partition_the_rows_and_the_printed_table_keeps_the_lar
     assert sum(g["accuracy"] * g["n"] for g in by.values()) / len(groups) == pytest.approx(overall)
     lines = format_groups("appId", by).splitlines()
     assert len(lines) == 2 + GROUPS_SHOWN + 1 and lines[-1].startswith("... and 11 smaller groups")
+
+
+def test_progress_lines_say_how_long_the_epoch_has_left(tiny_backbone, monkeypatch, caplog):
+    import logging
+
+    from sentiment.model.classifier import build_classifier
+    from sentiment.train import step
+    from sentiment.train.stats import time_left
+
+    assert time_left(50, 100, 30.0) == "about 30 s left in the epoch"
+    assert time_left(10, 100, 60.0) == "about 9 min left in the epoch"  # 540 s at 6 s a step
+    assert time_left(100, 100, 60.0) == "about 0 s left in the epoch"
+    assert time_left(5, None, 1.0) == "" and time_left(0, 10, 0.0) == ""
+
+    # A real training pass logs it: every LOG_EVERY_STEPS steps (2 here, of 6).
+    torch.manual_seed(0)
+    model, _ = build_classifier(tiny_backbone)
+    batches = [{"input_ids": torch.randint(1000, 2000, (4, 8)), "attention_mask": torch.ones(4, 8, dtype=torch.long),
+                "labels": torch.tensor([0, 1, 2, 1])} for _ in range(6)]
+    optimizer, scheduler = step.optimizer_and_schedule(model, lr=1e-4, layer_decay=1.0, warmup_fraction=0.0,
+                                                       total_steps=6, device=torch.device("cpu"))
+    monkeypatch.setattr(step, "LOG_EVERY_STEPS", 2)
+    caplog.set_level(logging.INFO, logger="sentiment.train")
+    step.run_epoch(model, batches, torch.device("cpu"), optimizer=optimizer, scheduler=scheduler,
+                   scaler=torch.amp.GradScaler("cpu", enabled=False), log_progress=True, epoch_label="epoch 1/1",
+                   steps_total=6)
+    lines = [r.message for r in caplog.records if r.message.startswith("[train] epoch 1/1 step")]
+    assert [line.split(" loss")[0] for line in lines] == [f"[train] epoch 1/1 step {n}/6" for n in (2, 4, 6)]
+    assert all("s left in the epoch)" in line for line in lines) and "about 0 s left" in lines[-1]

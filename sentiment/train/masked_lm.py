@@ -31,7 +31,7 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 
 from sentiment.model.classifier import load_encoder_with_head
 from sentiment.pause_points import pause_point
-from sentiment.train.stats import optimizer_step, sum_over_workers, weights_fingerprint
+from sentiment.train.stats import optimizer_step, sum_over_workers, time_left, weights_fingerprint
 from sentiment.train.step import GPU_PAD_MULTIPLE, autocast_dtype, precision_name
 
 MODEL_SUBDIR = "model"  # the whole masked-language model: encoder and head
@@ -219,13 +219,12 @@ def adapt_loop_per_worker(config: dict) -> None:
             texts += len(batch["input_ids"])
             if rank == 0 and step % LOG_EVERY_STEPS == 0:
                 seconds = time.time() - started
-                eta = (steps_per_epoch - step) * seconds / step
                 # The last steps' mean: the epoch's mean so far hides where the loss is now.
                 recent, logged_sum = (float(loss_sum) - logged_sum) / LOG_EVERY_STEPS, float(loss_sum)
                 recent_losses.append([steps_before + step, recent])
                 log.info(f"[adapt] {label} step {step}/{steps_per_epoch} loss {recent:.4f} (the last "
-                         f"{LOG_EVERY_STEPS} steps; {texts / seconds:.1f} texts/s per worker, about "
-                         f"{f'{eta / 60:.0f} min' if eta >= 120 else f'{eta:.0f} s'} left in the epoch)")
+                         f"{LOG_EVERY_STEPS} steps; {texts / seconds:.1f} texts/s per worker, "
+                         f"{time_left(step, steps_per_epoch, seconds)})")
         train_seconds = time.time() - started
         loss_total, steps_total, texts_total = sum_over_workers(
             torch.tensor([float(loss_sum), step, texts], dtype=torch.float64, device=device)).tolist()

@@ -125,3 +125,11 @@ def optimizer_step(optimizer) -> int:
     """Steps the optimizer has taken (its largest per-parameter step count; 0 before the first)."""
     steps = [int(state["step"]) for state in optimizer.state.values() if "step" in state]
     return max(steps, default=0)
+
+
+def time_left(steps_done: int, steps_total: int | None, seconds: float) -> str:
+    """"about N min left in the epoch" at the pace so far; "" when the total is unknown."""
+    if not steps_total or steps_done <= 0:
+        return ""
+    left = max(steps_total - steps_done, 0) * seconds / steps_done
+    return f"about {left / 60:.0f} min left in the epoch" if left >= 120 else f"about {left:.0f} s left in the epoch"

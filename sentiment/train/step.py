@@ -17,7 +17,7 @@ import torch
 
 from sentiment.model.predictor import resolve_precision
 from sentiment.model.token_batches import length_sorted_batches, pad_rows, tokenize_to_arrow
-from sentiment.train.stats import add_batch, new_totals, summarize
+from sentiment.train.stats import add_batch, new_totals, summarize, time_left
 
 LOG_EVERY_STEPS = 50
 # On GPU, padded lengths are a multiple of this, so kernels see few distinct shapes.
@@ -192,9 +192,11 @@ def run_epoch(model, batches, device, *, optimizer=None, scheduler=None, scaler=
             add_batch(totals, loss, out.logits, batch["labels"], batch["attention_mask"])
             if log_progress and step % LOG_EVERY_STEPS == 0:
                 so_far = summarize(totals.tolist())  # the one host sync per LOG_EVERY_STEPS steps
+                seconds = time.time() - started
+                left = time_left(step, steps_total, seconds)
                 log.info(f"[train] {epoch_label} step {step}/{steps_total} loss {so_far['loss']:.4f} "
-                         f"acc {so_far['accuracy']:.3f} ({so_far['n'] / (time.time() - started):.1f} "
-                         "reviews/s per worker)")
+                         f"acc {so_far['accuracy']:.3f} ({so_far['n'] / seconds:.1f} reviews/s per worker"
+                         f"{', ' + left if left else ''})")
     return {**summarize((reduce(totals) if reduce else totals).tolist()), "compile_seconds": compile_seconds,
             "compile_rows": compile_rows}
 
