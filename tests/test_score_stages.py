@@ -99,8 +99,9 @@ def test_a_fused_operator_is_shared_out_by_the_time_ray_measured_per_function():
                                   stage_time=None)) == {"read": 1.0}
 
 
-def test_tonight_is_compared_with_the_night_it_replaces(tmp_path):
+def test_tonight_is_compared_with_the_night_it_replaces(tmp_path, caplog):
     from sentiment.score.commit import read_previous_summary
+    from sentiment.score.pipeline import log_comparison
     from sentiment.score.summary import compare_with_previous
 
     tonight = {"output": "s3://scored/2026-12-05/", "model": "s3://models/b", "label_fractions": {"negative": 0.30, "neutral": 0.10, "positive": 0.60}}
@@ -115,6 +116,11 @@ def test_tonight_is_compared_with_the_night_it_replaces(tmp_path):
     assert "(s3://scored/2026-12-04/, 20261204T020000Z-0a1b2c3d, 1000 rows, scored by s3://models/a)" in line
     assert "negative 30.0% (+5.0 points)" in line and "positive 60.0% (-3.0 points)" in line
     assert "scored by s3://models/a" in line  # another model: said, as the likeliest cause of a shift
+    caplog.set_level(logging.INFO, logger="sentiment.score.pipeline")
+    log_comparison(line, tonight["label_shift"])  # 5 points at most: information
+    log_comparison("ten", {"negative": 0.1, "neutral": -0.04, "positive": -0.06})
+    assert [(r.levelname, r.message) for r in caplog.records] == [
+        ("INFO", line), ("WARNING", "ten; a share moved by 10 points or more")]
     first_night = {"model": "m", "label_fractions": {"negative": 1.0, "neutral": 0.0, "positive": 0.0}}
     assert compare_with_previous(first_night, None) is None and "label_shift" not in first_night
 

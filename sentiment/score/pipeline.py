@@ -26,7 +26,7 @@ from ray.data import ActorPoolStrategy, BlockBasedFileDatasink, SaveMode
 from sentiment.io import shards
 from sentiment.score import commit
 from sentiment.score.stages import enable_stage_timing, stage_table
-from sentiment.score.summary import build_summary, compare_with_previous
+from sentiment.score.summary import LABEL_SHIFT_WARNING, build_summary, compare_with_previous
 from sentiment.errors import InputError, StorageError
 from sentiment.provenance import provenance
 from sentiment.score.failures import pipeline_failure
@@ -439,8 +439,16 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
     compared = compare_with_previous(summary, _previous_summary(config))
     commit.commit(attempt, summary, sink.written, found.rows_by_uri)
     if compared:
-        log.info(compared)
+        log_comparison(compared, summary["label_shift"])
     return summary
+
+
+def log_comparison(line: str, label_shift: dict[str, float]) -> None:
+    """The comparison with the previous night: a warning when a share moved by LABEL_SHIFT_WARNING."""
+    if max(map(abs, label_shift.values())) >= LABEL_SHIFT_WARNING:
+        log.warning(f"{line}; a share moved by {LABEL_SHIFT_WARNING * 100:.0f} points or more")
+    else:
+        log.info(line)
 
 
 def _previous_summary(config: ScoreConfig) -> dict | None:

@@ -52,6 +52,11 @@ def build_summary(written: list[dict], *, wall_s: float, model: str, output: str
     }
 
 
+# A label's share moving this much (as a fraction) from one night to the next is logged as a
+# warning: day-to-day shares of one product's reviews move by a point or two; ten is an event.
+LABEL_SHIFT_WARNING = 0.10
+
+
 def compare_with_previous(summary: dict, previous: dict | None) -> str | None:
     """Add `previous_night` (its output, attempt, finish time, model, rows scored and label shares) and
     `label_shift` (tonight's share of each label minus the previous night's) to summary, and
