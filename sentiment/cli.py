@@ -227,7 +227,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="trained model folder or s3:// prefix")
     parser.add_argument("--data", nargs="+", required=True, metavar="PATH", help="labeled CSV/Parquet/JSON-lines files, folders, globs or s3:// URIs")
     _add_column_arguments(parser)
-    parser.add_argument("--report", default=None, help="also write the metrics as JSON to this path")
+    parser.add_argument("--report", default=None,
+                        help="also write the metrics as JSON to this path; an existing file there is replaced "
+                             "only if it is an earlier report (never, say, labeled data given by mistake)")
     parser.add_argument("--by", default=None, metavar="COLUMN",
                         help="also score each value of this column apart (an app id, a source, a year): rows, "
                              "accuracy with one standard error, macro-F1; every file must have it")

@@ -12,15 +12,18 @@ import ray
 from ray.data.expressions import col
 
 from sentiment.data.labeled import EMPTY_TEXT, INVALID_SCORE, count_problems, read_labeled, text_column_names
-from sentiment.errors import InputError
+from sentiment.errors import InputError, StorageError
 from sentiment.provenance import provenance
 from sentiment.train.metrics import classification_metrics, format_groups, format_metrics, metrics_by_group
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import largest_node_cpus, require
-from sentiment.io.storage import absolute_uri, check_reachable, is_s3, write_bytes
+from sentiment.io.storage import (STORAGE_ERRORS, absolute_uri, check_reachable, describe_failure, exists,
+                                  fsspec_filesystem, is_s3, write_bytes)
 
 log = logging.getLogger(__name__)
+
+REPORT_HEAD_BYTES = 256  # enough of an existing --report file to tell whether it is a report
 
 
 class _LabelPredictor:
@@ -155,6 +158,23 @@ class EvaluateConfig:
                    precision=args.precision, tokens_per_batch=args.tokens_per_batch)
 
 
+def _refuse_replacing_what_is_not_a_report(path: str) -> None:
+    """An existing --report file is replaced only when it is an earlier report: `--report
+    reviews.json` given by mistake must not overwrite the labeled data (JSON is an input format)."""
+    if not exists(path):
+        return
+    fs, local = fsspec_filesystem(path)
+    try:
+        with fs.open(local, "rb") as file:
+            head = file.read(REPORT_HEAD_BYTES)
+    except STORAGE_ERRORS as error:
+        raise StorageError(describe_failure(path, error)) from None
+    # A report is json.dumps of classification_metrics, indented: "accuracy" is its first key.
+    if not (head.lstrip().startswith(b"{") and b'"accuracy"' in head):
+        raise InputError(f"--report {path} exists and is not a report of `sentiment evaluate`; nothing was "
+                         "written: name a new file, or remove that one first")
+
+
 def evaluate(config: EvaluateConfig) -> dict:
     """Print accuracy, macro-F1, sklearn's report and the confusion matrix; optionally write JSON.
 
@@ -170,6 +190,8 @@ def evaluate(config: EvaluateConfig) -> dict:
     for path in (config.report, config.plot):  # what cannot be written must fail now, not after the evaluation
         if path:
             check_reachable(path if is_s3(path) else os.path.dirname(os.path.abspath(os.path.expanduser(path))))
+    if config.report:
+        _refuse_replacing_what_is_not_a_report(config.report)
     ensure_connected()
     labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit,
                            group_column=config.by).materialize()

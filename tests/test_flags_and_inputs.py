@@ -125,6 +125,23 @@ def test_evaluate_report_that_cannot_be_written_fails_before_the_evaluation(shar
                                    ".pdf file (the image format)")
 
 
+def test_evaluate_report_replaces_an_earlier_report_only_never_the_data(shared_data, tiny_classifier, tmp_path,
+                                                                       monkeypatch, capsys):
+    _no_work(monkeypatch, "sentiment.evaluate")
+    data = tmp_path / "reviews.json"  # JSON lines: an input format that a report's name can take by mistake
+    pd.DataFrame({"content": _reviews(shared_data, 5), "score": [1, 2, 3, 4, 5]}).to_json(data, orient="records",
+                                                                                         lines=True)
+    before = data.read_bytes()
+    assert main(["evaluate", "--model", tiny_classifier, "--data", str(data), "--report", str(data)]) == 2
+    assert _error_line(capsys) == (f"sentiment evaluate: error: --report {data} exists and is not a report of "
+                                   "`sentiment evaluate`; nothing was written: name a new file, or remove that one first")
+    assert data.read_bytes() == before
+    earlier = tmp_path / "report.json"
+    earlier.write_text(json.dumps({"accuracy": 0.5, "macro_f1": 0.4, "confusion_matrix": []}, indent=2))
+    with pytest.raises(AssertionError, match="Ray was started"):  # past every check: the evaluation would run
+        main(["evaluate", "--model", tiny_classifier, "--data", str(data), "--report", str(earlier)])
+
+
 def test_format_json_reads_only_json_lines_and_help_says_it_filters_by_extension(shared_data, tmp_path, capsys):
     from sentiment.io.shards import list_shard_files
 
