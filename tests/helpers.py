@@ -150,6 +150,11 @@ TINY_ENCODERS = {
                    "transformer.layer.1.attention.q_lin.weight", "seq_classif_dropout"),
     "mpnet": ("MPNetModel", "MPNetConfig", dict(_TINY, max_position_embeddings=514),
               "encoder.layer.1.attention.attn.q.weight", None),
+    # DeBERTa-v3's architecture (issue 23 names microsoft/deberta-v3-base), and ELECTRA's.
+    "deberta-v2": ("DebertaV2Model", "DebertaV2Config", dict(_TINY, max_position_embeddings=512),
+                   "encoder.layer.1.attention.self.query_proj.weight", "pooler_dropout"),
+    "electra": ("ElectraModel", "ElectraConfig", dict(_TINY, embedding_size=32),
+                "encoder.layer.1.attention.self.query.weight", "classifier_dropout"),
 }
 
 

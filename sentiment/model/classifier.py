@@ -342,5 +342,6 @@ def load_classifier(model_uri: str):
 def save_classifier(model, tokenizer, directory: str) -> None:
     """Save as a standard HF folder: config.json (with label names), model.safetensors, tokenizer."""
     model = getattr(model, "module", model)  # unwrap DDP
-    model.save_pretrained(directory, safe_serialization=True)
+    with _transformers_progress_off():  # a "Writing model shards" bar per save, in every worker's log
+        model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
