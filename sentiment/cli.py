@@ -374,7 +374,8 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
                              "either way (default: %(default)s)")
     parser.add_argument("--compare-with", metavar="OUTPUT",
                         help="an earlier output folder (e.g. yesterday's): _summary.json records its label shares "
-                             "and each label's shift since, and one line prints them. Default: the night this "
+                             "and each label's shift since, and one line prints them (a warning from 10 points). "
+                             "Default: the night this "
                              "run replaces in --output, if any. A folder without a finished night is named in a "
                              "warning; the run goes on")
     _add_shared_fs_argument(parser)
