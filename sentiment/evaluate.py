@@ -18,7 +18,7 @@ from sentiment.train.metrics import classification_metrics, format_groups, forma
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import largest_node_cpus, require
-from sentiment.io.storage import (STORAGE_ERRORS, absolute_uri, check_reachable, describe_failure, exists,
+from sentiment.io.storage import (STORAGE_ERRORS, absolute_uri, check_reachable, describe_failure,
                                   fsspec_filesystem, is_s3, write_bytes)
 
 log = logging.getLogger(__name__)
@@ -161,12 +161,12 @@ class EvaluateConfig:
 def _refuse_replacing_what_is_not_a_report(path: str) -> None:
     """An existing --report file is replaced only when it is an earlier report: `--report
     reviews.json` given by mistake must not overwrite the labeled data (JSON is an input format)."""
-    if not exists(path):
-        return
     fs, local = fsspec_filesystem(path)
     try:
         with fs.open(local, "rb") as file:
             head = file.read(REPORT_HEAD_BYTES)
+    except FileNotFoundError:  # a new file: nothing to replace
+        return
     except STORAGE_ERRORS as error:
         raise StorageError(describe_failure(path, error)) from None
     # A report is json.dumps of classification_metrics, indented: "accuracy" is its first key.

@@ -283,17 +283,8 @@ def _manifest(summary: dict, written: list[dict], inputs: dict[str, int], attemp
 def read_marker(output_uri: str) -> dict | None:
     """The manifest of a completed output; None when there is no `_SUCCESS`, or one that is not
     ours (Spark's is empty)."""
-    fs, path = fsspec_filesystem(_join(output_uri, MARKER))
     try:
-        fs.invalidate_cache()
-        with fs.open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return None
-    except STORAGE_ERRORS as error:
-        raise StorageError(describe_failure(output_uri, error)) from None
-    try:
-        marker = json.loads(data)
+        marker = _read_json(output_uri, MARKER)
     except ValueError:
         return None
     ok = isinstance(marker, dict) and isinstance(marker.get("files"), list) \
@@ -307,17 +298,29 @@ def read_previous_summary(output_uri: str) -> dict | None:
     marker = read_marker(output_uri)
     if marker is None:
         return None
-    fs, path = fsspec_filesystem(_join(output_uri, SUMMARY))
     try:
-        with fs.open(path, "rb") as f:
-            summary = json.loads(f.read())
-    except FileNotFoundError:
-        return None
+        summary = _read_json(output_uri, SUMMARY)
     except ValueError:
         log.warning("the previous night's %s is not JSON; tonight is not compared with it", SUMMARY)
         return None
-    except STORAGE_ERRORS as error:
-        raise StorageError(describe_failure(output_uri, error)) from None
     if not isinstance(summary, dict) or summary.get("attempt") != marker.get("attempt"):
         return None
     return summary
+
+
+def _read_json(output_uri: str, name: str):
+    """The parsed JSON of output_uri/name; None when it does not exist.
+
+    Raises:
+        ValueError: it is not JSON. StorageError: the storage failed.
+    """
+    fs, path = fsspec_filesystem(_join(output_uri, name))
+    try:
+        fs.invalidate_cache()
+        with fs.open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    except STORAGE_ERRORS as error:
+        raise StorageError(describe_failure(output_uri, error)) from None
+    return json.loads(data)
