@@ -100,7 +100,7 @@ def test_a_fused_operator_is_shared_out_by_the_time_ray_measured_per_function():
 
 
 def test_tonight_is_compared_with_the_night_it_replaces(tmp_path, caplog):
-    from sentiment.score.commit import read_previous_summary
+    from sentiment.score.commit import read_night_summary
     from sentiment.score.pipeline import log_comparison
     from sentiment.score.summary import compare_with_previous
 
@@ -127,12 +127,12 @@ def test_tonight_is_compared_with_the_night_it_replaces(tmp_path, caplog):
     # Only the summary of the night _SUCCESS names counts: not one a killed run left of another attempt.
     output = tmp_path / "scored"
     output.mkdir()
-    assert read_previous_summary(str(output)) is None
+    assert read_night_summary(str(output)) is None
     (output / "_SUCCESS").write_text(json.dumps({"attempt": previous["attempt"], "files": []}))
-    assert read_previous_summary(str(output)) is None  # no _summary.json
+    assert read_night_summary(str(output)) is None  # no _summary.json
     (output / "_summary.json").write_text(json.dumps(previous))
-    assert read_previous_summary(str(output)) == previous
+    assert read_night_summary(str(output)) == previous
     (output / "_summary.json").write_text(json.dumps({**previous, "attempt": "20261205T020000Z-ffffffff"}))
-    assert read_previous_summary(str(output)) is None
+    assert read_night_summary(str(output)) is None
     (output / "_summary.json").write_text("{not json")
-    assert read_previous_summary(str(output)) is None
+    assert read_night_summary(str(output)) is None

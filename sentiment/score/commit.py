@@ -292,16 +292,17 @@ def read_marker(output_uri: str) -> dict | None:
     return marker if ok else None
 
 
-def read_previous_summary(output_uri: str) -> dict | None:
-    """The `_summary.json` of the night `_SUCCESS` names now; None when there is none, or when
-    the summary is of another attempt (a run killed between writing the two) or unreadable."""
+def read_night_summary(output_uri: str) -> dict | None:
+    """The `_summary.json` of the night `_SUCCESS` names now (what tonight is compared
+    with); None when there is none, or when the summary is of another attempt (a run killed
+    between writing the two) or unreadable."""
     marker = read_marker(output_uri)
     if marker is None:
         return None
     try:
         summary = _read_json(output_uri, SUMMARY)
     except ValueError:
-        log.warning("the previous night's %s is not JSON; tonight is not compared with it", SUMMARY)
+        log.warning("%s is not JSON; that night is passed over", _join(output_uri, SUMMARY))
         return None
     if not isinstance(summary, dict) or summary.get("attempt") != marker.get("attempt"):
         return None

@@ -454,9 +454,9 @@ def log_comparison(line: str, label_shift: dict[str, float]) -> None:
 def _previous_summary(config: ScoreConfig) -> dict | None:
     """The summary tonight is compared with: --compare-with's night, else the one --output holds."""
     if config.compare_with is None:
-        return commit.read_previous_summary(config.output)
+        return commit.read_night_summary(config.output)
     try:
-        previous = commit.read_previous_summary(config.compare_with)
+        previous = commit.read_night_summary(config.compare_with)
     except StorageError as error:  # monitoring: the night's rows are what must not fail
         log.warning("--compare-with %s could not be read (%s); tonight is not compared", config.compare_with, error)
         return None
