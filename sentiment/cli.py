@@ -25,6 +25,7 @@ examples:
   sentiment evaluate --model s3://bucket/models/2026-11-26 --data s3://bucket/holdout.csv
   sentiment predict --model s3://bucket/models/2026-11-26 "The app crashes every time I open it"
   sentiment average --models runs/seed-42 runs/seed-43 --output runs/average   # one model from several seeds
+  sentiment nights s3://bucket/scored/ --plot nights.png   # every night's label shares, oldest first
   sentiment adapt --model mpnet --data s3://bucket/unlabeled/ --leave-out s3://bucket/reviews/ --output s3://bucket/backbones/mpnet-reviews --gpu
 
 paths are local files, folders or globs, or s3:// URIs; S3-compatible endpoints and credentials
@@ -381,6 +382,16 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     _add_shared_fs_argument(parser)
 
 
+def add_nights_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("outputs", nargs="+", metavar="OUTPUT",
+                        help="`sentiment score` output folders or s3:// prefixes, globs of them (quote them: "
+                             "'scored/2026-12-*'), or a folder holding them, e.g. one dated folder per night")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="also draw the label shares and rows by night, marking nights where a share moved "
+                             "10 points or more and nights the model changed: a local path or s3:// URI")
+    parser.add_argument("--json", action="store_true", help="print the nights as JSON instead of a table")
+
+
 def _run_train(args) -> int:
     from sentiment.train.driver import TrainConfig, train
 
@@ -413,6 +424,13 @@ def _run_score(args) -> int:
     return 0
 
 
+def _run_nights(args) -> int:
+    from sentiment.score.nights import NightsConfig, nights
+
+    nights(NightsConfig.from_namespace(args))
+    return 0
+
+
 def _run_average(args) -> int:
     from sentiment.average import AverageConfig, average
 
@@ -439,6 +457,9 @@ COMMANDS = {
     "evaluate": (add_evaluate_arguments, _run_evaluate, "accuracy, macro-F1, per-class report and confusion matrix on labeled data"),
     "predict": (add_predict_arguments, _run_predict, "classify texts given as arguments or on stdin"),
     "score": (add_score_arguments, _run_score, "score review shards (CSV, Parquet, JSON lines) to Parquet with a Ray Data actor pool"),
+    "nights": (add_nights_arguments, _run_nights,
+               "the label shares, rows and models of many `sentiment score` nights side by side, oldest first: "
+               "a table, and a plot with --plot"),
     "average": (add_average_arguments, _run_average,
                 "weight-average (\"model soup\") several train runs of one backbone into one model, and score it "
                 "beside them on their validation and test rows"),

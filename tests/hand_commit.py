@@ -22,7 +22,10 @@ from __future__ import annotations
 import sys
 
 
-def commit_night(output: str, night: int, rows: int, files: int) -> None:
+def commit_night(output: str, night: int, rows: int, files: int, *, labels: dict[str, int] | None = None,
+                 model: str = "hand-staged", finished_at: str | None = None) -> None:
+    """labels (label -> rows, in file order), model and finished_at fill the night's summary as
+    `sentiment score`'s would be (`sentiment nights` reads them); by default no labels, now."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -37,15 +40,21 @@ def commit_night(output: str, night: int, rows: int, files: int) -> None:
         ids = list(range(night * 1000, night * 1000 + rows))
         size = -(-rows // files)
         written = []
+        row_labels = [label for label, count in (labels or {}).items() for _ in range(count)]
         for i in range(files):
             name = f"{i:05d}.parquet"
             chunk = ids[i * size:(i + 1) * size]
             pq.write_table(pa.table({"row_id": pa.array(chunk, pa.int64())}), f"{staging}/{name}",
                            filesystem=filesystem)
-            written.append({"file": name, "rows": len(chunk), "errored": 0, "labels": {}, "errors": {}})
+            counts = {}
+            for label in row_labels[i * size:(i + 1) * size]:
+                counts[label] = counts.get(label, 0) + 1
+            written.append({"file": name, "rows": len(chunk), "errored": 0, "labels": counts, "errors": {}})
         source = f"hand-staged night {night}"
-        summary = build_summary(written, wall_s=0.0, model="hand-staged", output=output, inputs=[source],
+        summary = build_summary(written, wall_s=0.0, model=model, output=output, inputs=[source],
                                 input_rows={source: rows})
+        if finished_at:
+            summary["finished_at"] = finished_at
         commit.commit(attempt, summary, written, {source: rows})
     finally:
         attempt.lock.release()
