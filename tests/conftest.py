@@ -3,6 +3,7 @@ tiny BERT models built from a config, and the real review data beside the checko
 
 from __future__ import annotations
 
+import importlib
 import os
 import uuid
 from pathlib import Path
@@ -20,6 +21,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Ray Train starts a preemption-watcher actor beside the controller of every run, one more process
 # importing Ray on 2 cores; no test preempts a node. Measured: test_resume 148 s with it, 133 s without.
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+# Ray Data installs its log handler when it is first imported, and that handler keeps the
+# sys.stderr of that moment (ray._private.log.PlainRayHandler). Imported inside a test, that is
+# the test's capsys stream, closed when the test ends: every later Ray Data line in the process
+# then fails ("Logging error ... I/O operation on closed file") into the next test's stderr, which
+# the bad-input tests check for tracebacks. Imported here, it keeps the session's stderr.
+importlib.import_module("ray.data")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # A distinctive value, so tests can prove it never shows up in logs or artifacts.
