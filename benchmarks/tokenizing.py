@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sentiment.model.classifier import resolve_backbone
     from sentiment.model.token_batches import tokenize_to_arrow
-    from sentiment.score.pipeline import tokenize_batch
+    from sentiment.score.actor import tokenize_batch
 
     table = real_reviews(args.data, args.rows)
     texts = table["content"].to_pylist()

@@ -198,7 +198,7 @@ def scored_table(texts, labels, confidences, text_column: str = UNLABELED_TEXT, 
     import pyarrow as pa
 
     from sentiment.data.labels import LABELS, PROB_COLUMNS
-    from sentiment.score.pipeline import ERROR_COLUMN, LABEL_COLUMN, MODEL_COLUMN
+    from sentiment.score.columns import ERROR_COLUMN, LABEL_COLUMN, MODEL_COLUMN
 
     errors = errors or [None] * len(texts)
     probs = {column: [] for column in PROB_COLUMNS}

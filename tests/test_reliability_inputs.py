@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 
 from sentiment.cli import main
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, resolve_backbone
-from sentiment.score.pipeline import ERROR_COLUMN, tokenize_batch
+from sentiment.score.actor import tokenize_batch
+from sentiment.score.columns import ERROR_COLUMN
 
 
 def _score(capsys, tmp_path, model: str, inputs, *extra: str) -> tuple[int, str]:

@@ -16,7 +16,7 @@ import pytest
 
 from sentiment.cli import build_parser, main
 from tests.hand_commit import commit_night
-from sentiment.score.pipeline import ERROR_COLUMN
+from sentiment.score.columns import ERROR_COLUMN
 from tests.helpers import UNLABELED_TEXT, logged_warnings, unlabeled_reviews
 
 TEXT = "content"
@@ -180,7 +180,7 @@ def test_tokenize_reads_string_view_and_dictionary_text_as_text():
     from transformers import AutoTokenizer
 
     from sentiment.model.classifier import resolve_backbone
-    from sentiment.score.pipeline import tokenize_batch
+    from sentiment.score.actor import tokenize_batch
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("minilm"))
     for text in (pa.array(["great app", None]).cast(pa.string_view()),

@@ -90,7 +90,7 @@ def test_model_wait_is_the_gaps_between_calls_per_node():
 
 
 def test_a_fused_operator_is_shared_out_by_the_time_ray_measured_per_function():
-    op = SimpleNamespace(operator_name="MapBatches(_tokenize_for_model)->MapBatches(ScoringActor)",
+    op = SimpleNamespace(operator_name="MapBatches(tokenize_for_model)->MapBatches(ScoringActor)",
                          stage_time=[SimpleNamespace(sum=1.0), SimpleNamespace(sum=3.0)])
     assert _split(op) == {"tokenize": 0.25, "model": 0.75}
     op.stage_time = None  # not split by Ray: the model, the costlier kind of work, takes it all

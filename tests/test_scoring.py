@@ -303,7 +303,7 @@ def test_cpu_actor_pool_is_capped_to_leave_a_cpu_for_reading_and_writing(ray_clu
 def test_actor_threads_come_from_the_actors_own_resources_and_node(ray_cluster):
     import ray
 
-    from sentiment.score.pipeline import actor_threads
+    from sentiment.score.actor import actor_threads
 
     @ray.remote
     class Probe:
@@ -364,7 +364,8 @@ def test_auto_precision_follows_the_hardware():
 def test_tokenize_batch_emits_arrow_token_lists_with_nulls_for_unusable_rows(shared_data, tiny_classifier):
     from transformers import AutoTokenizer
 
-    from sentiment.score.pipeline import INPUT_IDS_COLUMN, tokenize_batch
+    from sentiment.score.actor import tokenize_batch
+    from sentiment.score.columns import INPUT_IDS_COLUMN
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_classifier)
     texts = unlabeled_reviews(shared_data, "lego.csv", 50)[TEXT].to_pylist()

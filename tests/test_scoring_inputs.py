@@ -12,7 +12,8 @@ import pytest
 
 from sentiment.cli import main
 from sentiment.model.classifier import resolve_backbone
-from sentiment.score.pipeline import ERROR_COLUMN, tokenize_batch
+from sentiment.score.actor import tokenize_batch
+from sentiment.score.columns import ERROR_COLUMN
 
 
 def _score_error(capsys, *args: str) -> str:

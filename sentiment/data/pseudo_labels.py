@@ -23,7 +23,7 @@ from sentiment.data.labels import (DEFAULT_PSEUDO_MIN_CONFIDENCE, DEFAULT_PSEUDO
                                    PROB_COLUMNS)
 from sentiment.errors import InputError
 from sentiment.io.shards import list_shard_files
-from sentiment.score.pipeline import ERROR_COLUMN, LABEL_COLUMN
+from sentiment.score.columns import ERROR_COLUMN, LABEL_COLUMN
 
 log = logging.getLogger(__name__)
 

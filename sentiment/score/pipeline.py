@@ -11,39 +11,32 @@ per-file counts come back to the driver for the summary and the manifest.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
 import time
 from dataclasses import dataclass
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from ray.data import ActorPoolStrategy, BlockBasedFileDatasink, SaveMode
+from ray.data import ActorPoolStrategy
 
 from sentiment.io import shards
 from sentiment.score import commit
+from sentiment.score.actor import ScoringActor, model_id, tokenize_for_model
+from sentiment.score.columns import OUTPUT_COLUMNS
+from sentiment.score.sink import ScoredParquetSink
 from sentiment.score.stages import enable_stage_timing, stage_table
 from sentiment.score.summary import LABEL_SHIFT_WARNING, build_summary, compare_with_previous
 from sentiment.errors import InputError, StorageError
 from sentiment.provenance import provenance
 from sentiment.score.failures import pipeline_failure
-from sentiment.data.labels import LABELS, PROB_COLUMNS
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_folder
 from sentiment.cluster.placement import require_shared_paths
 from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import require, warn_if_held
-from sentiment.pause_points import pause_point, runtime_env_vars
-from sentiment.io.storage import absolute_uri, arrow_filesystem, check_reachable, fetch_dir_files, is_s3
+from sentiment.pause_points import runtime_env_vars
+from sentiment.io.storage import absolute_uri, arrow_filesystem, check_reachable, is_s3
 
 log = logging.getLogger(__name__)
 
-LABEL_COLUMN, ERROR_COLUMN, MODEL_COLUMN = "sentiment", "error", "model"
-OUTPUT_COLUMNS = (LABEL_COLUMN, *PROB_COLUMNS, ERROR_COLUMN, MODEL_COLUMN)
-INPUT_IDS_COLUMN = "__sentiment_input_ids"  # internal, dropped before writing
-_PRECISION = "__sentiment_precision"  # internal: the precision each actor really ran, for the summary
 # Each actor call gets this many forward batches at once and sorts them by length, so texts of
 # similar length share a batch and padding stays small: on real reviews at batch 64, a window of
 # 16 batches padded to 1.26x the real tokens, 64 batches to 1.06x, and scored 1.22x faster.
@@ -88,168 +81,6 @@ class ScoreConfig:
                    threads_per_actor=args.threads_per_actor, shared_fs=args.shared_fs,
                    max_error_fraction=args.max_error_fraction, tokens_per_batch=args.tokens_per_batch,
                    overwrite=args.overwrite, compare_with=args.compare_with)
-
-
-def model_id(model_uri: str) -> str:
-    """What the `model` column holds: the URI as given for s3://, the absolute path for local."""
-    return absolute_uri(model_uri)
-
-
-def tokenize_batch(batch: pa.Table, *, tokenizer, text_column: str, max_length: int, drop_text: bool) -> pa.Table:
-    """Add token ids and an `error` column; rows without usable text get null ids and a reason.
-
-    A row is never dropped here: its error travels with it to the output.
-    """
-    batch = shards.plain_text(batch, text_column)  # dictionary / large_string / string_view text is text
-    text = batch[text_column]
-    n = batch.num_rows
-    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
-        errors = pa.array([f"text is not a string ({text.type})"] * n, pa.string())
-        errors = pc.if_else(pc.is_null(text), pa.scalar("text is null"), errors)
-        valid = np.zeros(n, dtype=bool)
-    else:
-        is_null = pc.is_null(text).to_numpy(zero_copy_only=False)
-        blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(text), ""), False).to_numpy(zero_copy_only=False)
-        errors = pa.array(np.where(is_null, "text is null", np.where(blank, "text is empty or whitespace", None)),
-                          pa.string())
-        valid = ~(is_null | blank)
-    from sentiment.model.token_batches import tokenize_to_arrow
-
-    rows = np.flatnonzero(valid)
-    ids = tokenize_to_arrow(tokenizer, text.take(pa.array(rows)).to_pylist(), max_length)
-    if len(rows) < n:  # spread the valid rows' lists over all rows, nulls in between
-        ids = pc.take(ids, pa.array(np.where(valid, np.cumsum(valid) - 1, 0), mask=~valid))
-    if drop_text:
-        batch = batch.drop_columns([text_column])
-    return batch.append_column(INPUT_IDS_COLUMN, ids).append_column(ERROR_COLUMN, errors)
-
-
-@functools.lru_cache(maxsize=4)
-def _tokenizer(model_dir: str):
-    # Once per worker process: the first batch pays for importing transformers, later ones don't.
-    # The driver has already checked the folder; tokenize tasks (CPU workers, when the model
-    # actors hold GPUs) fetch the tokenizer's files only, not the weights.
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(fetch_dir_files(model_dir, skip_suffixes=(".safetensors",)))
-
-
-def _tokenize_for_model(batch: pa.Table, *, model_dir: str, **kwargs) -> pa.Table:
-    return tokenize_batch(batch, tokenizer=_tokenizer(model_dir), **kwargs)
-
-
-class ScoringActor:
-    """One model replica: loads the model once, then scores tokenized batches.
-
-    Its torch threads are planned here, on the node it landed on, from what Ray gave it (see
-    actor_threads), so a pool that grows onto new nodes sizes each actor for its own node.
-    """
-
-    def __init__(self, model_uri: str, *, gpu: bool, batch_size: int | None, tokens_per_batch: int | None,
-                 max_length: int, threads: int | None, whole_node: bool, precision: str):
-        started = time.perf_counter()
-        _log_info_to_stderr()
-        import torch
-
-        from sentiment.model.predictor import Predictor, pick_device
-
-        imported = time.perf_counter()
-        torch.set_num_threads(threads or actor_threads(whole_node))
-        self.predictor = Predictor(model_uri, device=pick_device(gpu), batch_size=batch_size,
-                                   tokens_per_batch=tokens_per_batch, max_length=max_length, precision=precision)
-        self.model = model_id(model_uri)
-        # Where an actor's start goes: on an H200 the model stage began 17 s after the first read
-        # (issue 25), most of a 2,000,000-row run's fixed cost.
-        log.info("scoring actor on %s, %s, %d torch threads; ready %s after its process started "
-                 "(importing torch and the predictor %.1f s, loading the model onto the device %.1f s)",
-                 self.predictor.device, self.predictor.precision, torch.get_num_threads(), _process_age(),
-                 imported - started, time.perf_counter() - imported)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        pause_point("score.actor_batch")  # where the fault tests kill an actor mid-run
-        ids = batch[INPUT_IDS_COLUMN]
-        valid = pc.is_valid(ids).to_numpy(zero_copy_only=False)
-        probs = np.full((batch.num_rows, len(LABELS)), np.nan, dtype=np.float32)
-        if valid.any():
-            probs[valid] = self.predictor.predict_proba_tokens(ids.filter(pa.array(valid)))
-        labels = pc.take(pa.array(LABELS, pa.string()), pa.array(probs.argmax(axis=1), mask=~valid))
-        error = batch[ERROR_COLUMN]
-        out = batch.drop_columns([INPUT_IDS_COLUMN, ERROR_COLUMN]).append_column(LABEL_COLUMN, labels)
-        for k, name in enumerate(PROB_COLUMNS):
-            out = out.append_column(name, pa.array(probs[:, k], pa.float32(), mask=~valid))
-        out = out.append_column(ERROR_COLUMN, error)
-        out = out.append_column(MODEL_COLUMN, pa.repeat(pa.scalar(self.model, pa.string()), batch.num_rows))
-        # Read by the sink for _summary.json and dropped before writing.
-        return out.append_column(_PRECISION, pa.repeat(pa.scalar(self.predictor.precision), batch.num_rows))
-
-
-def _log_info_to_stderr() -> None:
-    """INFO lines of this module to stderr, which Ray forwards to the driver's console: Ray Data's
-    actor processes leave logging unconfigured, where only warnings would be shown."""
-    if not log.handlers and not logging.getLogger().handlers:
-        log.addHandler(logging.StreamHandler())
-        log.setLevel(logging.INFO)
-        log.propagate = False
-
-
-def _process_age() -> str:
-    """Seconds since this process started, from /proc (Linux), as text; "?" elsewhere."""
-    try:
-        return f"{time.time() - os.stat(f'/proc/{os.getpid()}').st_ctime:.1f} s"
-    except OSError:
-        return "?"
-
-
-def actor_threads(whole_node: bool) -> int:
-    """Torch threads for a scoring actor, from inside it: its node's CPUs for a pool of one
-    actor (see actor_pool_plan), else the CPUs Ray assigned to it (at least one)."""
-    import ray
-
-    context = ray.get_runtime_context()
-    if whole_node:
-        node = next(n for n in ray.nodes() if n["NodeID"] == context.get_node_id())
-        return max(1, int(node["Resources"].get("CPU", 1)))
-    return max(1, int(context.get_assigned_resources().get("CPU", 1)))
-
-
-class ScoredParquetSink(BlockBasedFileDatasink):
-    """Parquet writer that also returns, per file, its name, rows, errors and label counts.
-
-    Those small dicts are all that reaches the driver; they make the summary and the manifest.
-    """
-
-    def __init__(self, path: str, *, filesystem, rows_per_file: int):
-        # path is this attempt's own staging folder (commit.begin_attempt), new and empty;
-        # OVERWRITE only says so to Ray, which otherwise refuses a folder that exists.
-        super().__init__(path, filesystem=filesystem, file_format="parquet", mode=SaveMode.OVERWRITE,
-                         min_rows_per_file=rows_per_file)
-        self.written: list[dict] = []
-
-    def open_output_stream(self, path: str):
-        self._file = path.rsplit("/", 1)[-1]  # the only place the datasink reveals the name
-        return super().open_output_stream(path)
-
-    def write_block_to_file(self, block, file) -> None:
-        table = block.to_arrow()
-        precisions = pc.unique(table[_PRECISION]).to_pylist() if _PRECISION in table.column_names else []
-        table = table.drop_columns([c for c in (_PRECISION,) if c in table.column_names])
-        pq.write_table(table, file)
-        counts = pc.value_counts(table[LABEL_COLUMN]).to_pylist()
-        self._stats = {"file": self._file, "rows": table.num_rows, "precision": precisions,
-                       "errored": table.num_rows - pc.count(table[ERROR_COLUMN], mode="only_null").as_py(),
-                       "labels": {c["values"]: c["counts"] for c in counts if c["values"] is not None},
-                       "errors": {c["values"]: c["counts"] for c in pc.value_counts(table[ERROR_COLUMN]).to_pylist()
-                                  if c["values"] is not None}}
-
-    def write(self, blocks, ctx):
-        self._stats = None
-        super().write(blocks, ctx)
-        return self._stats
-
-    def on_write_complete(self, write_result) -> None:
-        super().on_write_complete(write_result)
-        self.written = [w for w in write_result.write_returns if w]
-        self.precisions = sorted({p for w in self.written for p in w.pop("precision")})
 
 
 def batch_window_rows(config: ScoreConfig) -> int:
@@ -303,7 +134,7 @@ def build_pipeline(config: ScoreConfig, found: shards.Shards, model_dir: str):
     remote_args = {"runtime_env": {"env_vars": env}}
     # Never more rows per tokenize call than per actor call: on CPU Ray fuses tokenize into the
     # actor stage, and a fused task as big as several windows would go to one actor alone.
-    ds = ds.map_batches(_tokenize_for_model, batch_format="pyarrow", batch_size=min(_TOKENIZE_BATCH_ROWS, window),
+    ds = ds.map_batches(tokenize_for_model, batch_format="pyarrow", batch_size=min(_TOKENIZE_BATCH_ROWS, window),
                         fn_kwargs={"model_dir": model_dir, "text_column": config.text_column,
                                    "max_length": config.max_length, "drop_text": drop_text},
                         runtime_env={"env_vars": tokenize_env(env, config.gpu)})

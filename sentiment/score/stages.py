@@ -20,8 +20,8 @@ import logging
 log = logging.getLogger(__name__)
 
 STAGES = ("read", "repartition", "tokenize", "model", "write")
-# Ray names the operators after the functions the pipeline passes it (pipeline.py).
-_TOKENIZE, _MODEL = "_tokenize_for_model", "ScoringActor"
+# Ray names the operators after the functions the pipeline passes it (pipeline.py, actor.py).
+_TOKENIZE, _MODEL = "tokenize_for_model", "ScoringActor"
 # Operators whose output rows are file names, not reviews: their time is the read's, their rows not.
 _FILE_LISTING = ("ListFiles",)
 
