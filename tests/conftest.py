@@ -44,7 +44,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def model_cache(tmp_path_factory) -> Path:
     """Every process of the session, Ray workers included, caches s3:// models here, not in /tmp."""
-    from sentiment.io.storage import MODEL_CACHE_ENV
+    from sentiment.io.model_cache import MODEL_CACHE_ENV
 
     path = tmp_path_factory.mktemp("model-cache")
     saved = os.environ.get(MODEL_CACHE_ENV)

@@ -89,7 +89,7 @@ def test_the_average_is_a_model_folder_like_trains(averaged):
     from transformers import pipeline
 
     from sentiment.data.labels import LABELS
-    from sentiment.io.storage import fetch_dir_files
+    from sentiment.io.model_cache import fetch_dir_files
 
     output, _ = averaged
     for name in ("model.safetensors", "config.json", "confusion_matrix.png", "average.png"):
@@ -109,7 +109,7 @@ def test_precision_and_max_length_reach_the_scoring(members, tmp_path, capsys):
 
 def _copy_with_metrics(member: str, directory, change) -> str:
     """A local copy of a member's folder whose metrics.json is changed by change(metrics)."""
-    from sentiment.io.storage import fetch_dir_files
+    from sentiment.io.model_cache import fetch_dir_files
 
     shutil.copytree(fetch_dir_files(member), directory)
     metrics = _metrics(member)

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from sentiment.io import storage
+from sentiment.io.model_cache import fetch_dir_files
 from sentiment.errors import InputError, StorageError
 
 
@@ -40,9 +41,9 @@ def test_s3_round_trip_through_the_standard_aws_environment(s3_bucket, tmp_path)
     storage.upload_dir(str(local), f"{s3_bucket}/model")
     assert storage.exists(f"{s3_bucket}/model/sub/ckpt.bin")
     # A tokenize worker fetches the tokenizer's files, not the weights.
-    fetched = storage.fetch_dir_files(f"{s3_bucket}/model", skip_suffixes=(".safetensors",))
+    fetched = fetch_dir_files(f"{s3_bucket}/model", skip_suffixes=(".safetensors",))
     assert sorted(p.name for p in Path(fetched).iterdir()) == ["config.json"]
-    fetched = storage.fetch_dir_files(f"{s3_bucket}/model")
+    fetched = fetch_dir_files(f"{s3_bucket}/model")
     assert sorted(p.name for p in Path(fetched).iterdir()) == ["config.json", "model.safetensors"]
 
 
@@ -80,7 +81,7 @@ def _fetch_counting_weight_reads(uri: str) -> tuple[str, int]:
     from tests.s3_recording import recording_s3_reads
 
     with recording_s3_reads() as reads:
-        folder = storage.fetch_dir_files(uri)
+        folder = fetch_dir_files(uri)
     return folder, reads.count_of(".safetensors")
 
 
@@ -96,7 +97,7 @@ def test_processes_on_one_node_share_one_cached_download_of_a_model(s3_bucket, t
     storage.upload_dir(tiny_classifier, uri)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where any mkdtemp would land
     with recording_s3_reads() as reads:
-        tokenizer_folder = storage.fetch_dir_files(uri, skip_suffixes=(".safetensors",))
+        tokenizer_folder = fetch_dir_files(uri, skip_suffixes=(".safetensors",))
     assert reads.count_of(".safetensors") == 0 and reads.count_of("tokenizer.json") == 1
 
     with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -107,7 +108,7 @@ def test_processes_on_one_node_share_one_cached_download_of_a_model(s3_bucket, t
     assert sorted(p.name for p in Path(tokenizer_folder).iterdir()) == expected
 
     with recording_s3_reads() as reads:
-        assert storage.fetch_dir_files(uri) == tokenizer_folder
+        assert fetch_dir_files(uri) == tokenizer_folder
     assert reads.calls == []
 
     # What a node's crash leaves of a file not yet on its disk: cut short. Fetched again, alone.
@@ -115,14 +116,14 @@ def test_processes_on_one_node_share_one_cached_download_of_a_model(s3_bucket, t
     whole = weights.read_bytes()
     weights.write_bytes(b"")
     with recording_s3_reads() as reads:
-        assert storage.fetch_dir_files(uri) == tokenizer_folder
+        assert fetch_dir_files(uri) == tokenizer_folder
     assert weights.read_bytes() == whole and reads.count_of(".safetensors") == 1
     assert reads.count_of("tokenizer.json") == reads.count_of("config.json") == 0
 
     # A model replaced at the same URI is a new version: fetched anew, the old copy removed.
     new_config = (Path(tiny_classifier) / "config.json").read_bytes() + b"\n"
     storage.write_bytes(f"{uri}/config.json", new_config)
-    replaced = storage.fetch_dir_files(uri)
+    replaced = fetch_dir_files(uri)
     assert replaced != tokenizer_folder and not Path(tokenizer_folder).exists()
     assert (Path(replaced) / "config.json").read_bytes() == new_config
     assert list(tmp_path.iterdir()) == []

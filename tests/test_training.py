@@ -86,7 +86,7 @@ def test_artifact_is_a_standard_hf_model_the_pipeline_loads(trained_on_s3):
 
     from sentiment.model.classifier import HEAD_DROPOUT
 
-    from sentiment.io.storage import fetch_dir_files
+    from sentiment.io.model_cache import fetch_dir_files
 
     local = fetch_dir_files(trained_on_s3)
     names = set(os.listdir(local))
@@ -183,7 +183,7 @@ def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
 def test_select_metric_macro_f1_saves_the_epoch_of_best_validation_macro_f1_the_model_ray_kept(trained_on_s3):
     from safetensors.torch import load_file
 
-    from sentiment.io.storage import fetch_dir_files
+    from sentiment.io.model_cache import fetch_dir_files
     from sentiment.train.stats import selection_score, weights_fingerprint
 
     metrics = _metrics(trained_on_s3)

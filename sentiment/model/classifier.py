@@ -15,7 +15,8 @@ import os
 
 from sentiment.errors import InputError, ModelError, StorageError
 from sentiment.data.labels import LABEL_TO_ID, LABELS
-from sentiment.io.storage import describe_failure, fetch_dir_files, fsspec_filesystem
+from sentiment.io.model_cache import fetch_dir_files
+from sentiment.io.storage import describe_failure, fsspec_filesystem
 
 DEFAULT_BACKBONE = "minilm"
 HEAD_DROPOUT = 0.3

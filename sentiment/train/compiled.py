@@ -17,7 +17,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from sentiment.io.storage import model_cache_root
+from sentiment.io.model_cache import model_cache_root
 
 if TYPE_CHECKING:  # annotations only: torch loads where a compile is asked for
     import torch
