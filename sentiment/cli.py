@@ -237,6 +237,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", default=None, metavar="PATH",
                         help="also draw the confusion matrix (counts and the share of each true class), and with "
                              "--by each group's accuracy beside it, to this .png, .svg or .pdf, local or s3://")
+    parser.add_argument("--baseline", default=None, metavar="MODEL",
+                        help="also score this model (today's, say) on the same rows and compare: the accuracy "
+                             "difference with its 95%% interval, the rows only one of them gets right, and McNemar's "
+                             "exact test of whether --model is better or worse beyond noise (p < 0.05)")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="fixed rows per forward batch; default: by --tokens-per-batch")
     parser.add_argument("--max-length", type=max_length, default=DEFAULT_MAX_LENGTH, help=MAX_LENGTH_HELP)
     parser.add_argument("--limit", type=positive_int, default=None, help="evaluate at most N rows")

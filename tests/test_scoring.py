@@ -256,6 +256,58 @@ def test_small_datasets_scored_in_the_driver_match_the_actor(shared_data, ray_cl
     assert len(set(np.concatenate([in_driver[name][1] for name in splits]))) == 3
 
 
+def test_evaluate_against_a_baseline_pairs_the_same_rows_in_the_driver_and_in_an_actor(
+        shared_data, ray_cluster, spread_classifier, tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    import sentiment.evaluate as evaluate
+    from sentiment.data.labels import scores_to_label_ids
+    from sentiment.errors import ModelError
+    from sentiment.model.predictor import Predictor
+
+    import torch
+
+    from sentiment.model.classifier import load_classifier, save_classifier
+
+    # The baseline: the spread model with its head's rows rotated, so it labels each row otherwise,
+    # and just as varied (the untrained tiny model gives every row one label: no test of pairing).
+    model, tokenizer = load_classifier(spread_classifier)
+    with torch.no_grad():
+        model.classifier.weight.copy_(model.classifier.weight.roll(1, dims=0))
+        model.classifier.bias.copy_(model.classifier.bias.roll(1))
+    baseline = str(tmp_path / "baseline")
+    save_classifier(model, tokenizer, baseline)
+    rows = pd.read_csv(shared_data / "labeled" / "gplay-2024.csv", usecols=["content", "score"]).dropna()
+    rows = rows[rows["content"].str.strip() != ""].sample(n=80, random_state=3)
+    data = tmp_path / "labeled.csv"
+    rows.to_csv(data, index=False)
+    # What the comparison must count, from each model's own predictions of each row.
+    truth = np.asarray(scores_to_label_ids(rows["score"]))
+    right = {uri: Predictor(uri, max_length=64, precision="fp32").predict_proba(rows["content"].tolist()).argmax(1) == truth
+             for uri in (spread_classifier, baseline)}
+    only_model = int((right[spread_classifier] & ~right[baseline]).sum())
+    only_baseline = int((right[baseline] & ~right[spread_classifier]).sum())
+    assert only_model + only_baseline > 10  # the two models disagree on enough rows to pair wrongly
+
+    report = tmp_path / "report.json"
+    args = ["evaluate", "--model", spread_classifier, "--baseline", baseline, "--data", str(data),
+            "--max-length", "64", "--precision", "fp32", "--report", str(report)]
+    assert main(args) == 0
+    compared = json.loads(report.read_text())["against_baseline"]
+    assert (compared["only_model_right"], compared["only_baseline_right"]) == (only_model, only_baseline)
+    assert compared["baseline"] == baseline and compared["n"] == 80
+    assert compared["accuracy"] == pytest.approx(right[spread_classifier].mean())
+    assert compared["baseline_accuracy"] == pytest.approx(right[baseline].mean())
+    assert f"only the model is right on {only_model}, only the baseline on {only_baseline}" in capsys.readouterr().out
+
+    monkeypatch.setattr(evaluate, "IN_DRIVER_MAX_ROWS", 0)  # both models in one Ray Data actor
+    assert main(args) == 0
+    assert json.loads(report.read_text())["against_baseline"] == compared
+
+    with pytest.raises(ModelError):  # a baseline that is not a model fails before anything runs
+        evaluate.evaluate(evaluate.EvaluateConfig(model=spread_classifier, data=[str(data)], baseline=str(tmp_path)))
+
+
 def test_score_probabilities_equal_predictor_for_the_same_texts(shared_data, ray_cluster, spread_classifier, tmp_path,
                                                                 monkeypatch):
     import os

@@ -88,3 +88,27 @@ def test_progress_lines_say_how_long_the_epoch_has_left(tiny_backbone, monkeypat
     lines = [r.message for r in caplog.records if r.message.startswith("[train] epoch 1/1 step")]
     assert [line.split(" loss")[0] for line in lines] == [f"[train] epoch 1/1 step {n}/6" for n in (2, 4, 6)]
     assert all("s left in the epoch)" in line for line in lines) and "about 0 s left" in lines[-1]
+
+
+def test_paired_comparison_counts_the_rows_only_one_model_gets_right_and_tests_them():
+    from sentiment.train.metrics import format_comparison, paired_comparison
+
+    y_true = [0] * 20
+    model = [0] * 12 + [1] * 8  # right on rows 0-11
+    baseline = [0] * 4 + [1] * 8 + [0] * 2 + [1] * 6  # right on rows 0-3 and 12-13
+    compared = paired_comparison(y_true, model, baseline)
+    assert (compared["only_model_right"], compared["only_baseline_right"]) == (8, 2)
+    assert compared["accuracy"] == 0.6 and compared["baseline_accuracy"] == 0.3
+    assert compared["accuracy_difference"] == pytest.approx(0.3)
+    assert compared["mcnemar_p"] == pytest.approx(0.109375)  # 2 x P(X >= 8), X ~ Binomial(10, 1/2)
+    assert compared["verdict"] == "no difference beyond noise"  # 8 against 2 happens by chance 1 time in 9
+    # Paired Wald interval: sqrt(b + c - (b - c)^2 / n) / n = sqrt(10 - 1.8) / 20.
+    assert compared["accuracy_difference_95ci"] == pytest.approx([0.3 - 1.96 * 0.14318, 0.3 + 1.96 * 0.14318], abs=1e-4)
+    assert "only the model is right on 8, only the baseline on 2: McNemar's exact p = 0.109" in \
+        format_comparison(compared, "models/today")
+
+    better = paired_comparison([0] * 30, [0] * 30, [0] * 20 + [2] * 10)
+    assert better["mcnemar_p"] == pytest.approx(2 * 0.5 ** 10) and better["verdict"] == "better beyond noise"
+    assert paired_comparison([0] * 30, [0] * 20 + [2] * 10, [0] * 30)["verdict"] == "worse beyond noise"
+    same = paired_comparison([0, 1, 2], [0, 1, 1], [0, 1, 1])
+    assert same["mcnemar_p"] == 1.0 and same["accuracy_difference"] == 0.0 and same["accuracy_difference_95ci"] == [0, 0]
