@@ -25,7 +25,7 @@ from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.placement import require_shared_paths
 from sentiment.data.labeled import prepare_splits, text_column_names
 from sentiment.errors import InputError, ModelError
-from sentiment.evaluate import predict_labels_of_splits
+from sentiment.model.labeling import predict_labels_of_splits
 from sentiment.io.storage import absolute_uri, check_reachable, exists, read_bytes, upload_dir
 from sentiment.model.average import WeightSum
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_folder, load_classifier, save_classifier

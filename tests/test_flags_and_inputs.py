@@ -230,7 +230,7 @@ def test_evaluate_reads_files_that_name_the_text_column_differently_and_draws_it
 
 def test_evaluate_by_a_column_scores_each_value_apart_in_the_driver_and_in_an_actor(
         ray_cluster, shared_data, tiny_classifier, tmp_path, monkeypatch, capsys):
-    import sentiment.evaluate
+    import sentiment.model.labeling
     from sentiment.errors import InputError
     from sentiment.evaluate import EvaluateConfig, evaluate
 
@@ -253,7 +253,7 @@ def test_evaluate_by_a_column_scores_each_value_apart_in_the_driver_and_in_an_ac
     assert "by appId:" in printed and "confusion matrix and accuracy by appId drawn to" in printed
     assert (tmp_path / "by.png").read_bytes().startswith(b"\x89PNG")
 
-    monkeypatch.setattr(sentiment.evaluate, "IN_DRIVER_MAX_ROWS", 0)  # the same through a Ray Data actor
+    monkeypatch.setattr(sentiment.model.labeling, "IN_DRIVER_MAX_ROWS", 0)  # the same through a Ray Data actor
     assert evaluate(config)["by"]["groups"] == groups
 
     rows.iloc[:5].drop(columns=["appId"]).to_csv(data / "c.csv", index=False)

@@ -234,19 +234,19 @@ def test_small_datasets_scored_in_the_driver_match_the_actor(shared_data, ray_cl
     large ones in an actor: both give every row the same prediction."""
     import ray
 
-    import sentiment.evaluate as evaluate
+    import sentiment.model.labeling as labeling
 
     texts = [t for t in unlabeled_reviews(shared_data, "webmd.csv", 160)[TEXT].to_pylist() if t.strip()]
     # The label column carries a row number, so rows can be matched across the two paths.
     splits = {name: ray.data.from_items([{"text": t, "label": i} for i, t in enumerate(texts) if i % 2 == part])
               for part, name in enumerate(("validation", "test"))}
-    in_driver = evaluate.predict_labels_of_splits(splits, spread_classifier, max_length=64, precision="fp32")
-    monkeypatch.setattr(evaluate, "IN_DRIVER_MAX_ROWS", 0)
-    by_actor = evaluate.predict_labels_of_splits(splits, spread_classifier, max_length=64, precision="fp32")
+    in_driver = labeling.predict_labels_of_splits(splits, spread_classifier, max_length=64, precision="fp32")
+    monkeypatch.setattr(labeling, "IN_DRIVER_MAX_ROWS", 0)
+    by_actor = labeling.predict_labels_of_splits(splits, spread_classifier, max_length=64, precision="fp32")
     # `sentiment evaluate`'s path, one dataset, by the actor, the model named relative to the
     # user's directory (the actor runs in another one)
     monkeypatch.chdir(Path(spread_classifier).parent)
-    evaluated = evaluate.predict_labels(splits["validation"], Path(spread_classifier).name, max_length=64,
+    evaluated = labeling.predict_labels(splits["validation"], Path(spread_classifier).name, max_length=64,
                                         precision="fp32")
     for name in splits:
         rows, predicted = in_driver[name]
@@ -261,6 +261,7 @@ def test_evaluate_against_a_baseline_pairs_the_same_rows_in_the_driver_and_in_an
     import pandas as pd
 
     import sentiment.evaluate as evaluate
+    import sentiment.model.labeling as labeling
     from sentiment.data.labels import scores_to_label_ids
     from sentiment.errors import ModelError
     from sentiment.model.predictor import Predictor
@@ -300,7 +301,7 @@ def test_evaluate_against_a_baseline_pairs_the_same_rows_in_the_driver_and_in_an
     assert compared["baseline_accuracy"] == pytest.approx(right[baseline].mean())
     assert f"only the model is right on {only_model}, only the baseline on {only_baseline}" in capsys.readouterr().out
 
-    monkeypatch.setattr(evaluate, "IN_DRIVER_MAX_ROWS", 0)  # both models in one Ray Data actor
+    monkeypatch.setattr(labeling, "IN_DRIVER_MAX_ROWS", 0)  # both models in one Ray Data actor
     assert main(args) == 0
     assert json.loads(report.read_text())["against_baseline"] == compared
 

@@ -22,7 +22,7 @@ from ray.train.torch import TorchTrainer
 from sentiment.data.labeled import prepare_splits, text_column_names
 from sentiment.data.labels import DEFAULT_PSEUDO_MIN_CONFIDENCE, DEFAULT_PSEUDO_PER_CLASS
 from sentiment.data.pseudo_labels import read_pseudo_labels
-from sentiment.evaluate import predict_labels_of_splits
+from sentiment.model.labeling import predict_labels_of_splits
 from sentiment.train.metrics import classification_metrics, format_metrics
 from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS, backbone_config, build_classifier, check_max_length
 from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
