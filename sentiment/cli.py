@@ -16,7 +16,10 @@ from sentiment.data.labels import DEFAULT_PSEUDO_MIN_CONFIDENCE, DEFAULT_PSEUDO_
 from sentiment.errors import SentimentError
 from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS
 from sentiment.model.recipes import describe_recipes
+from sentiment.score.summary import LABEL_SHIFT_WARNING
 from sentiment.train.compiled import COMPILE_HELP, COMPILE_MODES
+
+LABEL_SHIFT_POINTS = f"{LABEL_SHIFT_WARNING * 100:.0f}"
 
 EXAMPLES = """\
 examples:
@@ -379,7 +382,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
                              "either way (default: %(default)s)")
     parser.add_argument("--compare-with", metavar="OUTPUT",
                         help="an earlier output folder (e.g. yesterday's): _summary.json records its label shares "
-                             "and each label's shift since, and one line prints them (a warning from 10 points). "
+                             f"and each label's shift since, and one line prints them (a warning from {LABEL_SHIFT_POINTS} points). "
                              "Default: the night this "
                              "run replaces in --output, if any. A folder without a finished night is named in a "
                              "warning; the run goes on")
@@ -392,7 +395,8 @@ def add_nights_arguments(parser: argparse.ArgumentParser) -> None:
                              "'scored/2026-12-*'), or a folder holding them, e.g. one dated folder per night")
     parser.add_argument("--plot", metavar="PNG",
                         help="also draw the label shares and rows by night, marking nights where a share moved "
-                             "10 points or more and nights the model changed: a local path or s3:// URI")
+                             f"{LABEL_SHIFT_POINTS} points or more and nights the model changed: a local path or "
+                             "s3:// URI")
     parser.add_argument("--json", action="store_true", help="print the nights as JSON instead of a table")
 
 

@@ -58,6 +58,11 @@ def compression_of(path: str) -> str | None:
     return next((codec for suffix, codec in _CODECS.items() if name.endswith(suffix)), None)
 
 
+def has_glob(path: str) -> bool:
+    """Whether a path or URI is a glob pattern (holds *, ? or [), not a name."""
+    return bool(_GLOB_CHARS & set(path))
+
+
 def is_s3(uri: str) -> bool:
     return uri.startswith(("s3://", "s3a://"))
 
@@ -187,7 +192,7 @@ def list_input_files(uris: list[str], suffixes: tuple[str, ...], skip: tuple[str
     for uri in uris:
         fs, path = fsspec_filesystem(uri)
         try:
-            if _GLOB_CHARS & set(path):
+            if has_glob(path):
                 matches = {p: p.rsplit("/", 1)[-1] for p in fs.glob(path) if fs.isfile(p)}
             elif fs.isdir(path):
                 matches = {p: p[len(path.rstrip("/")) + 1:] for p in fs.find(path)}  # relative to the folder

@@ -28,8 +28,8 @@ import re
 from dataclasses import dataclass
 
 from sentiment.errors import InputError, StorageError
-from sentiment.io.storage import (STORAGE_ERRORS, describe_failure, fsspec_filesystem, is_s3, make_durable,
-                                 write_bytes)
+from sentiment.io.storage import (STORAGE_ERRORS, describe_failure, fsspec_filesystem, has_glob, is_s3,
+                                 make_durable, write_bytes)
 from sentiment.pause_points import pause_point
 from sentiment.score.lock import LOCK, OutputLock, new_attempt_id
 
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 MARKER = "_SUCCESS"
 SUMMARY = "_summary.json"
-_GLOB_CHARS = set("*?[")
 _ATTEMPT = r"\d{8}T\d{6}Z-[0-9a-f]{8}"
 # Names only an attempt of ours writes: its part files and its temporary marker and lock files.
 _ATTEMPT_FILE = re.compile(rf"^(?:part-(?P<part>{_ATTEMPT})-\d{{5}}\.parquet"
@@ -88,7 +87,7 @@ def check_output_folder(output_uri: str, input_uris: list[str], given_inputs: tu
                          "scoring replaces the output folder, so choose another one")
     for given in (g for g in given_inputs if is_s3(g) == is_s3(output_uri)):
         root = _norm(given.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0]
-                     if _GLOB_CHARS & set(given) else given)
+                     if has_glob(given) else given)
         if out.startswith(root):
             raise InputError(f"--output {output_uri} is inside the input folder {given}: the next run would read "
                              "the scores as input; choose an output folder outside the inputs")

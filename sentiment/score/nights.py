@@ -20,13 +20,12 @@ from dataclasses import dataclass
 
 from sentiment.data.labels import LABELS
 from sentiment.errors import InputError, StorageError
-from sentiment.io.storage import STORAGE_ERRORS, describe_failure, fsspec_filesystem, to_uri
+from sentiment.io.storage import STORAGE_ERRORS, describe_failure, fsspec_filesystem, has_glob, to_uri
 from sentiment.score.commit import MARKER, read_night_summary
 from sentiment.score.summary import LABEL_SHIFT_WARNING
 
 log = logging.getLogger(__name__)
 
-_GLOB_CHARS = set("*?[")
 # Summaries are two small reads each; on S3 their latency, not bandwidth, is the cost of a year.
 _READERS = 16
 _SHOWN = 3
@@ -68,8 +67,10 @@ def find_night_folders(uris: list[str]) -> list[str]:
         path = path.rstrip("/")
         try:
             fs.invalidate_cache()
-            if _GLOB_CHARS & set(uri):
-                found = [p for p in sorted(fs.glob(path)) if not _hidden(p) and fs.isdir(p)]
+            if has_glob(uri):
+                # detail=True lists each match's type with it: no request per match on S3
+                found = sorted(name.rstrip("/") for name, info in fs.glob(path, detail=True).items()
+                               if info["type"] == "directory" and not _hidden(name))
                 if not found:
                     raise InputError(f"{uri} matches no folder")
             elif fs.exists(f"{path}/{MARKER}"):
