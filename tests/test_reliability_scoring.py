@@ -226,7 +226,8 @@ def test_a_failed_attempt_keeps_the_last_complete_night_on_s3_and_the_next_run_c
         wait_until_reached(str(points), "score.actor_batch", timeout_s=300, process=proc)
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            if any(p.endswith(".parquet") for p in contents(staging_path)):
+            fs.invalidate_cache()  # names only: a file listed here may be renamed before it could be read
+            if any(p.endswith(".parquet") for p in fs.find(staging_path)):
                 break
             time.sleep(0.3)
         assert proc.poll() is None, "the attempt ended before it was killed: the test proves nothing"
