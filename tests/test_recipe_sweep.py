@@ -80,3 +80,33 @@ def test_star_loss_trial_finds_every_star_and_scores_through_the_class_head(ray_
     assert with_stars["history"][0]["train_loss"] > plain["history"][0]["train_loss"] + 1.0
     assert best_epoch(plain)["val_accuracy"] == max(m["val_accuracy"] for m in plain["history"])
     assert f"| {tiny_backbone} | 1 | 0 |" in table([plain, with_stars])
+
+
+def test_mean_pooled_head_ignores_padding_and_trains_the_encoder_with_the_train_step(tiny_backbone):
+    import torch
+
+    from benchmarks.lib.mean_pooling import MeanPooledClassifier
+    from sentiment.model.classifier import build_classifier
+    from sentiment.train.step import optimizer_and_schedule, run_epoch
+
+    torch.manual_seed(0)
+    model, tokenizer = build_classifier(tiny_backbone)
+    pooled = MeanPooledClassifier(model, dropout=0.0).eval()
+    texts = ["bad", "a much longer review that pads the first one"]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    alone = tokenizer(texts[:1], return_tensors="pt")
+    assert batch["attention_mask"][0].sum() < batch["attention_mask"].shape[1]  # "bad" is padded in the batch
+    with torch.no_grad():
+        assert torch.allclose(pooled(**batch).logits[0], pooled(**alone).logits[0], atol=1e-5)
+
+    labels = torch.tensor([0, 2])
+    encoder_weight = pooled.encoder.embeddings.word_embeddings.weight.detach().clone()
+    optimizer, scheduler = optimizer_and_schedule(pooled, lr=1e-3, layer_decay=1.0, warmup_fraction=0.0,
+                                                  total_steps=30, device=torch.device("cpu"))
+    step_batches = [{**batch, "labels": labels}] * 30
+    first = run_epoch(pooled.train(), step_batches[:1], torch.device("cpu"))["loss"]
+    run_epoch(pooled, step_batches, torch.device("cpu"), optimizer=optimizer, scheduler=scheduler,
+              scaler=torch.amp.GradScaler("cpu", enabled=False))
+    after = run_epoch(pooled.eval(), step_batches[:1], torch.device("cpu"))
+    assert after["loss"] < 0.75 * first and after["accuracy"] == 1.0
+    assert not torch.equal(pooled.encoder.embeddings.word_embeddings.weight, encoder_weight)

@@ -45,6 +45,7 @@ class Trial:
     label_smoothing: float = _RECIPE.label_smoothing
     layer_decay: float = 1.0
     dropout: float = HEAD_DROPOUT
+    pooling: str = "head"  # "head": the architecture's own; "mean": benchmarks.lib.mean_pooling
     seed: int = 0
 
     @property
@@ -143,6 +144,10 @@ def run_trial(trial: Trial, splits_dir: str, backbone: str, threads: int = 1) ->
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(trial.seed)
     model, tokenizer = build_classifier(backbone, dropout=trial.dropout)
+    if trial.pooling == "mean":
+        from benchmarks.lib.mean_pooling import MeanPooledClassifier
+
+        model = MeanPooledClassifier(model, trial.dropout)
     model = model.float().to(device)  # weights may travel as fp16; train as `sentiment train` does, in fp32
     amp_dtype = autocast_dtype(device)
     on_gpu = device.type == "cuda"

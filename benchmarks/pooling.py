@@ -1,0 +1,76 @@
+"""Does a mean-pooled head beat the architecture's own head? (issue 23)
+
+all-MiniLM-L6-v2 and all-mpnet-base-v2 are sentence-transformers checkpoints: trained so that the
+mean of a text's token outputs carries its meaning. transformers' classifier heads read the first
+token instead (MPNet, RoBERTa: a dense layer and a projection over it; BERT: the pooler over it),
+a feature those checkpoints never trained. This trains the backbone's recipe twice per seed, once
+with its own head (the baseline, as `sentiment train` ships it) and once with dropout and a linear
+layer over the masked mean (benchmarks.lib.mean_pooling), on the same splits, the same batches and
+the same step, and scores each on validation and test.
+
+    python -m benchmarks.recipes --write-splits /tmp/splits --data ../shared/data/labeled
+    python -m benchmarks.pooling --splits /tmp/splits --backbone mpnet --seeds 42 43 --results pooling.jsonl
+
+Trials run in --processes processes of --threads torch threads each, one seed's pair at a time,
+so that a run cut short still holds complete pairs; each result is appended as it finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmarks.lib.recipe_sweep import Trial, best_epoch, run_sweep
+from sentiment.model.recipes import recipe_for
+from sentiment.train.metrics import per_class_f1
+
+POOLINGS = ("head", "mean")
+
+
+def trials(backbone: str, seeds: list[int], poolings=POOLINGS) -> list[Trial]:
+    """The backbone's own recipe with each pooling, seed by seed."""
+    _, recipe = recipe_for(backbone)
+    return [Trial(lr=recipe.lr, warmup_fraction=recipe.warmup_fraction, epochs=recipe.epochs,
+                  batch_size=recipe.batch_size, label_smoothing=recipe.label_smoothing, pooling=pooling, seed=seed)
+            for seed in seeds for pooling in poolings]
+
+
+def table(results: list[dict]) -> str:
+    """One row per trial at the epoch validation chose, and the mean of each pooling."""
+    rows = ["| pooling | seed | chosen epoch | val acc | val macro-F1 | test acc | test macro-F1 | test F1 neg / neu / pos |",
+            "|---|---|---|---|---|---|---|---|"]
+    means: dict[str, list] = {}
+    for result in sorted(results, key=lambda r: (r["trial"]["pooling"], r["trial"]["seed"])):
+        pooling, best = result["trial"]["pooling"], best_epoch(result["history"], "accuracy")
+        per_class = " / ".join(f"{f1:.3f}" for f1 in per_class_f1(best["test_confusion_matrix"]))
+        rows.append(f"| {pooling} | {result['trial']['seed']} | {best['epoch']} | {best['val_accuracy']:.3f} | "
+                    f"{best['val_macro_f1']:.3f} | {best['test_accuracy']:.3f} | {best['test_macro_f1']:.3f} | "
+                    f"{per_class} |")
+        means.setdefault(pooling, []).append(best)
+    for pooling, bests in means.items():
+        mean = {key: sum(b[key] for b in bests) / len(bests)
+                for key in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")}
+        rows.append(f"| **{pooling}, mean of {len(bests)}** | | | {mean['val_accuracy']:.3f} | {mean['val_macro_f1']:.3f} | "
+                    f"{mean['test_accuracy']:.3f} | {mean['test_macro_f1']:.3f} | |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--splits", required=True, help="the folder `benchmarks.recipes --write-splits` wrote")
+    parser.add_argument("--backbone", default="mpnet", help="backbone name or folder; its recipe is used "
+                                                            "(default: %(default)s)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43], help="seeds (default: %(default)s)")
+    parser.add_argument("--poolings", nargs="+", choices=POOLINGS, default=list(POOLINGS),
+                        help="heads to train, each seed (default: %(default)s)")
+    parser.add_argument("--processes", type=int, default=2, help="trials run at once (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (default: %(default)s)")
+    parser.add_argument("--results", default="pooling.jsonl", help="JSON lines, appended per trial "
+                                                                  "(default: %(default)s)")
+    args = parser.parse_args()
+    results = run_sweep(trials(args.backbone, args.seeds, args.poolings), args.splits, args.backbone,
+                        args.processes, args.results, args.threads)
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
