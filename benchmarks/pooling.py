@@ -18,8 +18,9 @@ so that a run cut short still holds complete pairs; each result is appended as i
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 
-from benchmarks.lib.recipe_sweep import Trial, best_epoch, run_sweep
+from benchmarks.lib.recipe_sweep import Trial, best_epoch, run_sweep, summarize_sweep, sweep_table
 from sentiment.model.recipes import recipe_for
 from sentiment.train.metrics import per_class_f1
 
@@ -29,28 +30,19 @@ POOLINGS = ("head", "mean")
 def trials(backbone: str, seeds: list[int], poolings=POOLINGS) -> list[Trial]:
     """The backbone's own recipe with each pooling, seed by seed."""
     _, recipe = recipe_for(backbone)
-    return [Trial(lr=recipe.lr, warmup_fraction=recipe.warmup_fraction, epochs=recipe.epochs,
-                  batch_size=recipe.batch_size, label_smoothing=recipe.label_smoothing, pooling=pooling, seed=seed)
-            for seed in seeds for pooling in poolings]
+    return [Trial(**asdict(recipe), pooling=pooling, seed=seed) for seed in seeds for pooling in poolings]
 
 
 def table(results: list[dict]) -> str:
-    """One row per trial at the epoch validation chose, and the mean of each pooling."""
+    """One row per trial at the epoch validation chose (the recipe sweep's table gives the means)."""
     rows = ["| pooling | seed | chosen epoch | val acc | val macro-F1 | test acc | test macro-F1 | test F1 neg / neu / pos |",
             "|---|---|---|---|---|---|---|---|"]
-    means: dict[str, list] = {}
     for result in sorted(results, key=lambda r: (r["trial"]["pooling"], r["trial"]["seed"])):
         pooling, best = result["trial"]["pooling"], best_epoch(result["history"], "accuracy")
         per_class = " / ".join(f"{f1:.3f}" for f1 in per_class_f1(best["test_confusion_matrix"]))
         rows.append(f"| {pooling} | {result['trial']['seed']} | {best['epoch']} | {best['val_accuracy']:.3f} | "
                     f"{best['val_macro_f1']:.3f} | {best['test_accuracy']:.3f} | {best['test_macro_f1']:.3f} | "
                     f"{per_class} |")
-        means.setdefault(pooling, []).append(best)
-    for pooling, bests in means.items():
-        mean = {key: sum(b[key] for b in bests) / len(bests)
-                for key in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")}
-        rows.append(f"| **{pooling}, mean of {len(bests)}** | | | {mean['val_accuracy']:.3f} | {mean['val_macro_f1']:.3f} | "
-                    f"{mean['test_accuracy']:.3f} | {mean['test_macro_f1']:.3f} | |")
     return "\n".join(rows)
 
 
@@ -70,6 +62,7 @@ def main() -> None:
     results = run_sweep(trials(args.backbone, args.seeds, args.poolings), args.splits, args.backbone,
                         args.processes, args.results, args.threads)
     print(table(results))
+    print(sweep_table(summarize_sweep(results)))  # each pooling's mean ± sd over the seeds
 
 
 if __name__ == "__main__":
