@@ -95,6 +95,8 @@ def test_the_encoder_learns_and_is_saved_for_train_with_the_backbones_pooler(ada
     assert not torch.equal(after["encoder.layer.1.attention.self.query.weight"],
                            before["encoder.layer.1.attention.self.query.weight"])
     assert torch.equal(after["pooler.dense.weight"], before["pooler.dense.weight"])
+    # adapted on spelled emoji, and says so to whatever is trained from it (readable_text)
+    assert json.loads((adapted / "tokenizer_config.json").read_text())["spell_unreadable_symbols"] is True
 
 
 def test_the_adaptation_plot_draws_the_logged_losses_and_each_epochs_held_out_loss():

@@ -17,6 +17,7 @@ from sentiment.errors import InputError, ModelError, StorageError
 from sentiment.data.labels import LABEL_TO_ID, LABELS
 from sentiment.io.model_cache import fetch_dir_files
 from sentiment.io.storage import describe_failure, fsspec_filesystem
+from sentiment.model.readable_text import mark_spelling
 
 DEFAULT_BACKBONE = "minilm"
 HEAD_DROPOUT = 0.3
@@ -104,6 +105,7 @@ def load_encoder_with_head(auto_class, backbone: str, **kwargs):
         except _load_errors() as error:
             raise ModelError(f"{backbone} could not be loaded as an encoder: {_first_line(error)}") from None
     new_head = check_encoder_loaded(model, loading, backbone)
+    mark_spelling(tokenizer)  # whatever trains from here reads emoji as words; the saved tokenizer says so
     return model, tokenizer, new_head
 
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH
+from sentiment.model.readable_text import readable_texts
 
 # Tokens (rows x padded length) per forward batch. A GPU needs big batches to be busy: bert-base
 # in bf16 peaked at batch 1024 of ~24-token reviews on an H200 (issue 14), ~25,000 tokens. On CPU
@@ -31,10 +32,12 @@ def tokenize_to_arrow(tokenizer, texts: Sequence[str], max_length: int = DEFAULT
     (`python -m benchmarks.tokenizing`): tokenizing was the largest CPU cost of GPU scoring,
     123 µs per row (issue 25, BENCHMARKS.md). The ids come back as Python lists either way, and
     Arrow's C converter takes the unpadded lists directly; asking for padded numpy arrays ran at
-    0.6x (issue 14).
+    0.6x (issue 14). Symbols the tokenizer cannot read are spelled first where its model was
+    trained so (sentiment.model.readable_text).
     """
     if not len(texts):
         return pa.array([], pa.list_(pa.int32()))
+    texts = readable_texts(tokenizer, texts)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:  # a slow (Python) tokenizer has no backend
         ids = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,

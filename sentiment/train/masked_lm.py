@@ -30,6 +30,7 @@ import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from sentiment.model.classifier import load_encoder_with_head
+from sentiment.model.readable_text import readable_texts
 from sentiment.pause_points import pause_point
 from sentiment.train.stats import optimizer_step, sum_over_workers, time_left, weights_fingerprint
 from sentiment.train.step import GPU_PAD_MULTIPLE, autocast_dtype, precision_name
@@ -55,8 +56,8 @@ class MaskedCollate(NumpyBatchCollateFn):
                                                       pad_to_multiple_of=pad_to_multiple_of, seed=seed)
 
     def __call__(self, batch: dict) -> dict:
-        encoded = self.tokenizer(list(batch["text"]), truncation=True, max_length=self.max_length,
-                                 return_special_tokens_mask=True)
+        encoded = self.tokenizer(list(readable_texts(self.tokenizer, batch["text"])), truncation=True,
+                                 max_length=self.max_length, return_special_tokens_mask=True)
         features = [dict(zip(encoded, row)) for row in zip(*encoded.values())]
         return dict(self.masker(features))
 

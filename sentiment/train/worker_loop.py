@@ -34,6 +34,7 @@ import torch.distributed as dist
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from sentiment.model.classifier import build_classifier, save_classifier
+from sentiment.model.readable_text import readable_texts
 from sentiment.pause_points import pause_point
 from sentiment.train.compiled import (CompiledModel, allow_recompiles, compile_decision, compile_key,
                                        record_compile_seconds, recorded_compile_seconds, use_compile_cache)
@@ -59,8 +60,8 @@ class TokenizeCollate(NumpyBatchCollateFn):
 
     def __call__(self, batch: dict) -> dict:
         # Dynamic padding: each batch pads only to its own longest text (capped at max_length).
-        encoded = self.tokenizer(list(batch["text"]), truncation=True, max_length=self.max_length,
-                                 padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
+        encoded = self.tokenizer(list(readable_texts(self.tokenizer, batch["text"])), truncation=True,
+                                 max_length=self.max_length, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
         encoded["labels"] = torch.tensor(batch["label"], dtype=torch.long)  # copies: Ray's arrays are read-only
         return dict(encoded)
 
