@@ -20,9 +20,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from benchmarks.lib.recipe_sweep import Trial, best_epoch, run_sweep, summarize_sweep, sweep_table
+from benchmarks.lib.recipe_sweep import Trial, run_sweep, summarize_sweep, sweep_table, trial_table
 from sentiment.model.recipes import recipe_for
-from sentiment.train.metrics import per_class_f1
 
 POOLINGS = ("head", "mean")
 
@@ -31,19 +30,6 @@ def trials(backbone: str, seeds: list[int], poolings=POOLINGS) -> list[Trial]:
     """The backbone's own recipe with each pooling, seed by seed."""
     _, recipe = recipe_for(backbone)
     return [Trial(**asdict(recipe), pooling=pooling, seed=seed) for seed in seeds for pooling in poolings]
-
-
-def table(results: list[dict]) -> str:
-    """One row per trial at the epoch validation chose (the recipe sweep's table gives the means)."""
-    rows = ["| pooling | seed | chosen epoch | val acc | val macro-F1 | test acc | test macro-F1 | test F1 neg / neu / pos |",
-            "|---|---|---|---|---|---|---|---|"]
-    for result in sorted(results, key=lambda r: (r["trial"]["pooling"], r["trial"]["seed"])):
-        pooling, best = result["trial"]["pooling"], best_epoch(result["history"], "accuracy")
-        per_class = " / ".join(f"{f1:.3f}" for f1 in per_class_f1(best["test_confusion_matrix"]))
-        rows.append(f"| {pooling} | {result['trial']['seed']} | {best['epoch']} | {best['val_accuracy']:.3f} | "
-                    f"{best['val_macro_f1']:.3f} | {best['test_accuracy']:.3f} | {best['test_macro_f1']:.3f} | "
-                    f"{per_class} |")
-    return "\n".join(rows)
 
 
 def main() -> None:
@@ -61,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     results = run_sweep(trials(args.backbone, args.seeds, args.poolings), args.splits, args.backbone,
                         args.processes, args.results, args.threads)
-    print(table(results))
+    print(trial_table(results, "pooling"))
     print(sweep_table(summarize_sweep(results)))  # each pooling's mean ± sd over the seeds
 
 

@@ -4,8 +4,10 @@ Issue 25's GPU run spent 123 µs of CPU per row tokenizing (245 CPU-s for 2,000,
 largest CPU cost of the pipeline. This times, in one process on real reviews, best of --repeats:
 the transformers tokenizer call with the Arrow conversion (how tokenize_to_arrow tokenized until
 2026-12-04), tokenize_to_arrow (the tokenizers backend's encode_batch_fast, without transformers'
-wrapper or character offsets), the backend's encode_batch with offsets (until 2026-12-05), and
-the pipeline's `tokenize_batch` (null and blank checks included), in turns.
+wrapper or character offsets), the same for a model trained with its unreadable symbols spelled
+(sentiment.model.readable_text: every model trained since 2026-12-05), the backend's
+encode_batch with offsets (until 2026-12-05), and the pipeline's `tokenize_batch` (null and
+blank checks included), in turns.
 
     python -m benchmarks.tokenizing --rows 16384 --batch-rows 4096
 """
@@ -47,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
+    from copy import deepcopy
+
     from transformers import AutoTokenizer
 
     from sentiment.model.classifier import resolve_backbone
+    from sentiment.model.readable_text import mark_spelling, readable_texts
     from sentiment.model.token_batches import tokenize_to_arrow
     from sentiment.score.actor import tokenize_batch
 
@@ -78,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(0, n, step):
             tokenize_to_arrow(tokenizer, texts[i:i + step], length)
 
+    spelling = deepcopy(tokenizer)
+    mark_spelling(spelling)
+    readable_texts(spelling, ["👍"])  # its table of unreadable symbols, built once per process (0.1-0.2 s)
+
+    def spelled_call():
+        for i in range(0, n, step):
+            tokenize_to_arrow(spelling, texts[i:i + step], length)
+
     def pipeline_step():
         for i in range(0, n, step):
             tokenize_batch(table.slice(i, step), tokenizer=tokenizer, text_column="content", max_length=length,
@@ -87,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'method':52}{'wall':>8}{'CPU':>8}")
     methods = (("transformers call + Arrow (until 2026-12-04)", transformers_call),
                ("tokenize_to_arrow (tokenizers backend, fast)", backend_call),
+               ("tokenize_to_arrow, unreadable symbols spelled", spelled_call),
                ("backend encode_batch, offsets (until 2026-12-05)", backend_with_offsets),
                ("scoring's tokenize_batch", pipeline_step))
     best = dict.fromkeys(name for name, _ in methods)
@@ -99,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, (wall, cpu) in best.items():
         print(f"{name:52}{wall * 1e6 / n:8.1f}{cpu * 1e6 / n:8.1f}")
     print(f"tokenize_to_arrow / transformers call, CPU: {best[methods[1][0]][1] / best[methods[0][0]][1]:.2f}x")
-    print(f"tokenize_to_arrow / encode_batch with offsets, CPU: {best[methods[1][0]][1] / best[methods[2][0]][1]:.2f}x")
+    print(f"tokenize_to_arrow / encode_batch with offsets, CPU: {best[methods[1][0]][1] / best[methods[3][0]][1]:.2f}x")
+    print(f"spelled / unspelled tokenize_to_arrow, CPU: {best[methods[2][0]][1] / best[methods[1][0]][1]:.2f}x")
     return 0
 
 

@@ -263,6 +263,7 @@ def test_tokenizing_benchmark_runs(shared_data, capsys):
     assert main(["--data", str(shared_data / "unlabeled"), "--rows", "64", "--batch-rows", "32", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "transformers call + Arrow" in out and "tokenize_to_arrow / transformers call, CPU:" in out
+    assert "spelled / unspelled tokenize_to_arrow, CPU:" in out
 
 
 def test_batch_forming_benchmark_runs(shared_data, capsys):

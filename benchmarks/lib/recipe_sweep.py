@@ -23,6 +23,7 @@ import numpy as np
 
 from sentiment.data.labels import LABELS
 from sentiment.model.classifier import DEFAULT_BACKBONE, HEAD_DROPOUT
+from sentiment.model.readable_text import SPELLING_KEY
 from sentiment.model.recipes import RECIPES
 from sentiment.train.metrics import per_class_f1
 from sentiment.train.stats import selection_score
@@ -46,6 +47,7 @@ class Trial:
     layer_decay: float = 1.0
     dropout: float = HEAD_DROPOUT
     pooling: str = "head"  # "head": the architecture's own; "mean": benchmarks.lib.mean_pooling
+    spelling: bool = True  # symbols the tokenizer cannot read spelled, as `sentiment train` does
     seed: int = 0
 
     @property
@@ -144,6 +146,8 @@ def run_trial(trial: Trial, splits_dir: str, backbone: str, threads: int = 1) ->
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(trial.seed)
     model, tokenizer = build_classifier(backbone, dropout=trial.dropout)
+    if not trial.spelling:  # emoji read as the unknown token, as before sentiment.model.readable_text
+        tokenizer.init_kwargs.pop(SPELLING_KEY)
     if trial.pooling == "mean":
         from benchmarks.lib.mean_pooling import MeanPooledClassifier
 
@@ -232,6 +236,20 @@ def summarize_sweep(results: list[dict], select_metric: str = "accuracy") -> lis
         rows.append({"setting": setting, "seeds": len(runs),
                      **{k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0) for k, v in columns.items()}})
     return sorted(rows, key=lambda row: -row["val_accuracy"][0])
+
+
+def trial_table(results: list[dict], field: str) -> str:
+    """One row per trial at the epoch validation chose, by the Trial field compared and the seed
+    (sweep_table gives the means over seeds)."""
+    rows = [f"| {field} | seed | chosen epoch | val acc | val macro-F1 | test acc | test macro-F1 | test F1 neg / neu / pos |",
+            "|---|---|---|---|---|---|---|---|"]
+    for result in sorted(results, key=lambda r: (str(r["trial"][field]), r["trial"]["seed"])):
+        best = best_epoch(result["history"], "accuracy")
+        per_class = " / ".join(f"{f1:.3f}" for f1 in per_class_f1(best["test_confusion_matrix"]))
+        rows.append(f"| {result['trial'][field]} | {result['trial']['seed']} | {best['epoch']} | "
+                    f"{best['val_accuracy']:.3f} | {best['val_macro_f1']:.3f} | {best['test_accuracy']:.3f} | "
+                    f"{best['test_macro_f1']:.3f} | {per_class} |")
+    return "\n".join(rows)
 
 
 def sweep_table(rows: list[dict]) -> str:
