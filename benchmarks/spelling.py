@@ -8,8 +8,10 @@ same batches and the same step, and scores each on validation and test.
     python -m benchmarks.recipes --write-splits /tmp/splits --data ../shared/data/labeled
     python -m benchmarks.spelling --splits /tmp/splits --backbone minilm --seeds 42 43 --results spelling.jsonl
 
-Only the reviews holding a symbol the tokenizer cannot read can change (about 5% of the labeled
-ones); the summary line counts them per split. Trials run in --processes processes of --threads
+Only the reviews holding a symbol the tokenizer cannot read read differently (about 5% of the
+labeled ones; the first line counts them per split), so beside validation and test each trial
+is also scored on those of validation and test together (written to SPLITS/symbols.parquet),
+the subset where spelling can help directly. Trials run in --processes processes of --threads
 torch threads, one seed's pair at a time, each result appended as it finishes.
 """
 
@@ -21,8 +23,11 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from benchmarks.lib.recipe_sweep import SPLITS, Trial, run_sweep, summarize_sweep, sweep_table, trial_table
+from benchmarks.lib.recipe_sweep import (SPLITS, Trial, best_epoch, run_sweep, summarize_sweep, sweep_table,
+                                         trial_table)
 from sentiment.model.recipes import recipe_for
+
+SYMBOLS = "symbols"  # the held-out reviews that spelling changes
 
 
 def trials(backbone: str, seeds: list[int]) -> list[Trial]:
@@ -31,17 +36,32 @@ def trials(backbone: str, seeds: list[int]) -> list[Trial]:
     return [Trial(**asdict(recipe), spelling=spelling, seed=seed) for seed in seeds for spelling in (True, False)]
 
 
-def spelled_rows(splits_dir: str, backbone: str) -> dict[str, int]:
-    """Per split, the reviews whose text spelling changes: the only ones whose scores can differ."""
+def write_spelled_rows(splits_dir: str, backbone: str) -> dict[str, int]:
+    """Count, per split, the reviews whose text spelling changes, and write those of validation
+    and test to SPLITS/symbols.parquet."""
     from sentiment.model.classifier import build_classifier
     from sentiment.model.readable_text import readable_texts
 
     _, tokenizer = build_classifier(backbone)
-    counts = {}
+    counts, held_out = {}, []
     for name in SPLITS:
-        texts = pd.read_parquet(os.path.join(splits_dir, f"{name}.parquet"))["text"].tolist()
-        counts[name] = sum(before != after for before, after in zip(texts, readable_texts(tokenizer, texts)))
+        frame = pd.read_parquet(os.path.join(splits_dir, f"{name}.parquet"))
+        texts = frame["text"].tolist()
+        changed = [before != after for before, after in zip(texts, readable_texts(tokenizer, texts))]
+        counts[name] = sum(changed)
+        if name != "train":
+            held_out.append(frame[changed])
+    pd.concat(held_out).to_parquet(os.path.join(splits_dir, f"{SYMBOLS}.parquet"), index=False)
     return counts
+
+
+def symbols_table(results: list[dict], rows: int) -> str:
+    """Each trial's accuracy on the held-out reviews that spelling changes, at its chosen epoch."""
+    lines = [f"| spelling | seed | accuracy on the {rows} held-out reviews with unreadable symbols |", "|---|---|---|"]
+    for result in sorted(results, key=lambda r: (str(r["trial"]["spelling"]), r["trial"]["seed"])):
+        best = best_epoch(result["history"], "accuracy")
+        lines.append(f"| {result['trial']['spelling']} | {result['trial']['seed']} | {best[f'{SYMBOLS}_accuracy']:.3f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -55,10 +75,12 @@ def main() -> None:
     parser.add_argument("--results", default="spelling.jsonl", help="JSON lines, appended per trial "
                                                                    "(default: %(default)s)")
     args = parser.parse_args()
-    print("reviews whose text spelling changes:", spelled_rows(args.splits, args.backbone), flush=True)
+    counts = write_spelled_rows(args.splits, args.backbone)
+    print("reviews whose text spelling changes:", counts, flush=True)
     results = run_sweep(trials(args.backbone, args.seeds), args.splits, args.backbone, args.processes,
-                        args.results, args.threads)
+                        args.results, args.threads, extra_held_out=(SYMBOLS,))
     print(trial_table(results, "spelling"))
+    print(symbols_table(results, counts["validation"] + counts["test"]))
     print(sweep_table(summarize_sweep(results)))  # with and without spelling: mean ± sd over the seeds
 
 

@@ -110,3 +110,22 @@ def test_mean_pooled_head_ignores_padding_and_trains_the_encoder_with_the_train_
     after = run_epoch(pooled.eval(), step_batches[:1], torch.device("cpu"))
     assert after["loss"] < 0.75 * first and after["accuracy"] == 1.0
     assert not torch.equal(pooled.encoder.embeddings.word_embeddings.weight, encoder_weight)
+
+
+def test_spelling_benchmark_scores_the_reviews_spelling_changes_apart(shared_data, tmp_path, tiny_backbone):
+    """benchmarks.spelling writes the held-out reviews whose text spelling changes, and every trial
+    scores them as a set of their own, with spelling on or off."""
+    from benchmarks.lib.recipe_sweep import Trial, run_trial, write_splits
+    from benchmarks.spelling import SYMBOLS, write_spelled_rows
+
+    write_splits([str(labeled_sample(shared_data, tmp_path, 1500))], str(tmp_path / "splits"),
+                 val_fraction=0.1, test_fraction=0.1)
+    counts = write_spelled_rows(str(tmp_path / "splits"), tiny_backbone)
+    symbols = pd.read_parquet(tmp_path / "splits" / f"{SYMBOLS}.parquet")
+    assert len(symbols) == counts["validation"] + counts["test"] > 0
+    assert symbols["text"].map(lambda text: not text.isascii()).all()
+
+    for spelling in (True, False):
+        (epoch,) = run_trial(Trial(epochs=1, spelling=spelling), str(tmp_path / "splits"), tiny_backbone,
+                             extra_held_out=(SYMBOLS,))["history"]
+        assert sum(map(sum, epoch[f"{SYMBOLS}_confusion_matrix"])) == len(symbols)

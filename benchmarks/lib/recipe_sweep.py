@@ -132,8 +132,9 @@ def split_batches(tokenizer, frame, batch_size: int, seed: int, pad_multiple: in
     return batches
 
 
-def run_trial(trial: Trial, splits_dir: str, backbone: str, threads: int = 1) -> dict:
-    """Train one trial; returns its settings and per-epoch train/validation/test numbers."""
+def run_trial(trial: Trial, splits_dir: str, backbone: str, threads: int = 1, extra_held_out: tuple[str, ...] = ()) -> dict:
+    """Train one trial; returns its settings and per-epoch train/validation/test numbers, and the
+    same for each NAME.parquet of splits_dir named in extra_held_out (a subset to watch), as NAME_*."""
     import pandas as pd
     import torch
 
@@ -142,7 +143,7 @@ def run_trial(trial: Trial, splits_dir: str, backbone: str, threads: int = 1) ->
 
     torch.set_num_threads(threads)
     started = time.time()
-    frames = {name: pd.read_parquet(os.path.join(splits_dir, f"{name}.parquet")) for name in SPLITS}
+    frames = {name: pd.read_parquet(os.path.join(splits_dir, f"{name}.parquet")) for name in SPLITS + extra_held_out}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(trial.seed)
     model, tokenizer = build_classifier(backbone, dropout=trial.dropout)
@@ -162,7 +163,7 @@ def run_trial(trial: Trial, splits_dir: str, backbone: str, threads: int = 1) ->
         total_steps=steps_per_epoch * trial.epochs, device=device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     held_out = {name: split_batches(tokenizer, frames[name], EVAL_BATCH_SIZE, 0, pad_multiple, on_gpu)
-                for name in ("validation", "test")}
+                for name in ("validation", "test", *extra_held_out)}
     history = []
     for epoch in range(trial.epochs):
         order = np.random.default_rng([trial.seed, epoch]).permutation(len(frames["train"]))
@@ -172,14 +173,16 @@ def run_trial(trial: Trial, splits_dir: str, backbone: str, threads: int = 1) ->
                           amp_dtype=amp_dtype, label_smoothing=trial.label_smoothing)
         scored = {name: run_epoch(model, held_out[name], device, amp_dtype=amp_dtype) for name in held_out}
         history.append({"epoch": epoch + 1, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
-                        **{f"{prefix}_{key}": scored[name][key] for name, prefix in (("validation", "val"), ("test", "test"))
+                        **{f"{prefix}_{key}": scored[name][key]
+                           for name, prefix in (("validation", "val"), ("test", "test"), *((n, n) for n in extra_held_out))
                            for key in ("loss", "accuracy", "macro_f1", "confusion_matrix")}})
     return {"trial": asdict(trial), "setting": trial.setting, "history": history,
             "seconds": time.time() - started, "device": torch.cuda.get_device_name(0) if on_gpu else "cpu"}
 
 
 def run_sweep(trials: list[Trial], splits_dir: str, backbone: str, processes: int, results_path: str,
-              threads_per_process: int = 1, deadline_seconds: float | None = None) -> list[dict]:
+              threads_per_process: int = 1, deadline_seconds: float | None = None,
+              extra_held_out: tuple[str, ...] = ()) -> list[dict]:
     """Run trials in `processes` parallel processes (one device, shared); each result is appended
     to results_path as one JSON line as soon as it is done, so a cut-off sweep keeps what finished.
     After deadline_seconds no new trial starts (the running ones finish): a lent machine's time
@@ -189,7 +192,7 @@ def run_sweep(trials: list[Trial], splits_dir: str, backbone: str, processes: in
     with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as pool, \
             open(results_path, "a") as out:
         # At most `processes` submitted at a time, so that a trial not yet started is still ours to skip.
-        running = {pool.submit(run_trial, queue.pop(0), splits_dir, backbone, threads_per_process)
+        running = {pool.submit(run_trial, queue.pop(0), splits_dir, backbone, threads_per_process, extra_held_out)
                    for _ in range(min(processes, len(queue)))}
         while running:
             done, running = wait(running, return_when=FIRST_COMPLETED)
@@ -210,7 +213,8 @@ def run_sweep(trials: list[Trial], splits_dir: str, backbone: str, processes: in
                 print(f"[sweep] past the {deadline_seconds:.0f}s deadline: {len(queue)} trial(s) not started", flush=True)
                 queue.clear()
             while queue and len(running) < processes:
-                running.add(pool.submit(run_trial, queue.pop(0), splits_dir, backbone, threads_per_process))
+                running.add(pool.submit(run_trial, queue.pop(0), splits_dir, backbone, threads_per_process,
+                                        extra_held_out))
     return results
 
 
