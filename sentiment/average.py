@@ -29,6 +29,7 @@ from sentiment.model.labeling import predict_labels_of_splits
 from sentiment.io.storage import absolute_uri, check_reachable, exists, read_bytes, upload_dir
 from sentiment.model.average import WeightSum
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_folder, load_classifier, save_classifier
+from sentiment.model.readable_text import SPELLING_KEY
 from sentiment.train.metrics import classification_metrics, format_metrics, standard_error
 from sentiment.train.output import METRICS_FILE, check_output_is_ours, commit_model_folder, staging_folder
 from sentiment.provenance import provenance
@@ -97,7 +98,16 @@ def read_members(models: list[str]) -> list[_Member]:
                   "rows one member held out, another trained on, so their average has no held-out rows")
     _require_same(members, "split settings", lambda m: tuple(str(_split_setting(m.config, key)) for key in SPLIT_SETTINGS),
                   f"the split is made again from them ({', '.join(SPLIT_SETTINGS)})")
+    _require_same(members, "text reading", _text_reading,
+                  "one learned emoji as spelled-out words and another as unknown tokens; average runs trained alike")
     return members
+
+
+def _text_reading(member: _Member) -> str:
+    """How the member read symbols its tokenizer lacks (sentiment.model.readable_text)."""
+    path = f"{member.uri}/tokenizer_config.json"  # a folder without one fails the folder check next
+    tokenizer_config = json.loads(read_bytes(path)) if exists(path) else {}
+    return "emoji spelled out" if tokenizer_config.get(SPELLING_KEY) else "emoji as unknown tokens"
 
 
 def _split_setting(config: dict, key: str):

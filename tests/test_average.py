@@ -4,6 +4,7 @@ on the rows they held out; and every way it can be misused is refused before any
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,6 +147,14 @@ def test_misuse_is_refused_in_one_line_before_anything_is_written(members, tiny_
     assert first.endswith("model") and len(read_members([first, one_name])) == 2
     other_text = _copy_with_metrics(second, tmp_path / "text", lambda m: m["config"].update(text_column=["review"]))
     assert "different split settings" in _refused(capsys, "--models", first, other_text, "--output", str(output))
+
+    # A member trained before emoji were spelled out (sentiment.model.readable_text) beside one trained since.
+    unspelled = Path(_copy_with_metrics(second, tmp_path / "unspelled", lambda m: None))
+    tokenizer_config = json.loads((unspelled / "tokenizer_config.json").read_text())
+    del tokenizer_config["spell_unreadable_symbols"]
+    (unspelled / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    line = _refused(capsys, "--models", first, str(unspelled), "--output", str(output))
+    assert "different text reading" in line and "emoji as unknown tokens" in line
 
     other_split = _copy_with_metrics(second, tmp_path / "split", lambda m: m.update(split_hash="0" * 64))
     assert "different split (" in _refused(capsys, "--models", first, other_split, "--output", str(output))
