@@ -19,21 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import asdict
 
 import pandas as pd
 
-from benchmarks.lib.recipe_sweep import (SPLITS, Trial, best_epoch, run_sweep, summarize_sweep, sweep_table,
-                                         trial_table)
-from sentiment.model.recipes import recipe_for
+from benchmarks.lib.recipe_sweep import (SPLITS, add_comparison_arguments, best_epoch, recipe_trials, run_sweep,
+                                         summarize_sweep, sweep_table, trial_table)
 
 SYMBOLS = "symbols"  # the held-out reviews that spelling changes
-
-
-def trials(backbone: str, seeds: list[int]) -> list[Trial]:
-    """The backbone's own recipe with spelling and without, seed by seed."""
-    _, recipe = recipe_for(backbone)
-    return [Trial(**asdict(recipe), spelling=spelling, seed=seed) for seed in seeds for spelling in (True, False)]
 
 
 def write_spelled_rows(splits_dir: str, backbone: str) -> dict[str, int]:
@@ -66,19 +58,13 @@ def symbols_table(results: list[dict], rows: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--splits", required=True, help="the folder `benchmarks.recipes --write-splits` wrote")
-    parser.add_argument("--backbone", default="minilm", help="backbone name or folder; its recipe is used "
-                                                             "(default: %(default)s)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43], help="seeds (default: %(default)s)")
-    parser.add_argument("--processes", type=int, default=2, help="trials run at once (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (default: %(default)s)")
-    parser.add_argument("--results", default="spelling.jsonl", help="JSON lines, appended per trial "
-                                                                   "(default: %(default)s)")
+    add_comparison_arguments(parser, backbone="minilm", results="spelling.jsonl")
     args = parser.parse_args()
     counts = write_spelled_rows(args.splits, args.backbone)
     print("reviews whose text spelling changes:", counts, flush=True)
-    results = run_sweep(trials(args.backbone, args.seeds), args.splits, args.backbone, args.processes,
-                        args.results, args.threads, extra_held_out=(SYMBOLS,))
+    trials = recipe_trials(args.backbone, args.seeds, "spelling", (True, False))
+    results = run_sweep(trials, args.splits, args.backbone, args.processes, args.results, args.threads,
+                        extra_held_out=(SYMBOLS,))
     print(trial_table(results, "spelling"))
     print(symbols_table(results, counts["validation"] + counts["test"]))
     print(sweep_table(summarize_sweep(results)))  # with and without spelling: mean ± sd over the seeds

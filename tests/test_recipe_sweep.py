@@ -26,6 +26,19 @@ def test_layer_decay_gives_each_layer_its_rate_and_every_parameter_one(tiny_back
     assert len(layer_rate_groups(model, lr=3e-4, layer_decay=1.0)) == 1
 
 
+def test_comparison_trials_keep_the_backbones_recipe_and_pair_each_seed():
+    """benchmarks.pooling and benchmarks.spelling compare one change on the backbone's own recipe:
+    a seed's trials are adjacent (a sweep cut short keeps whole pairs), and only the field varies."""
+    from benchmarks.lib.recipe_sweep import recipe_trials
+    from sentiment.model.recipes import RECIPES
+
+    trials = recipe_trials("mpnet", [42, 43], "spelling", (True, False))
+    assert [(t.seed, t.spelling) for t in trials] == [(42, True), (42, False), (43, True), (43, False)]
+    recipe = RECIPES["mpnet"]
+    assert {(t.lr, t.epochs, t.batch_size, t.warmup_fraction, t.pooling) for t in trials} == {
+        (recipe.lr, recipe.epochs, recipe.batch_size, recipe.warmup_fraction, "head")}
+
+
 def test_sweep_trials_are_seeded_and_score_every_held_out_row(ray_cluster, shared_data, tmp_path, tiny_backbone):
     from benchmarks.lib.recipe_sweep import Trial, best_epoch, run_sweep, summarize_sweep, sweep_table, write_splits
 

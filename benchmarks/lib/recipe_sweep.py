@@ -24,7 +24,7 @@ import numpy as np
 from sentiment.data.labels import LABELS
 from sentiment.model.classifier import DEFAULT_BACKBONE, HEAD_DROPOUT
 from sentiment.model.readable_text import SPELLING_KEY
-from sentiment.model.recipes import RECIPES
+from sentiment.model.recipes import RECIPES, recipe_for
 from sentiment.train.metrics import per_class_f1
 from sentiment.train.stats import selection_score
 
@@ -79,6 +79,25 @@ def grid(seeds: int, settings: dict[str, dict] = SETTINGS) -> list[Trial]:
     """Every setting with seeds 0..seeds-1, seed-major: a sweep cut off early has every setting
     at some seeds rather than some settings at all."""
     return [Trial(**changes, seed=seed) for seed in range(seeds) for changes in settings.values()]
+
+
+def recipe_trials(backbone: str, seeds: list[int], field: str, values) -> list[Trial]:
+    """The backbone's own recipe with each of `values` for one Trial field, seed by seed: a
+    seed's trials are adjacent, so a sweep cut short keeps whole comparisons."""
+    _, recipe = recipe_for(backbone)
+    return [Trial(**{**asdict(recipe), field: value, "seed": seed}) for seed in seeds for value in values]
+
+
+def add_comparison_arguments(parser, *, backbone: str, results: str) -> None:
+    """The flags of a benchmark that trains the backbone's recipe with and without one change:
+    --splits, --backbone, --seeds, --processes, --threads, --results."""
+    parser.add_argument("--splits", required=True, help="the folder `benchmarks.recipes --write-splits` wrote")
+    parser.add_argument("--backbone", default=backbone, help="backbone name or folder; its recipe is used "
+                                                            "(default: %(default)s)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43], help="seeds (default: %(default)s)")
+    parser.add_argument("--processes", type=int, default=2, help="trials run at once (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (default: %(default)s)")
+    parser.add_argument("--results", default=results, help="JSON lines, appended per trial (default: %(default)s)")
 
 
 def export_backbone_fp16(backbone: str, directory: str) -> None:
