@@ -1,6 +1,8 @@
 """The three in-process ways to score reviews that the benchmark compares: (a) the tutorial
 reference loop, (b) the Hugging Face pipeline, (c) our Predictor. Each times scoring only,
-never model loading, and returns the probabilities so the methods can be checked to agree.
+never model loading, and returns the probabilities so the methods can be checked to agree. All
+three read the text as the model was trained to (sentiment.model.readable_text: emoji spelled
+out for a model trained so), which (a) and (b) do not do by themselves.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 
 from sentiment.data.labels import LABELS
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, load_classifier
+from sentiment.model.readable_text import readable_texts
 
 
 @dataclass
@@ -46,13 +49,14 @@ def time_reference_loop(model_dir: str, texts: list[str], batch_size: int = 16,
             return len(texts)
 
         def __getitem__(self, i):
-            enc = tokenizer(texts[i], padding="max_length", truncation=True,
+            enc = tokenizer(readable[i], padding="max_length", truncation=True,
                             max_length=max_length, return_tensors="pt")
             return {k: v.squeeze(0) for k, v in enc.items()}
 
     loader = torch.utils.data.DataLoader(Reviews(), batch_size=batch_size)
     out = []
     start, cpu = time.perf_counter(), time.process_time()
+    readable = readable_texts(tokenizer, texts)
     with torch.no_grad():
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -71,7 +75,7 @@ def time_hf_pipeline(model_dir: str, texts: list[str], batch_size: int,
     logging.set_verbosity_error()
     pipe = pipeline("text-classification", model=model_dir, device=device, dtype=dtype)
     start, cpu = time.perf_counter(), time.process_time()
-    results = pipe(texts, batch_size=batch_size, truncation=True, max_length=max_length, top_k=None)
+    results = pipe(readable_texts(pipe.tokenizer, texts), batch_size=batch_size, truncation=True, max_length=max_length, top_k=None)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     probs = np.array([[{r["label"]: r["score"] for r in row}[name] for name in LABELS]
                       for row in results], dtype=np.float32)
