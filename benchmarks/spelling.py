@@ -22,7 +22,7 @@ import os
 
 import pandas as pd
 
-from benchmarks.lib.recipe_sweep import (SPLITS, add_comparison_arguments, best_epoch, recipe_trials, run_sweep,
+from benchmarks.lib.recipe_sweep import (SPLITS, add_comparison_arguments, recipe_trials, run_sweep,
                                          summarize_sweep, sweep_table, trial_table)
 
 SYMBOLS = "symbols"  # the held-out reviews that spelling changes
@@ -47,15 +47,6 @@ def write_spelled_rows(splits_dir: str, backbone: str) -> dict[str, int]:
     return counts
 
 
-def symbols_table(results: list[dict], rows: int) -> str:
-    """Each trial's accuracy on the held-out reviews that spelling changes, at its chosen epoch."""
-    lines = [f"| spelling | seed | accuracy on the {rows} held-out reviews with unreadable symbols |", "|---|---|---|"]
-    for result in sorted(results, key=lambda r: (str(r["trial"]["spelling"]), r["trial"]["seed"])):
-        best = best_epoch(result["history"], "accuracy")
-        lines.append(f"| {result['trial']['spelling']} | {result['trial']['seed']} | {best[f'{SYMBOLS}_accuracy']:.3f} |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_comparison_arguments(parser, backbone="minilm", results="spelling.jsonl")
@@ -65,8 +56,7 @@ def main() -> None:
     trials = recipe_trials(args.backbone, args.seeds, "spelling", (True, False))
     results = run_sweep(trials, args.splits, args.backbone, args.processes, args.results, args.threads,
                         extra_held_out=(SYMBOLS,))
-    print(trial_table(results, "spelling"))
-    print(symbols_table(results, counts["validation"] + counts["test"]))
+    print(trial_table(results, "spelling", extra_held_out=(SYMBOLS,)))  # symbols: the held-out rows counted above
     print(sweep_table(summarize_sweep(results)))  # with and without spelling: mean ± sd over the seeds
 
 

@@ -128,7 +128,7 @@ def test_mean_pooled_head_ignores_padding_and_trains_the_encoder_with_the_train_
 def test_spelling_benchmark_scores_the_reviews_spelling_changes_apart(shared_data, tmp_path, tiny_backbone):
     """benchmarks.spelling writes the held-out reviews whose text spelling changes, and every trial
     scores them as a set of their own, with spelling on or off."""
-    from benchmarks.lib.recipe_sweep import Trial, run_trial, write_splits
+    from benchmarks.lib.recipe_sweep import Trial, run_trial, trial_table, write_splits
     from benchmarks.spelling import SYMBOLS, write_spelled_rows
 
     write_splits([str(labeled_sample(shared_data, tmp_path, 1500))], str(tmp_path / "splits"),
@@ -138,7 +138,14 @@ def test_spelling_benchmark_scores_the_reviews_spelling_changes_apart(shared_dat
     assert len(symbols) == counts["validation"] + counts["test"] > 0
     assert symbols["text"].map(lambda text: not text.isascii()).all()
 
+    results = []
     for spelling in (True, False):
-        (epoch,) = run_trial(Trial(epochs=1, spelling=spelling), str(tmp_path / "splits"), tiny_backbone,
-                             extra_held_out=(SYMBOLS,))["history"]
+        results.append(run_trial(Trial(epochs=1, spelling=spelling), str(tmp_path / "splits"), tiny_backbone,
+                                 extra_held_out=(SYMBOLS,)))
+        (epoch,) = results[-1]["history"]
         assert sum(map(sum, epoch[f"{SYMBOLS}_confusion_matrix"])) == len(symbols)
+    # the per-trial table gives each trial's accuracy on them in a column of its own
+    header, _, *rows = trial_table(results, "spelling", extra_held_out=(SYMBOLS,)).splitlines()
+    assert header.endswith(f"| {SYMBOLS} acc |") and len(rows) == 2
+    for row, result in zip(rows, sorted(results, key=lambda r: str(r["trial"]["spelling"]))):
+        assert row.endswith(f"| {result['history'][0][f'{SYMBOLS}_accuracy']:.3f} |")

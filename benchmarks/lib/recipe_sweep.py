@@ -261,17 +261,21 @@ def summarize_sweep(results: list[dict], select_metric: str = "accuracy") -> lis
     return sorted(rows, key=lambda row: -row["val_accuracy"][0])
 
 
-def trial_table(results: list[dict], field: str) -> str:
-    """One row per trial at the epoch validation chose, by the Trial field compared and the seed
-    (sweep_table gives the means over seeds)."""
-    rows = [f"| {field} | seed | chosen epoch | val acc | val macro-F1 | test acc | test macro-F1 | test F1 neg / neu / pos |",
-            "|---|---|---|---|---|---|---|---|"]
+def trial_table(results: list[dict], field: str, extra_held_out: tuple[str, ...] = ()) -> str:
+    """One row per trial at the epoch validation chose, by the Trial field compared and the seed,
+    with the accuracy on each extra held-out set run_trial scored (sweep_table gives the means
+    over seeds)."""
+    extra_header = "".join(f" {name} acc |" for name in extra_held_out)
+    rows = [f"| {field} | seed | chosen epoch | val acc | val macro-F1 | test acc | test macro-F1 | "
+            f"test F1 neg / neu / pos |{extra_header}",
+            "|---|---|---|---|---|---|---|---|" + "---|" * len(extra_held_out)]
     for result in sorted(results, key=lambda r: (str(r["trial"][field]), r["trial"]["seed"])):
         best = best_epoch(result["history"], "accuracy")
         per_class = " / ".join(f"{f1:.3f}" for f1 in per_class_f1(best["test_confusion_matrix"]))
+        extra = "".join(f" {best[f'{name}_accuracy']:.3f} |" for name in extra_held_out)
         rows.append(f"| {result['trial'][field]} | {result['trial']['seed']} | {best['epoch']} | "
                     f"{best['val_accuracy']:.3f} | {best['val_macro_f1']:.3f} | {best['test_accuracy']:.3f} | "
-                    f"{best['test_macro_f1']:.3f} | {per_class} |")
+                    f"{best['test_macro_f1']:.3f} | {per_class} |{extra}")
     return "\n".join(rows)
 
 
