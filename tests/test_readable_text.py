@@ -55,7 +55,9 @@ def test_a_tokenizer_that_reads_every_symbol_is_left_alone(tmp_path):
     assert readable_texts(tokenizer, [DOWN]) == [DOWN]
 
 
-def test_a_trained_model_scores_emoji_apart_and_a_model_from_before_as_it_was_trained(tiny_classifier, tmp_path):
+def test_a_model_marked_for_spelling_scores_emoji_apart_and_a_model_from_before_as_it_was_trained(tiny_classifier, tmp_path):
+    """The tiny classifier is untrained: marked, its two texts read as different ids and score apart;
+    without the mark both read as one unknown token and score the same."""
     from sentiment.model.predictor import Predictor
     from sentiment.model.readable_text import SPELLING_KEY
 
