@@ -122,6 +122,21 @@ def test_tree_usage_counts_a_grandchild(tmp_path):
         proc.wait()
 
 
+def test_process_cpu_counts_each_started_process_under_its_program(tmp_path, capsys):
+    from benchmarks.process_cpu import main
+
+    # A parent that burns CPU and starts a child that lives a second: both are sampled (the
+    # interval is far shorter than either lives) and counted apart; nothing older is counted.
+    script = ("import subprocess, sys; sum(i * i for i in range(3_000_000)); "
+              "subprocess.run([sys.executable, '-m', 'timeit', '-n', '1', '-r', '1', 'import time; time.sleep(1)'])")
+    assert main(["--interval", "0.05", "--json", str(tmp_path / "cpu.json"), "--", sys.executable, "-c", script]) == 0
+    rows = {row["kind"]: row for row in json.loads((tmp_path / "cpu.json").read_text())["rows"]}
+    assert set(rows) == {"python -c", "python -m timeit"}, rows
+    assert rows["python -c"]["processes"] == rows["python -m timeit"]["processes"] == 1
+    assert rows["python -c"]["cpu_s"] >= 0.1  # three million squares in Python
+    assert "2 processes started; exit status 0" in capsys.readouterr().out
+
+
 def test_write_shards_cycles_the_texts(tmp_path):
     import pandas as pd
 
