@@ -75,7 +75,7 @@ def test_a_bad_file_fails_with_the_same_error_type_and_message_as_on_the_driver(
     assert "b.csv is malformed CSV in the row starting at line 3" in str(here.value) and "never closed" in str(here.value)
 
 
-def test_several_bad_files_fail_the_run_with_one_line_naming_the_first(ray_cluster, tmp_path):
+def test_several_bad_files_fail_the_run_with_one_line_naming_the_first(ray_cluster, tmp_path, tiny_classifier):
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "a.csv").write_bytes(b"row_id,content\n1,good app\n")
@@ -85,7 +85,7 @@ def test_several_bad_files_fail_the_run_with_one_line_naming_the_first(ray_clust
     # A process of its own, on the session's cluster: Ray reports the failed tasks whose results
     # nobody fetched as the driver exits, after our line, so only the whole stderr shows them.
     env = session_cluster_env()
-    done = subprocess.run([sys.executable, "-m", "sentiment", "score", "--model", str(tmp_path / "model"),
+    done = subprocess.run([sys.executable, "-m", "sentiment", "score", "--model", tiny_classifier,
                            "--input", str(folder), "--output", str(tmp_path / "out")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 2, done.stderr[-3000:]

@@ -57,7 +57,7 @@ def test_max_length_above_the_model_positions_is_refused_before_any_work(ray_clu
 
     from sentiment.io.storage import s3_endpoint
 
-    # score checks its input files first (as Ray tasks), then the model, before scoring anything.
+    # score lists its inputs and checks the model before any Ray task reads the inputs.
     _no_work(monkeypatch, "sentiment.evaluate", "sentiment.train.driver")
     bucket = s3_bucket.removeprefix("s3://")
     client = boto3.client("s3", endpoint_url=s3_endpoint())

@@ -16,6 +16,21 @@ from sentiment.score.actor import tokenize_batch
 from sentiment.score.columns import ERROR_COLUMN
 
 
+@pytest.fixture()
+def no_cluster(monkeypatch):
+    """Fails the test if the command connects to Ray (every connection goes through ray.init,
+    ours through sentiment.cluster.connect.ensure_connected): refusals that need no cluster must
+    come before a command's own cluster starts, which costs 5-7 s on 2 cores and prints Ray's
+    start-up lines before the one line that matters."""
+    import ray
+
+    def connect(*args, **kwargs):
+        raise AssertionError("the command connected to Ray before refusing")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # this test process may hold the session's cluster
+    monkeypatch.setattr(ray, "init", connect)
+
+
 def _score_error(capsys, *args: str) -> str:
     assert main(["score", *args]) == 2
     err = capsys.readouterr().err
@@ -63,13 +78,15 @@ def test_missing_default_text_column_lists_the_columns_the_file_has(ray_cluster,
 
 
 def test_a_corrupt_parquet_file_is_named(ray_cluster, tmp_path, capsys, tiny_classifier):
-    pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "good.parquet")
-    (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
-    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path), "--output", str(tmp_path / "out"))
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "in" / "good.parquet")
+    (tmp_path / "in" / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "in"), "--output",
+                       str(tmp_path / "out"))
     assert "bad.parquet is not a readable PARQUET file" in err
 
 
-def test_a_folder_that_is_not_a_model_says_so(ray_cluster, tmp_path, capsys):
+def test_a_folder_that_is_not_a_model_says_so(no_cluster, tmp_path, capsys):
     pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "a.parquet")
     (tmp_path / "model").mkdir()
     err = _score_error(capsys, "--model", str(tmp_path / "model"), "--input", str(tmp_path / "a.parquet"),
@@ -91,7 +108,17 @@ def test_unreachable_object_storage_names_endpoint_and_bucket(tmp_path, capsys, 
     assert f"http://127.0.0.1:{port}" in err and "bucket 'nightly-reviews'" in err
 
 
-def test_output_folder_with_files_score_did_not_write_is_refused(ray_cluster, tmp_path, capsys, tiny_classifier):
+def test_an_input_path_that_matches_nothing_is_named(no_cluster, tmp_path, capsys, tiny_classifier):
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "reviews-2026-12-06.parquet"),
+                       "--output", str(tmp_path / "out"))
+    assert err.strip().splitlines()[-1] == f"sentiment score: error: input not found: {tmp_path}/reviews-2026-12-06.parquet"
+    assert not (tmp_path / "out").exists()
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "2026-12-06" / "*.parquet"),
+                       "--output", str(tmp_path / "out"))
+    assert f"files found in {tmp_path}/2026-12-06/*.parquet" in err  # a glob: no data file matched it
+
+
+def test_output_folder_with_files_score_did_not_write_is_refused(no_cluster, tmp_path, capsys, tiny_classifier):
     pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "a.parquet")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("keep me")
@@ -100,7 +127,7 @@ def test_output_folder_with_files_score_did_not_write_is_refused(ray_cluster, tm
     assert "notes.txt" in err and (tmp_path / "out" / "notes.txt").exists()
 
 
-def test_output_inside_the_input_folder_is_refused(ray_cluster, tmp_path, capsys, tiny_classifier):
+def test_output_inside_the_input_folder_is_refused(no_cluster, tmp_path, capsys, tiny_classifier):
     (tmp_path / "in" / "scored").mkdir(parents=True)
     pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "in" / "scored" / "a.parquet")
     err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "in"),

@@ -113,7 +113,7 @@ def format_of(path: str, forced: str | None) -> str:
 
 def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
                 keep_columns: list[str] | None = None, reserved: tuple[str, ...] = (),
-                other_text_columns: tuple[str, ...] = ()) -> Shards:
+                other_text_columns: tuple[str, ...] = (), listed: InputFiles | None = None) -> Shards:
     """Resolve input paths to data files and check that every file can be scored.
 
     Args:
@@ -126,6 +126,8 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
             must be left out with keep_columns rather than be silently replaced.
         other_text_columns: names the text column may have instead in some files, tried in order
             after text_column; such a file's text is read as text_column (Shards.renamed).
+        listed: list_shard_files(uris, fmt), where the caller listed them already (listing needs
+            no Ray; the checks do).
 
     Returns:
         The files grouped by format with the columns to read.
@@ -135,7 +137,7 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
             a kept column or has a column the output would overwrite. All such files are named.
         StorageError: the storage cannot be reached.
     """
-    files = list_shard_files(uris, fmt)
+    files = listed if listed is not None else list_shard_files(uris, fmt)
     formats = [format_of(p, fmt) for p in files.paths]
     found = check_files(files, formats)
     wanted = list(keep_columns) if keep_columns is not None else None

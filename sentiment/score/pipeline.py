@@ -216,18 +216,21 @@ def score(config: ScoreConfig) -> dict:
         if is_s3(uri):
             check_reachable(uri)
     check_reachable(config.output)
+    # What needs no cluster comes first: an input path that matches nothing, an output folder
+    # that is not ours and a wrong model folder are refused in a second, before a command's own
+    # Ray cluster starts (5-7 s on 2 cores, and its start-up lines before the one that matters).
+    listed = shards.list_shard_files(config.inputs, config.format)
+    commit.check_output_folder(config.output, listed.uris, tuple(config.inputs), overwrite=config.overwrite)
+    # A --max-length beyond the model's positions too; the model itself is loaded only by the
+    # actors (importing torch and transformers alone takes ~7 s on 2 cores).
+    check_classifier_folder(config.model, max_length=config.max_length)
     # Before the input check, whose tasks read the inputs on the workers: a local input that only
     # the driver's disk holds is named as such, not as a file a worker cannot find.
     require_shared_paths({"--input": config.inputs, "--output": [config.output], "--model": [config.model]},
                          shared_fs=config.shared_fs)
     found = shards.find_shards(config.inputs, text_column=config.text_column, fmt=config.format,
                                keep_columns=config.keep_columns, reserved=OUTPUT_COLUMNS,
-                               other_text_columns=config.other_text_columns)
-    commit.check_output_folder(config.output, found.uris, tuple(config.inputs), overwrite=config.overwrite)
-    # A wrong model folder, or a --max-length beyond its positions, fails here in a fraction of a
-    # second, before any row is scored; the model itself is loaded only by the actors (importing
-    # torch and transformers alone takes ~7 s on 2 cores).
-    check_classifier_folder(config.model, max_length=config.max_length)
+                               other_text_columns=config.other_text_columns, listed=listed)
     if config.gpu:  # CPU pools are fitted to the cluster by actor_pool_plan
         require({"CPU": config.cpus_per_actor, "GPU": 1}, config.concurrency[0], "score --gpu")
     attempt = commit.begin_attempt(config.output, overwrite=config.overwrite)
