@@ -17,6 +17,7 @@ from sentiment.train.metrics import (classification_metrics, format_comparison, 
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH
 from sentiment.model.labeling import predict_labels
 from sentiment.cluster.connect import ensure_connected
+from sentiment.io.shards import list_shard_files
 from sentiment.io.storage import STORAGE_ERRORS, check_reachable, describe_failure, fsspec_filesystem, is_s3, write_bytes
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,11 @@ def evaluate(config: EvaluateConfig) -> dict:
             check_reachable(path if is_s3(path) else os.path.dirname(os.path.abspath(os.path.expanduser(path))))
     if config.report:
         _refuse_replacing_what_is_not_a_report(config.report)
+    # Listing needs no cluster either: a --data path that matches nothing is named in a second.
+    listed = list_shard_files(config.data, config.format)
     ensure_connected()
     labeled = read_labeled(config.data, config.text_column, config.score_column, config.format, config.limit,
-                           group_column=config.by).materialize()
+                           listed=listed, group_column=config.by).materialize()
     problems = count_problems(labeled)
     usable = labeled.filter(expr=col("problem") == "").drop_columns(["problem"])
     if not problems.get("", 0):

@@ -18,15 +18,6 @@ def _reviews(shared_data, n: int = 20, *, long: bool = False) -> list[str]:
     return frame["content"].head(n).tolist()
 
 
-def _no_work(monkeypatch, *modules: str) -> None:
-    """Make starting Ray fail the test: a check 'before any work' must fire before it."""
-    def started(*args, **kwargs):
-        raise AssertionError("Ray was started before the flag was checked")
-
-    for module in modules:
-        monkeypatch.setattr(f"{module}.ensure_connected", started)
-
-
 def _error_line(capsys) -> str:
     lines = capsys.readouterr().err.strip().splitlines()
     return lines[-1] if lines else ""
@@ -50,15 +41,13 @@ def test_max_length_below_cls_and_sep_is_refused_and_the_smallest_allowed_takes_
 
 
 # Case 2: --max-length above the model's positions crashed on the first long review.
-def test_max_length_above_the_model_positions_is_refused_before_any_work(ray_cluster, shared_data, tiny_classifier,
-                                                                        tiny_backbone, s3_bucket, tmp_path,
-                                                                        monkeypatch, capsys):
+def test_max_length_above_the_model_positions_is_refused_before_any_work(shared_data, tiny_classifier, tiny_backbone,
+                                                                        s3_bucket, tmp_path, no_cluster, capsys):
     import boto3
 
     from sentiment.io.storage import s3_endpoint
 
     # score lists its inputs and checks the model before any Ray task reads the inputs.
-    _no_work(monkeypatch, "sentiment.evaluate", "sentiment.train.driver")
     bucket = s3_bucket.removeprefix("s3://")
     client = boto3.client("s3", endpoint_url=s3_endpoint())
     for path in sorted(p for p in __import__("pathlib").Path(tiny_classifier).iterdir() if p.is_file()):
@@ -111,8 +100,7 @@ def test_verbose_job_keeps_exit_2_and_the_error_line(tmp_path, monkeypatch, caps
 
 # Case 12: flags checked late or described wrongly.
 def test_evaluate_report_that_cannot_be_written_fails_before_the_evaluation(shared_data, tiny_classifier, tmp_path,
-                                                                          monkeypatch, capsys):
-    _no_work(monkeypatch, "sentiment.evaluate")
+                                                                          no_cluster, capsys):
     data = tmp_path / "reviews.csv"
     pd.DataFrame({"content": _reviews(shared_data, 5), "score": [1, 2, 3, 4, 5]}).to_csv(data, index=False)
     assert main(["evaluate", "--model", tiny_classifier, "--data", str(data), "--report", "/proc/nope/r.json"]) == 2
@@ -125,9 +113,15 @@ def test_evaluate_report_that_cannot_be_written_fails_before_the_evaluation(shar
                                    ".pdf file (the image format)")
 
 
+def test_evaluate_data_that_matches_nothing_is_named_before_ray_starts(tiny_classifier, tmp_path, no_cluster,
+                                                                       capsys):
+    missing = tmp_path / "labeled-2026.csv"
+    assert main(["evaluate", "--model", tiny_classifier, "--data", str(missing)]) == 2
+    assert _error_line(capsys) == f"sentiment evaluate: error: input not found: {missing}"
+
+
 def test_evaluate_report_replaces_an_earlier_report_only_never_the_data(shared_data, tiny_classifier, tmp_path,
-                                                                       monkeypatch, capsys):
-    _no_work(monkeypatch, "sentiment.evaluate")
+                                                                       no_cluster, capsys):
     data = tmp_path / "reviews.json"  # JSON lines: an input format that a report's name can take by mistake
     pd.DataFrame({"content": _reviews(shared_data, 5), "score": [1, 2, 3, 4, 5]}).to_json(data, orient="records",
                                                                                          lines=True)
@@ -138,7 +132,7 @@ def test_evaluate_report_replaces_an_earlier_report_only_never_the_data(shared_d
     assert data.read_bytes() == before
     earlier = tmp_path / "report.json"
     earlier.write_text(json.dumps({"accuracy": 0.5, "macro_f1": 0.4, "confusion_matrix": []}, indent=2))
-    with pytest.raises(AssertionError, match="Ray was started"):  # past every check: the evaluation would run
+    with pytest.raises(AssertionError, match="connected to Ray"):  # past every check: the evaluation would run
         main(["evaluate", "--model", tiny_classifier, "--data", str(data), "--report", str(earlier)])
 
 
@@ -170,8 +164,7 @@ def test_format_json_reads_only_json_lines_and_help_says_it_filters_by_extension
     (["--warmup-fraction", "1"], "argument --warmup-fraction: must be a number from 0 up to but not including 1"),
     (["--label-smoothing", "1"], "argument --label-smoothing: must be a number from 0 up to but not including 1"),
 ])
-def test_fraction_flags_are_checked_before_ray_starts(flags, message, tmp_path, monkeypatch, capsys):
-    _no_work(monkeypatch, "sentiment.train.driver")
+def test_fraction_flags_are_checked_before_ray_starts(flags, message, tmp_path, no_cluster, capsys):
     try:
         status = main(["train", "--data", str(tmp_path), "--output", str(tmp_path / "m"), *flags])
     except SystemExit as exit_info:  # argparse's own refusal of one flag
@@ -334,8 +327,7 @@ def test_the_same_file_reached_twice_is_read_once_and_said(ray_cluster, shared_d
 
 
 # Case 3: train --output into a folder of someone else's files replaced them.
-def test_train_refuses_an_output_folder_holding_files_that_are_not_ours(tmp_path, monkeypatch, capsys):
-    _no_work(monkeypatch, "sentiment.train.driver")
+def test_train_refuses_an_output_folder_holding_files_that_are_not_ours(tmp_path, no_cluster, capsys):
     output = tmp_path / "project"
     output.mkdir()
     (output / "config.json").write_text('{"mine": true}')

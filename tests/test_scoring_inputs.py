@@ -16,21 +16,6 @@ from sentiment.score.actor import tokenize_batch
 from sentiment.score.columns import ERROR_COLUMN
 
 
-@pytest.fixture()
-def no_cluster(monkeypatch):
-    """Fails the test if the command connects to Ray (every connection goes through ray.init,
-    ours through sentiment.cluster.connect.ensure_connected): refusals that need no cluster must
-    come before a command's own cluster starts, which costs 5-7 s on 2 cores and prints Ray's
-    start-up lines before the one line that matters."""
-    import ray
-
-    def connect(*args, **kwargs):
-        raise AssertionError("the command connected to Ray before refusing")
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # this test process may hold the session's cluster
-    monkeypatch.setattr(ray, "init", connect)
-
-
 def _score_error(capsys, *args: str) -> str:
     assert main(["score", *args]) == 2
     err = capsys.readouterr().err
