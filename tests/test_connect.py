@@ -66,3 +66,23 @@ def test_joining_by_address_without_the_token_mode_says_how_to_send_the_token(ra
     joined = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
                             timeout=120)
     assert joined.returncode == 0, joined.stderr[-2000:]
+
+
+@pytest.mark.parametrize("address, recorded, joins", [
+    ("127.0.0.1:6379", None, True),  # a submitted job: Ray Jobs sets RAY_ADDRESS
+    ("local", "127.0.0.1:6379", False),  # asked for its own cluster, whatever `ray start` recorded
+    (None, "127.0.0.1:6379", True),  # a shell on a node where `ray start` runs
+    (None, None, False),  # a laptop: the command starts its own
+])
+def test_joins_a_running_cluster_says_whether_connecting_starts_a_cluster(address, recorded, joins, monkeypatch):
+    import ray
+
+    import sentiment.cluster.connect as connect
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # this process may hold the session's cluster
+    monkeypatch.setattr(connect, "_ray_start_address", lambda: recorded)
+    if address is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", address)
+    assert connect.joins_a_running_cluster() is joins

@@ -506,6 +506,19 @@ def test_sigint_during_training_prints_interrupted_and_exits_130(ray_cluster, sh
     assert not any(line.startswith("Traceback") for line in driver), printed[-3000:]
 
 
+def test_a_train_job_on_a_cluster_of_several_nodes_names_a_laptop_path_as_local_not_as_missing(tmp_path, capsys,
+                                                                                              monkeypatch):
+    import sentiment.train.driver as driver
+
+    monkeypatch.setattr(driver, "joins_a_running_cluster", lambda: True)  # as under `ray job submit`
+    monkeypatch.setattr("sentiment.cluster.placement.cluster_can_span_nodes", lambda: "the Ray cluster has 2 nodes")
+    laptop = "/Users/someone/labeled.csv"
+    assert main(["train", "--data", laptop, "--output", str(tmp_path / "model")]) == 2
+    line = _error_line(capsys)
+    assert f"--data {laptop}" in line and "local path(s), but the Ray cluster has 2 nodes" in line, line
+    assert not (tmp_path / "model").exists()
+
+
 def test_a_train_job_whose_input_does_not_exist_ends_with_exit_2_and_one_line(ray_cluster, tmp_path, capsys):
     # jobs/train.py as `ray job submit` runs it, on the session's cluster: a non-zero exit is
     # what makes the job FAILED (tests/test_jobs_multinode.py shows that on a real head node).

@@ -103,6 +103,20 @@ def test_an_input_path_that_matches_nothing_is_named(no_cluster, tmp_path, capsy
     assert f"files found in {tmp_path}/2026-12-06/*.parquet" in err  # a glob: no data file matched it
 
 
+def test_a_job_on_a_cluster_of_several_nodes_names_a_laptop_path_as_local_not_as_missing(tmp_path, capsys, monkeypatch,
+                                                                                        tiny_classifier):
+    # `ray job submit` from a laptop with the laptop's own path: on the cluster the job joins,
+    # the path is judged against the nodes before it is listed (where it does not exist).
+    import sentiment.score.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "joins_a_running_cluster", lambda: True)
+    monkeypatch.setattr("sentiment.cluster.placement.cluster_can_span_nodes", lambda: "the Ray cluster has 2 nodes")
+    laptop = "/Users/someone/reviews-2026-12-06.csv"
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", laptop, "--output", str(tmp_path / "out"))
+    assert f"--input {laptop}" in err and "local path(s), but the Ray cluster has 2 nodes" in err, err
+    assert "input not found" not in err
+
+
 def test_output_folder_with_files_score_did_not_write_is_refused(no_cluster, tmp_path, capsys, tiny_classifier):
     pq.write_table(pa.table({"content": ["fine"]}), tmp_path / "a.parquet")
     (tmp_path / "out").mkdir()

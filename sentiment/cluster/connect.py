@@ -66,6 +66,18 @@ def ensure_connected() -> None:
         raise SentimentError(f"cannot connect to the Ray cluster at {where}: {error}{hint}") from None
 
 
+def joins_a_running_cluster() -> bool:
+    """Whether ensure_connected() would join a cluster that is already running (a job's, or the one
+    `ray start` recorded on this node) rather than start the command's own: then connecting is
+    cheap, and the cluster may span nodes."""
+    import ray
+
+    address = os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized() or (address and address != "local"):
+        return True
+    return not address and _ray_start_address() is not None
+
+
 def _ray_start_address() -> str | None:
     """The address of the cluster `ray start` last joined or started on this node, as Ray records
     it (the record `ray.init()` without an address reads), if something listens there; else None.
