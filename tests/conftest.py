@@ -109,14 +109,19 @@ def no_cluster(monkeypatch):
     """Fails the test if the command connects to Ray (every connection goes through ray.init,
     ours through sentiment.cluster.connect.ensure_connected): refusals that need no cluster must
     come before a command's own cluster starts, which costs 5-7 s on 2 cores and prints Ray's
-    start-up lines before the one line that matters."""
+    start-up lines before the one line that matters. The command runs as on a laptop: no
+    RAY_ADDRESS and no `ray start` cluster on this machine to join."""
     import ray
 
-    def connect(*args, **kwargs):
+    import sentiment.cluster.connect as connect
+
+    def init(*args, **kwargs):
         raise AssertionError("the command connected to Ray before refusing")
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # this test process may hold the session's cluster
-    monkeypatch.setattr(ray, "init", connect)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(connect, "_ray_start_address", lambda: None)
 
 
 def _tiny_bert_config():
