@@ -86,3 +86,12 @@ def test_joins_a_running_cluster_says_whether_connecting_starts_a_cluster(addres
     else:
         monkeypatch.setenv("RAY_ADDRESS", address)
     assert connect.joins_a_running_cluster() is joins
+
+
+def test_a_command_that_would_start_its_own_cluster_spans_one_node_without_starting_it(no_cluster):
+    # Its own cluster is one local node with no autoscaler: known without the 5-7 s start (a
+    # connection here fails the test), so require_shared_paths can come before the cheap checks.
+    from sentiment.cluster.placement import cluster_can_span_nodes, require_shared_paths
+
+    assert cluster_can_span_nodes() is None
+    require_shared_paths({"--input": ["/data/reviews.csv"]}, shared_fs=False)

@@ -508,9 +508,7 @@ def test_sigint_during_training_prints_interrupted_and_exits_130(ray_cluster, sh
 
 def test_a_train_job_on_a_cluster_of_several_nodes_names_a_laptop_path_as_local_not_as_missing(tmp_path, capsys,
                                                                                               monkeypatch):
-    import sentiment.train.driver as driver
-
-    monkeypatch.setattr(driver, "joins_a_running_cluster", lambda: True)  # as under `ray job submit`
+    # as under `ray job submit`, on a cluster of two nodes
     monkeypatch.setattr("sentiment.cluster.placement.cluster_can_span_nodes", lambda: "the Ray cluster has 2 nodes")
     laptop = "/Users/someone/labeled.csv"
     assert main(["train", "--data", laptop, "--output", str(tmp_path / "model")]) == 2

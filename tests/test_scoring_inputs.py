@@ -107,9 +107,6 @@ def test_a_job_on_a_cluster_of_several_nodes_names_a_laptop_path_as_local_not_as
                                                                                         tiny_classifier):
     # `ray job submit` from a laptop with the laptop's own path: on the cluster the job joins,
     # the path is judged against the nodes before it is listed (where it does not exist).
-    import sentiment.score.pipeline as pipeline
-
-    monkeypatch.setattr(pipeline, "joins_a_running_cluster", lambda: True)
     monkeypatch.setattr("sentiment.cluster.placement.cluster_can_span_nodes", lambda: "the Ray cluster has 2 nodes")
     laptop = "/Users/someone/reviews-2026-12-06.csv"
     err = _score_error(capsys, "--model", tiny_classifier, "--input", laptop, "--output", str(tmp_path / "out"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from sentiment.errors import InputError
-from sentiment.cluster.connect import ensure_connected
+from sentiment.cluster.connect import ensure_connected, joins_a_running_cluster
 from sentiment.io.storage import is_s3
 
 SHARED_FS_FLAG = "--shared-fs"
@@ -24,9 +24,12 @@ def local_backbone_folder(name: str) -> bool:
 
 
 def cluster_can_span_nodes() -> str | None:
-    """Why the connected Ray cluster has, or can get, more than one node; None for a single node.
+    """Why the Ray cluster the command runs on has, or can get, more than one node; None for a
+    single node.
 
-    Connects to Ray (as the job would next) when not yet connected.
+    Joins a running cluster (as the job would next) when not yet connected. A command that would
+    start a cluster of its own gets one local node with no autoscaler, so None is known without
+    starting it: the checks that need no cluster still come before its 5-7 s start.
     """
     import json
 
@@ -35,6 +38,8 @@ def cluster_can_span_nodes() -> str | None:
     from ray.data._internal.cluster_autoscaler.util import is_autoscaling_enabled
     from ray.experimental.internal_kv import _internal_kv_get
 
+    if not joins_a_running_cluster():
+        return None
     ensure_connected()
     alive = [node for node in ray.nodes() if node["Alive"]]
     if len(alive) > 1:

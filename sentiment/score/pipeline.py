@@ -30,7 +30,7 @@ from sentiment.provenance import provenance
 from sentiment.score.failures import pipeline_failure
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH, check_classifier_folder
 from sentiment.cluster.placement import require_shared_paths
-from sentiment.cluster.connect import ensure_connected, joins_a_running_cluster
+from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import require, warn_if_held
 from sentiment.pause_points import runtime_env_vars
 from sentiment.io.storage import absolute_uri, arrow_filesystem, check_reachable, is_s3
@@ -216,28 +216,19 @@ def score(config: ScoreConfig) -> dict:
         if is_s3(uri):
             check_reachable(uri)
     check_reachable(config.output)
-
-    def paths_every_node_reads() -> None:
-        require_shared_paths({"--input": config.inputs, "--output": [config.output], "--model": [config.model]},
-                             shared_fs=config.shared_fs)
-
-    # On a running cluster (a submitted job) local paths are judged against its nodes first: a
-    # path only the submitter's laptop holds is named as that, not as "not found" on the head.
-    joining = joins_a_running_cluster()
-    if joining:
-        paths_every_node_reads()
-    # Otherwise what needs no cluster comes first: an input path that matches nothing, an output
-    # folder that is not ours and a wrong model folder are refused in a second, before the
-    # command's own Ray cluster starts (5-7 s on 2 cores, and its start-up lines first).
+    # Local paths are judged against the cluster's nodes before they are listed: in a job on a
+    # cluster of several nodes, a path only the submitting laptop holds is named as that, not as
+    # "not found" on the head. It joins a running cluster; a command's own is not started for it.
+    require_shared_paths({"--input": config.inputs, "--output": [config.output], "--model": [config.model]},
+                         shared_fs=config.shared_fs)
+    # What needs no cluster comes next: an input path that matches nothing, an output folder that
+    # is not ours and a wrong model folder are refused in a second, before the command's own Ray
+    # cluster starts (5-7 s on 2 cores, and its start-up lines first).
     listed = shards.list_shard_files(config.inputs, config.format)
     commit.check_output_folder(config.output, listed.uris, tuple(config.inputs), overwrite=config.overwrite)
     # A --max-length beyond the model's positions too; the model itself is loaded only by the
     # actors (importing torch and transformers alone takes ~7 s on 2 cores).
     check_classifier_folder(config.model, max_length=config.max_length)
-    # Before the input check, whose tasks read the inputs on the workers: a local input that only
-    # the driver's disk holds is named as such, not as a file a worker cannot find.
-    if not joining:
-        paths_every_node_reads()
     found = shards.find_shards(config.inputs, text_column=config.text_column, fmt=config.format,
                                keep_columns=config.keep_columns, reserved=OUTPUT_COLUMNS,
                                other_text_columns=config.other_text_columns, listed=listed)

@@ -28,7 +28,7 @@ from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRE
 from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
 from sentiment.provenance import provenance
 from sentiment.train.plots import plot_confusion_matrix, plot_training_history
-from sentiment.cluster.connect import ensure_connected, joins_a_running_cluster
+from sentiment.cluster.connect import ensure_connected
 from sentiment.cluster.resources import largest_node_cpus, require
 from sentiment.model.recipes import HYPERPARAMETERS, recipe_for
 from sentiment.train.compiled import COMPILE_MODES
@@ -223,18 +223,13 @@ def train(config: TrainConfig) -> dict:
     check_reachable(config.resolved_output)
     check_reachable(config.resolved_storage_path)
     check_output_is_ours(config.resolved_output)
-
-    def paths_every_node_reads() -> None:
-        require_shared_paths({"--data": config.data, "--output": [config.output],
-                              "--storage-path": [config.storage_path] if config.storage_path else [],
-                              "--model": [config.model] if local_backbone_folder(config.model) else []},
-                             shared_fs=config.shared_fs)
-
-    # On a running cluster (a submitted job) local paths are judged against its nodes first, as
-    # score does: a path only the submitter's laptop holds is named as that, not as "not found".
-    joining = joins_a_running_cluster()
-    if joining:
-        paths_every_node_reads()
+    # Local paths are judged against the cluster's nodes before they are listed, as score does: in
+    # a job on a cluster of several nodes, a path only the submitting laptop holds is named as
+    # that, not as "not found". It joins a running cluster; a command's own is not started for it.
+    require_shared_paths({"--data": config.data, "--output": [config.output],
+                          "--storage-path": [config.storage_path] if config.storage_path else [],
+                          "--model": [config.model] if local_backbone_folder(config.model) else []},
+                         shared_fs=config.shared_fs)
     # Before anything of this run is written: a --data path that matches nothing leaves no run
     # record (prepare_run's) behind. prepare_splits reads this listing once Ray is up, so what
     # the listing says (a file the inputs reach twice) is said once.
@@ -250,8 +245,6 @@ def train(config: TrainConfig) -> dict:
     ensure_connected()
     if not (cpus_given or config.use_gpu):
         config = replace(config, cpus_per_worker=cpu_worker_cpus(largest_node_cpus(), config.num_workers))
-    if not joining:
-        paths_every_node_reads()
     require({"CPU": config.cpus_per_worker, "GPU": int(config.use_gpu)}, config.num_workers,
             f"train --num-workers {config.num_workers}{' --gpu' if config.use_gpu else ''}")
     log.info("config: %s", json.dumps(asdict(config)))
