@@ -82,7 +82,7 @@ def watch(command: list[str], interval: float) -> tuple[int, float, dict[tuple[i
         time.sleep(interval)
 
 
-def by_kind(seen: dict[str, Seen]) -> list[dict]:
+def by_kind(seen: dict[tuple[int, float], Seen]) -> list[dict]:
     """Rows of {kind, processes, cpu_s}, most CPU first."""
     totals: dict[str, list] = defaultdict(lambda: [0, 0.0])
     for entry in seen.values():
