@@ -16,6 +16,7 @@ from sentiment.data.labels import DEFAULT_PSEUDO_MIN_CONFIDENCE, DEFAULT_PSEUDO_
 from sentiment.errors import SentimentError
 from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS
 from sentiment.model.recipes import describe_recipes
+from sentiment.score.progress import DEFAULT_PROGRESS_EVERY_S
 from sentiment.score.summary import LABEL_SHIFT_WARNING
 from sentiment.train.compiled import COMPILE_HELP, COMPILE_MODES
 
@@ -48,6 +49,13 @@ def non_negative_int(value: str) -> int:
     number = _number(value, int)
     if number < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {value!r}")
+    return number
+
+
+def non_negative_float(value: str) -> float:
+    number = _number(value, float)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {value!r}")
     return number
 
 
@@ -386,6 +394,10 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
                              "Default: the night this "
                              "run replaces in --output, if any. A folder without a finished night is named in a "
                              "warning; the run goes on")
+    parser.add_argument("--progress-every", type=non_negative_float, default=DEFAULT_PROGRESS_EVERY_S,
+                        metavar="SECONDS",
+                        help="log 'scored N of M rows (P%%) in T, R rows/s; about L left' this often while scoring, "
+                             "M being the rows counted in the input files up front; 0: never (default: %(default)g)")
     _add_shared_fs_argument(parser)
 
 

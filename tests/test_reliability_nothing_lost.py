@@ -265,7 +265,7 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, tiny_cla
 
 @pytest.mark.parametrize("command, flag, value", [
     ("score", "--batch-size", "0"), ("score", "--max-length", "0"), ("score", "--rows-per-file", "-1"),
-    ("score", "--max-error-fraction", "1.5"), ("score", "--cpus-per-actor", "0"),
+    ("score", "--max-error-fraction", "1.5"), ("score", "--cpus-per-actor", "0"), ("score", "--progress-every", "-1"),
     ("train", "--batch-size", "0"), ("train", "--num-workers", "0"), ("train", "--lr", "0"),
     ("evaluate", "--max-length", "0"), ("predict", "--batch-size", "x")])
 def test_numeric_flags_are_checked_when_parsed(command, flag, value, capsys):

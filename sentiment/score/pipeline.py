@@ -23,6 +23,7 @@ from sentiment.score import commit
 from sentiment.score.actor import ScoringActor, model_id, tokenize_for_model
 from sentiment.score.columns import OUTPUT_COLUMNS
 from sentiment.score.sink import ScoredParquetSink
+from sentiment.score.progress import DEFAULT_PROGRESS_EVERY_S, report_progress
 from sentiment.score.stages import enable_stage_timing, stage_table
 from sentiment.score.summary import LABEL_SHIFT_WARNING, build_summary, compare_with_previous
 from sentiment.errors import InputError, StorageError
@@ -70,6 +71,7 @@ class ScoreConfig:
     tokens_per_batch: int | None = None  # None: token_batches.DEFAULT_TOKENS_PER_BATCH for the device
     overwrite: bool = False  # replace an output folder holding files that are not ours
     compare_with: str | None = None  # an earlier output (yesterday's); None: the night --output holds
+    progress_every_s: float = DEFAULT_PROGRESS_EVERY_S  # a "scored N of M rows" line this often; 0: none
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> "ScoreConfig":
@@ -80,7 +82,7 @@ class ScoreConfig:
                    cpus_per_actor=args.cpus_per_actor, rows_per_file=args.rows_per_file, precision=args.precision,
                    threads_per_actor=args.threads_per_actor, shared_fs=args.shared_fs,
                    max_error_fraction=args.max_error_fraction, tokens_per_batch=args.tokens_per_batch,
-                   overwrite=args.overwrite, compare_with=args.compare_with)
+                   overwrite=args.overwrite, compare_with=args.compare_with, progress_every_s=args.progress_every)
 
 
 def batch_window_rows(config: ScoreConfig) -> int:
@@ -251,6 +253,7 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
     # The model as the actors and tokenize tasks open it, in their own directories.
     dataset = build_pipeline(config, found, absolute_uri(config.model))
     enable_stage_timing(dataset)
+    report_progress(dataset, found.input_rows, config.progress_every_s)
     try:
         dataset.write_datasink(sink)
     except Exception as error:
