@@ -84,8 +84,8 @@ def _read_json(uri: str) -> dict:
         return json.loads(f.read())
 
 
-def test_a_killed_predict_actor_is_restarted_and_every_row_is_written_once(shared_data, s3_bucket, tmp_path,
-                                                                          ray_cluster, tiny_classifier):
+def test_a_killed_predict_actor_is_restarted_every_row_is_written_once_and_progress_never_goes_back(
+        shared_data, s3_bucket, tmp_path, ray_cluster, tiny_classifier):
     rows = 1_200
     _write_parquet_shards(_reviews(shared_data, rows), tmp_path / "in", shards=4)
     upload_dir(str(tmp_path / "in"), f"{s3_bucket}/in")
@@ -95,9 +95,9 @@ def test_a_killed_predict_actor_is_restarted_and_every_row_is_written_once(share
     os.mkdir(points)
     # One actor, windows of 128 rows (--batch-size 2): the actor is held at its third window, with
     # two scored and more in flight, and killed there; being the only actor, Ray must restart it
-    # and retry its in-flight windows.
+    # and retry its in-flight windows. A progress line every 0.2 s shows the count meanwhile.
     proc = _score_process("--model", f"{s3_bucket}/model", "--input", f"{s3_bucket}/in/", "--output", output,
-                          "--concurrency", "1", "--batch-size", "2", "--rows-per-file", "300",
+                          "--concurrency", "1", "--batch-size", "2", "--rows-per-file", "300", "--progress-every", "0.2",
                           worker_env={PAUSE_AT_ENV: "score.actor_batch@3", PAUSE_DIR_ENV: points})
     with _killed_on_exit(proc):
         [pid] = wait_until_reached(points, "score.actor_batch", timeout_s=300, process=proc)
@@ -118,6 +118,14 @@ def test_a_killed_predict_actor_is_restarted_and_every_row_is_written_once(share
     assert sorted(f["file"] for f in marker["files"]) == sorted(
         p.rsplit("/", 1)[-1] for p in fs.find(path) if p.endswith(".parquet"))
     assert _read_json(f"{output}/_summary.json")["rows_read"] == rows
+    # While the actor was held, killed and restarted, the lines counted the rows scored so far
+    # (the windows the dead actor held are not among them) of the rows counted up front.
+    progress = [line.split("sentiment.score.progress: ", 1)[1] for line in stderr.splitlines()
+                if "sentiment.score.progress: scored " in line]
+    scored = [int(line.split()[1].replace(",", "")) for line in progress]
+    assert all(f"of {rows:,} rows" in line for line in progress), progress[:3]
+    assert any(0 < n < rows for n in scored), progress
+    assert scored == sorted(scored) and max(scored) <= rows, progress
     # The same s3 -> s3 run, with a failure in its logs, still never shows the secret anywhere.
     assert SECRET_KEY not in stdout and SECRET_KEY not in stderr
     for file in fs.find(path):

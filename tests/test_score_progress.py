@@ -1,18 +1,10 @@
 """The progress line of `sentiment score` (sentiment/score/progress.py): its arithmetic with a
-clock the test moves, and a real run held mid-way by a pause point."""
+clock the test moves. A real run's lines, while its actor is killed and restarted, are checked in
+tests/test_reliability_scoring.py."""
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, release, wait_until_reached
 from sentiment.score.progress import ScoringProgress
-from tests.helpers import UNLABELED_TEXT, unlabeled_reviews
 
 
 class Clock:
@@ -52,44 +44,6 @@ def test_hours_and_minutes_read_as_such():
                                           "268 rows/s; about 1 h 2 min left")
 
 
-def test_a_run_held_mid_way_logs_the_rows_scored_so_far_of_the_rows_counted_up_front(
-        ray_cluster, tiny_classifier, shared_data, tmp_path, monkeypatch, caplog):
-    from sentiment.cli import main
-
-    rows = 600
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    source = unlabeled_reviews(shared_data, "lego.csv", rows)
-    for i in range(2):
-        pq.write_table(pa.table({UNLABELED_TEXT: source.slice(i * 300, 300)[UNLABELED_TEXT]}), inputs / f"{i}.parquet")
-    points = tmp_path / "points"
-    points.mkdir()
-    # One actor, windows of 128 rows (--batch-size 2): it is held at the start of its second
-    # call, so the first call's 128 rows reach the writer and no more until it is let go.
-    monkeypatch.setenv(PAUSE_AT_ENV, "score.actor_batch@2")
-    monkeypatch.setenv(PAUSE_DIR_ENV, str(points))
-    caplog.set_level(logging.INFO, logger="sentiment.score.progress")
-    result = {}
-    run = threading.Thread(target=lambda: result.setdefault("code", main([
-        "score", "--model", tiny_classifier, "--input", str(inputs), "--output", str(tmp_path / "out"),
-        "--text-column", UNLABELED_TEXT, "--batch-size", "2", "--progress-every", "0.2"])))
-    run.start()
-    try:
-        wait_until_reached(str(points), "score.actor_batch", timeout_s=180)
-        deadline = time.monotonic() + 60
-        while not any(f"scored 128 of {rows} rows (21%)" in m for m in _progress(caplog)):
-            assert time.monotonic() < deadline, _progress(caplog)[-5:]
-            time.sleep(0.2)
-    finally:
-        release(str(points), "score.actor_batch")
-        run.join(timeout=300)
-    assert result == {"code": 0}
-    lines = _progress(caplog)
-    scored = [int(line.split()[1].replace(",", "")) for line in lines]
-    assert all(line.split()[2:5] == ["of", f"{rows}", "rows"] for line in lines), lines[:3]
-    assert scored == sorted(scored) and max(scored) <= rows  # never backwards, never beyond the input
-
-
 def test_zero_turns_the_lines_off():
     from sentiment.score import progress
 
@@ -97,7 +51,3 @@ def test_zero_turns_the_lines_off():
         context = None  # report_progress must not touch it
 
     progress.report_progress(Dataset(), total_rows=100, every_s=0)
-
-
-def _progress(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "sentiment.score.progress"]
