@@ -5,7 +5,7 @@ the rate, and the time left.
 
 Ray Data's own progress cannot say this: it does not know how many rows CSV and JSON shards
 hold, so its total reads "0/?", and in a log (not a terminal) it prints a dozen lines per
-operator every few seconds. The driver counted every input file's rows before the run started
+operator every 10 s; there these lines replace it. The driver counted every input file's rows before the run started
 (shards.find_shards), so the total is exact. The rows counted are those the model stage has handed
 to the writer, read from Ray Data's own operator metrics in the driver: nothing is sent or
 timed on the workers.
@@ -14,6 +14,7 @@ timed on the workers.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 log = logging.getLogger(__name__)
@@ -105,3 +106,14 @@ def report_progress(ds, total_rows: int, every_s: float) -> None:
     # A new list, this dataset's own: the DataContext it was made with may be shared.
     others = [c for c in ds.context.custom_execution_callback_classes if c.__name__ != LogScoringProgress.__name__]
     ds.context.custom_execution_callback_classes = [*others, LogScoringProgress]
+    if not sys.stdout.isatty():
+        # In a log (a job, cron, a pipe), Ray Data's own display is a dozen lines per operator every
+        # 10 s, with no total for CSV and JSON shards; this line takes its place there. A terminal
+        # keeps Ray's bars: they redraw in place.
+        ds.context.enable_progress_bars = False
+        # Ray then warns, once per process, that its bars are off and names a Python setting to turn
+        # them on: noise in a CLI's log. Taking its "once" first keeps it out (a renamed key in a
+        # later Ray only lets the warning through).
+        from ray.util.debug import log_once
+
+        log_once("ray_data_progress_manager_disabled")
