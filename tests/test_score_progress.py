@@ -35,6 +35,13 @@ def test_a_line_is_due_every_interval_with_the_rate_measured_from_the_first_rows
     assert line == "scored 10,000 of 10,000 rows (100%) in 1 min 30 s, 180 rows/s; about 0 s left"
 
 
+def test_durations_round_to_whole_seconds_then_read_in_minutes_and_hours():
+    from sentiment.score.progress import duration
+
+    assert [duration(s) for s in (0.4, 59.4, 59.6, 92.4, 3599.6, 3725)] == [
+        "0 s", "59 s", "1 min 0 s", "1 min 32 s", "1 h 0 min", "1 h 2 min"]
+
+
 def test_hours_and_minutes_read_as_such():
     clock = Clock()
     progress = ScoringProgress(total_rows=2_000_000, every_s=1, clock=clock)

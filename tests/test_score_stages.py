@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from types import SimpleNamespace
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ TEXT = "Review Text"
 
 
 def test_stage_table_accounts_for_every_row_of_a_real_run(ray_cluster, tiny_classifier, shared_data, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="sentiment.score.pipeline")
     # Two CSV and two Parquet shards: two read operators and a union, so the read row must add
     # them up; a blank review is an errored row, which every stage still carries.
     inputs = tmp_path / "in"
@@ -54,6 +56,9 @@ def test_stage_table_accounts_for_every_row_of_a_real_run(ray_cluster, tiny_clas
     text = format_stages(summary["stages"])
     assert "model" in text and f"{pipeline_seconds(summary['stages']):.2f} s from the first read" in text
     assert pipeline_seconds(summary["stages"]) <= summary["wall_s"]
+    assert re.search(rf"committed 600 rows of 4 files to {re.escape(str(output))} in [0-9a-z ]+ s \([0-9,]+ rows/s\): "
+                     rf"596 labeled \(negative [0-9.]+%, neutral [0-9.]+%, positive [0-9.]+%\), "
+                     rf"4 errored \(commonest: 'text is empty or whitespace', 4\)$", caplog.text, re.M), caplog.text[-2000:]
 
     # The next night, into its own folder, compared with this one (--compare-with): half the shards,
     # so other shares; a folder without a finished night is only warned about.
@@ -97,6 +102,18 @@ def test_a_fused_operator_is_shared_out_by_the_time_ray_measured_per_function():
     assert _split(op) == {"model": 1.0}
     assert _split(SimpleNamespace(operator_name="ReadFilesParquetV2->MapBatches(as_plain_strings)",
                                   stage_time=None)) == {"read": 1.0}
+
+
+def test_the_night_in_one_line():
+    from sentiment.score.summary import describe_night
+
+    night = {"output": "s3://scored/2026-12-06/", "input_files": [{"file": "a.csv", "rows": 2_000_000}],
+             "rows_read": 2_000_000, "rows_scored": 1_999_000, "rows_errored": 1_000, "wall_s": 92.4, "rows_per_s": 21645.0,
+             "errors": {"text is null": 900, "text is empty or whitespace": 100},
+             "label_fractions": {"negative": 0.25, "neutral": 0.125, "positive": 0.625}}
+    assert describe_night(night) == (
+        "committed 2,000,000 rows of 1 file to s3://scored/2026-12-06/ in 1 min 32 s (21,645 rows/s): 1,999,000 "
+        "labeled (negative 25.0%, neutral 12.5%, positive 62.5%), 1,000 errored (commonest: 'text is null', 900)")
 
 
 def test_tonight_is_compared_with_the_night_it_replaces(tmp_path, caplog):

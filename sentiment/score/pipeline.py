@@ -25,7 +25,7 @@ from sentiment.score.columns import OUTPUT_COLUMNS
 from sentiment.score.sink import ScoredParquetSink
 from sentiment.score.progress import DEFAULT_PROGRESS_EVERY_S, report_progress
 from sentiment.score.stages import enable_stage_timing, stage_table
-from sentiment.score.summary import LABEL_SHIFT_WARNING, build_summary, compare_with_previous
+from sentiment.score.summary import LABEL_SHIFT_WARNING, build_summary, compare_with_previous, describe_night
 from sentiment.errors import InputError, StorageError
 from sentiment.provenance import provenance
 from sentiment.score.failures import pipeline_failure
@@ -276,6 +276,7 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
     _check_error_fraction(summary, config.max_error_fraction, attempt.staging)
     compared = compare_with_previous(summary, _previous_summary(config))
     commit.commit(attempt, summary, sink.written, found.rows_by_uri)
+    log.info(describe_night(summary))
     if compared:
         log_comparison(compared, summary["label_shift"])
     return summary

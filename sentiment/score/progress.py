@@ -22,11 +22,13 @@ log = logging.getLogger(__name__)
 DEFAULT_PROGRESS_EVERY_S = 30.0
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min {seconds} s"
+def duration(seconds: float) -> str:
+    """"12 s", "1 min 32 s", "2 h 5 min"."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, whole = divmod(whole, 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min {whole} s"
 
 
 class ScoringProgress:
@@ -57,14 +59,14 @@ class ScoringProgress:
 
     def line(self, rows_done: int, now: float) -> str:
         share = rows_done / self.total_rows if self.total_rows else 1.0
-        text = f"scored {rows_done:,} of {self.total_rows:,} rows ({share:.0%}) in {_duration(now - self._started)}"
+        text = f"scored {rows_done:,} of {self.total_rows:,} rows ({share:.0%}) in {duration(now - self._started)}"
         if self._first is None:
             return text + "; no rows scored yet (the model actors start, then score a first window)"
         since, rows_then = self._first
         if now > since and rows_done > rows_then:
             rate = (rows_done - rows_then) / (now - since)
             left = max(self.total_rows - rows_done, 0) / rate
-            text += f", {rate:,.0f} rows/s; about {_duration(left)} left"
+            text += f", {rate:,.0f} rows/s; about {duration(left)} left"
         return text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 from sentiment.data.labels import LABELS
+from sentiment.score.progress import duration
 
 
 def build_summary(written: list[dict], *, wall_s: float, model: str, output: str, inputs: list[str],
@@ -50,6 +51,23 @@ def build_summary(written: list[dict], *, wall_s: float, model: str, output: str
         "files": len(written),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def describe_night(summary: dict) -> str:
+    """The night in one line, for the console: the JSON on stdout is for machines.
+
+    "committed 28,094 rows of 2 files to OUT in 1 min 32 s (305 rows/s): 28,066 labeled (negative
+    4.1%, neutral 0.0%, positive 95.9%), 28 errored (commonest: 'text is null', 28)"
+    """
+    shares = ", ".join(f"{label} {summary['label_fractions'][label]:.1%}" for label in LABELS)
+    errored = f"{summary['rows_errored']:,} errored"
+    if summary["errors"]:
+        text, count = next(iter(summary["errors"].items()))
+        errored += f" (commonest: '{text}', {count:,})"
+    files = len(summary["input_files"])
+    return (f"committed {summary['rows_read']:,} rows of {files:,} file{'s' if files != 1 else ''} to "
+            f"{summary['output']} in {duration(summary['wall_s'])} ({summary['rows_per_s'] or 0:,.0f} rows/s): "
+            f"{summary['rows_scored']:,} labeled ({shares}), {errored}")
 
 
 # A label's share moving this much (as a fraction) from one night to the next is logged as a
