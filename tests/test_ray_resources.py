@@ -68,6 +68,25 @@ def test_a_command_on_a_cluster_whose_cpus_other_work_holds_says_it_waits_and_go
     assert not caplog.records
 
 
+def test_cpus_held_by_work_that_ends_within_a_moment_are_not_warned_about(ray_cluster, caplog):
+    # As score's input checks: their tasks have returned, but Ray's view of free CPUs still counts
+    # them for a moment; warning then would tell the user of a wait that never comes.
+    import ray
+
+    from sentiment.cluster.resources import warn_if_held
+
+    @ray.remote(num_cpus=4)
+    def brief() -> None:
+        time.sleep(0.5)
+
+    done = brief.remote()
+    _wait_for_free_cpus(lambda free: free == 0)
+    with caplog.at_level("WARNING", logger="sentiment.cluster.resources"):
+        warn_if_held({"CPU": 1}, 1, "score (its model actors)")
+    ray.get(done)
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
 def _wait_for_free_cpus(done, timeout_s: float = 30) -> None:
     # The cluster's view of free resources follows an actor's start or end within about a second.
     import ray

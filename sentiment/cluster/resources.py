@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from sentiment.errors import ResourceError
 from sentiment.cluster.placement import v1_autoscaler_has_node_types
 from sentiment.cluster.connect import ensure_connected
 
 log = logging.getLogger(__name__)
+
+# Seconds a shortage must last before warn_if_held warns about it (see there).
+SETTLE_S = 2.0
 
 
 def largest_node_cpus() -> int:
@@ -71,9 +75,17 @@ def warn_if_held(per_unit: dict[str, float], units: int, asked: str) -> None:
     import ray
 
     wanted = {k: units * v for k, v in per_unit.items() if v > 0}
-    free = ray.available_resources()
-    if all(free.get(k, 0) >= v for k, v in wanted.items()):
-        return
+    # Ray's view of free resources lags: tasks that have just returned (score's input checks, up to
+    # one per CPU) still count as holding theirs for up to a second or so. Other work holds them
+    # for as long as it runs, so a short count that lasts SETTLE_S is the one worth a warning.
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        free = ray.available_resources()
+        if all(free.get(k, 0) >= v for k, v in wanted.items()):
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
     total = ray.cluster_resources()
     log.warning("%s needs %s; other work on the Ray cluster holds the rest (%s free of %s): it waits until they "
                 "are released", asked, ", ".join(f"{v:g} {k}" for k, v in wanted.items()),
