@@ -394,6 +394,11 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
                              "Default: the night this "
                              "run replaces in --output, if any. A folder without a finished night is named in a "
                              "warning; the run goes on")
+    parser.add_argument("--check", action="store_true",
+                        help="run every check a night runs before it scores (inputs listed, each file's columns and "
+                             "rows read by Ray tasks where the files are, the model and output folders, the actor "
+                             "pool), print what it would score, with which model, into which night, and stop: "
+                             "nothing is scored or written")
     parser.add_argument("--progress-every", type=non_negative_float, default=DEFAULT_PROGRESS_EVERY_S,
                         metavar="SECONDS",
                         help="log 'scored N of M rows (P%%) in T, R rows/s; about L left' this often while scoring, "

@@ -4,6 +4,9 @@ before it."""
 
 from __future__ import annotations
 
+import json
+import logging
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -69,6 +72,45 @@ def test_a_corrupt_parquet_file_is_named(ray_cluster, tmp_path, capsys, tiny_cla
     err = _score_error(capsys, "--model", tiny_classifier, "--input", str(tmp_path / "in"), "--output",
                        str(tmp_path / "out"))
     assert "bad.parquet is not a readable PARQUET file" in err
+
+
+def test_check_runs_every_check_says_what_it_would_score_and_writes_nothing(ray_cluster, tmp_path, capsys, caplog,
+                                                                            tiny_classifier):
+    from sentiment.score.lock import OutputLock
+    from tests.hand_commit import commit_night
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pacsv.write_csv(pa.table({"content": ["fine", "awful", "ok"]}), inputs / "a.csv")
+    pq.write_table(pa.table({"content": ["great", "meh"]}), inputs / "b.parquet")
+    (inputs / "README.md").write_text("notes")
+    output = tmp_path / "out"
+    commit_night(str(output), night=1, rows=4, files=1)  # last night's, which a run would replace
+    before = sorted(p.name for p in output.iterdir())
+    writing = OutputLock(str(output), "20261206T020000Z-0a1b2c3d")  # a run writing it right now
+    writing.acquire()
+    caplog.set_level(logging.INFO, logger="sentiment.score.pipeline")
+    try:
+        assert main(["score", "--model", tiny_classifier, "--input", str(inputs), "--output", str(output),
+                     "--check"]) == 0
+    finally:
+        writing.release()
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["check"] == "passed" and plan["rows"] == 5
+    assert [(f["file"].rsplit("/", 1)[-1], f["rows"]) for f in plan["input_files"]] == [("a.csv", 3), ("b.parquet", 2)]
+    assert [f.rsplit("/", 1)[-1] for f in plan["skipped_files"]] == ["README.md"]
+    assert plan["replaces"]["rows_read"] == 4 and plan["model_actors"] == {"min": 1, "max": 1, "gpu": False}
+    assert plan["being_written_by"]["attempt"] == "20261206T020000Z-0a1b2c3d"
+    assert "check passed: 2 file(s), 5 rows, would be scored by" in caplog.text
+    assert "replacing the night of" in caplog.text and "nothing was scored or written" in caplog.text
+    assert "is being written now by attempt 20261206T020000Z-0a1b2c3d" in caplog.text
+    assert sorted(p.name for p in output.iterdir()) == before  # nothing written, nothing staged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+
+    # What the checks on the workers refuse, --check refuses as a run would.
+    pq.write_table(pa.table({"body": ["fine"]}), inputs / "c.parquet")
+    err = _score_error(capsys, "--model", tiny_classifier, "--input", str(inputs), "--output", str(output), "--check")
+    assert "c.parquet has no text column 'content'; its columns are: body" in err
 
 
 def test_a_folder_that_is_not_a_model_says_so(no_cluster, tmp_path, capsys):

@@ -176,6 +176,13 @@ class OutputLock:
             log.warning("could not remove the lock %s: %s", self.uri, error)
 
 
+def live_holder(output_uri: str) -> dict | None:
+    """The `_LOCK` of the run that writes output_uri now, None when no live run holds it; for
+    `score --check`, which takes no lock."""
+    holder = OutputLock(output_uri, attempt="").read()
+    return holder if holder is not None and _dead_because(holder) is None else None
+
+
 def _dead_because(holder: dict) -> str | None:
     """Why a lock's holder is surely gone ("its heartbeat stopped ..."), or None if it may live."""
     beat = holder.get("heartbeat_epoch")

@@ -22,6 +22,7 @@ from sentiment.io import shards
 from sentiment.score import commit
 from sentiment.score.actor import ScoringActor, model_id, tokenize_for_model
 from sentiment.score.columns import OUTPUT_COLUMNS
+from sentiment.score.lock import live_holder
 from sentiment.score.sink import ScoredParquetSink
 from sentiment.score.progress import DEFAULT_PROGRESS_EVERY_S, report_progress
 from sentiment.score.stages import enable_stage_timing, stage_table
@@ -72,6 +73,7 @@ class ScoreConfig:
     overwrite: bool = False  # replace an output folder holding files that are not ours
     compare_with: str | None = None  # an earlier output (yesterday's); None: the night --output holds
     progress_every_s: float = DEFAULT_PROGRESS_EVERY_S  # a "scored N of M rows" line this often; 0: none
+    check_only: bool = False  # every check before scoring, then stop: nothing scored or written
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> "ScoreConfig":
@@ -82,7 +84,8 @@ class ScoreConfig:
                    cpus_per_actor=args.cpus_per_actor, rows_per_file=args.rows_per_file, precision=args.precision,
                    threads_per_actor=args.threads_per_actor, shared_fs=args.shared_fs,
                    max_error_fraction=args.max_error_fraction, tokens_per_batch=args.tokens_per_batch,
-                   overwrite=args.overwrite, compare_with=args.compare_with, progress_every_s=args.progress_every)
+                   overwrite=args.overwrite, compare_with=args.compare_with, progress_every_s=args.progress_every,
+                   check_only=args.check)
 
 
 def batch_window_rows(config: ScoreConfig) -> int:
@@ -201,7 +204,8 @@ def score(config: ScoreConfig) -> dict:
 
     Returns:
         The summary: input files and rows, rows scored/errored, wall time, rows/s and label
-        distribution. The same dict is written to OUTPUT/_summary.json.
+        distribution. The same dict is written to OUTPUT/_summary.json. With config.check_only,
+        what a run would do (planned_run), and nothing is written.
 
     Raises:
         InputError: bad input paths, files or columns, an output folder holding other files and
@@ -236,12 +240,41 @@ def score(config: ScoreConfig) -> dict:
                                other_text_columns=config.other_text_columns, listed=listed)
     if config.gpu:  # CPU pools are fitted to the cluster by actor_pool_plan
         require({"CPU": config.cpus_per_actor, "GPU": 1}, config.concurrency[0], "score --gpu")
+    if config.check_only:
+        return planned_run(config, found)
     attempt = commit.begin_attempt(config.output, overwrite=config.overwrite)
     try:
         summary = _score_attempt(config, found, attempt, start)
     finally:
         attempt.lock.release()
     return summary
+
+
+def planned_run(config: ScoreConfig, found: shards.Shards) -> dict:
+    """What `score --check` returns once every check has passed: what a run would read, with
+    which model and actor pool, into which output, and the night it would replace."""
+    low, high = actor_pool_plan(config)
+    previous = commit.read_night_summary(config.output)
+    writer = live_holder(config.output)
+    if writer:  # not a failure: that run may be done by the time this one starts
+        log.warning("--output %s is being written now by attempt %s on host %s (pid %s): a run started now would "
+                    "be refused", config.output, writer.get("attempt"), writer.get("host"), writer.get("pid"))
+    plan = {"check": "passed", "model": model_id(config.model), "inputs": list(config.inputs),
+            "input_files": [{"file": uri, "rows": n} for uri, n in sorted(found.rows_by_uri.items())],
+            "skipped_files": list(found.skipped), "rows": found.input_rows, "text_column": config.text_column,
+            "text_read_from": {uri: found.renamed[path] for uri, path in zip(found.uris, found.paths)
+                               if path in found.renamed},
+            "model_actors": {"min": low, "max": high, "gpu": config.gpu}, "output": config.output,
+            "replaces": {key: previous.get(key) for key in ("attempt", "finished_at", "rows_read", "model")}
+            if previous else None,
+            "being_written_by": {key: writer.get(key) for key in ("attempt", "host", "pid", "heartbeat")}
+            if writer else None}
+    replaces = (f"replacing the night of {previous.get('finished_at')} ({previous.get('rows_read', 0):,} rows)"
+                if previous else "a first night there")
+    log.info("check passed: %d file(s), %s rows, would be scored by %s with %s model actor(s) into %s, %s; "
+             "nothing was scored or written", len(found.uris), f"{found.input_rows:,}", model_id(config.model),
+             low if low == high else f"{low}-{high}", config.output, replaces)
+    return plan
 
 
 def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.Attempt, start: float) -> dict:
