@@ -12,8 +12,8 @@ from ray.data.expressions import col
 from sentiment.data.labeled import EMPTY_TEXT, INVALID_SCORE, count_problems, read_labeled, text_column_names
 from sentiment.errors import InputError, StorageError
 from sentiment.provenance import provenance
-from sentiment.train.metrics import (classification_metrics, format_comparison, format_groups, format_metrics,
-                                     metrics_by_group, paired_comparison)
+from sentiment.train.metrics import (calibration, classification_metrics, format_calibration, format_comparison,
+                                     format_groups, format_metrics, metrics_by_group, paired_comparison)
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH
 from sentiment.model.labeling import predict_labels
 from sentiment.cluster.connect import ensure_connected
@@ -109,15 +109,19 @@ def evaluate(config: EvaluateConfig) -> dict:
     y_true, y_pred, *rest = predict_labels(usable, config.model, rows=problems[""], batch_size=config.batch_size,
                                            max_length=config.max_length, use_gpu=config.use_gpu,
                                            precision=config.precision, tokens_per_batch=config.tokens_per_batch,
-                                           with_group=config.by is not None, baseline_uri=config.baseline)
+                                           with_group=config.by is not None, baseline_uri=config.baseline,
+                                           with_confidence=True)
+    confidence = rest.pop()
     y_baseline = rest.pop(0) if config.baseline else None
     groups = rest
     metrics = classification_metrics(y_true, y_pred)
+    metrics["calibration"] = calibration(confidence, y_true == y_pred)
     metrics["skipped"] = {EMPTY_TEXT: problems.get(EMPTY_TEXT, 0), INVALID_SCORE: problems.get(INVALID_SCORE, 0)}
     metrics["model"] = config.model
     metrics["precision"] = config.precision
     metrics["provenance"] = provenance()
     print(format_metrics(y_true, y_pred, metrics))
+    print(format_calibration(metrics["calibration"]))
     if config.by:
         metrics["by"] = {"column": config.by, "groups": metrics_by_group(groups[0], y_true, y_pred)}
         print(format_groups(config.by, metrics["by"]["groups"]))
@@ -132,15 +136,17 @@ def evaluate(config: EvaluateConfig) -> dict:
         print(f"report written to {config.report}")
     if config.plot:
         names = ", ".join(path.rstrip("/").rsplit("/", 1)[-1] for path in config.data)
-        _write_evaluation_plot(metrics["confusion_matrix"], config.plot, title=names, by=metrics.get("by"))
-        drawn = f"confusion matrix and accuracy by {config.by}" if config.by else "confusion matrix"
+        _write_evaluation_plot(metrics["confusion_matrix"], config.plot, title=names, by=metrics.get("by"),
+                               calibrated=metrics["calibration"])
+        drawn = ("confusion matrix, calibration" + (f" and accuracy by {config.by}" if config.by else ""))
         print(f"{drawn} drawn to {config.plot}")
     return metrics
 
 
-def _write_evaluation_plot(matrix: list[list[int]], uri: str, title: str, by: dict | None = None) -> None:
-    """The confusion matrix (and with --by each group's accuracy) drawn to uri (local or s3://),
-    in the format its suffix names."""
+def _write_evaluation_plot(matrix: list[list[int]], uri: str, title: str, by: dict | None = None,
+                           calibrated: dict | None = None) -> None:
+    """The confusion matrix, the calibration and with --by each group's accuracy, drawn to uri
+    (local or s3://), in the format its suffix names."""
     import tempfile
 
     from sentiment.train.plots import plot_evaluation
@@ -148,6 +154,6 @@ def _write_evaluation_plot(matrix: list[list[int]], uri: str, title: str, by: di
     shown = title if len(title) <= 32 else title[:29] + "..."  # the title's line holds counts and accuracy too
     with tempfile.TemporaryDirectory() as scratch:
         local = os.path.join(scratch, "confusion" + os.path.splitext(uri)[1].lower())
-        plot_evaluation(matrix, local, title=shown, by=by)
+        plot_evaluation(matrix, local, title=shown, by=by, calibrated=calibrated)
         with open(local, "rb") as drawn:
             write_bytes(uri, drawn.read())

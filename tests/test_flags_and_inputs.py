@@ -243,11 +243,21 @@ def test_evaluate_by_a_column_scores_each_value_apart_in_the_driver_and_in_an_ac
     assert sum(g["accuracy"] * g["n"] for g in groups.values()) == pytest.approx(report["accuracy"] * report["n"])
     assert sum(map(sum, (cell for g in groups.values() for cell in g["confusion_matrix"]))) == report["n"] == 60
     printed = capsys.readouterr().out
-    assert "by appId:" in printed and "confusion matrix and accuracy by appId drawn to" in printed
+    assert "by appId:" in printed and "confusion matrix, calibration and accuracy by appId drawn to" in printed
     assert (tmp_path / "by.png").read_bytes().startswith(b"\x89PNG")
+    # Calibration over the same rows: every row in one bin of confidence, the printed line its summary.
+    calibrated = report["calibration"]
+    assert sum(b["rows"] for b in calibrated["bins"]) == 60
+    assert sum(b["rows"] * b["accuracy"] for b in calibrated["bins"]) == pytest.approx(report["accuracy"] * 60)
+    assert all(1 / 3 - 1e-6 <= b["mean_confidence"] <= 1 for b in calibrated["bins"])
+    assert f"expected calibration error {calibrated['expected_calibration_error']:.3f}" in printed
 
     monkeypatch.setattr(sentiment.model.labeling, "IN_DRIVER_MAX_ROWS", 0)  # the same through a Ray Data actor
-    assert evaluate(config)["by"]["groups"] == groups
+    through_actor = evaluate(config)
+    assert through_actor["by"]["groups"] == groups
+    assert [b["rows"] for b in through_actor["calibration"]["bins"]] == [b["rows"] for b in calibrated["bins"]]
+    assert through_actor["calibration"]["expected_calibration_error"] == pytest.approx(
+        calibrated["expected_calibration_error"], abs=1e-4)
 
     rows.iloc[:5].drop(columns=["appId"]).to_csv(data / "c.csv", index=False)
     with pytest.raises(InputError, match=r"c\.csv: missing column\(s\) \['appId'\].*--by"):

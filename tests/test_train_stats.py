@@ -112,3 +112,23 @@ def test_paired_comparison_counts_the_rows_only_one_model_gets_right_and_tests_t
     assert paired_comparison([0] * 30, [0] * 20 + [2] * 10, [0] * 30)["verdict"] == "worse beyond noise"
     same = paired_comparison([0, 1, 2], [0, 1, 1], [0, 1, 1])
     assert same["mcnemar_p"] == 1.0 and same["accuracy_difference"] == 0.0 and same["accuracy_difference_95ci"] == [0, 0]
+
+
+def test_calibration_bins_the_rows_by_confidence_and_weighs_each_bins_gap_by_its_rows():
+    from sentiment.train.metrics import calibration, format_calibration
+
+    # 4 rows at 0.35 (1 right), 2 at 0.95 (both right), 4 at 0.75 (3 right): bins (0.3, 0.4],
+    # (0.7, 0.8] and (0.9, 1.0]; the gaps 0.1, 0.0 and 0.05 weigh 4, 4 and 2 of 10 rows.
+    confidence = [0.35] * 4 + [0.95] * 2 + [0.75] * 4
+    correct = [True, False, False, False, True, True, True, True, True, False]
+    result = calibration(confidence, correct)
+    assert [(b["from"], b["to"], b["rows"], b["accuracy"]) for b in result["bins"]] == [
+        (0.3, 0.4, 4, 0.25), (0.7, 0.8, 4, 0.75), (0.9, 1.0, 2, 1.0)]
+    assert result["expected_calibration_error"] == pytest.approx((4 * 0.1 + 4 * 0.0 + 2 * 0.05) / 10)
+    assert result["mean_confidence"] == pytest.approx(0.63) and result["overconfidence"] == pytest.approx(0.03)
+    assert format_calibration(result) == ("calibration: mean confidence 0.630, overconfident by 3.0 points; expected "
+                                          "calibration error 0.050 over 3 bins of confidence")
+    assert calibration([0.5, 1.0], [False, True])["bins"][0]["to"] == 0.5  # a bin holds its upper edge
+    underconfident = calibration([0.4] * 5, [True] * 5)
+    assert underconfident["overconfidence"] == pytest.approx(-0.6)
+    assert "underconfident by 60.0 points" in format_calibration(underconfident)

@@ -17,10 +17,15 @@ def _pred_column(index: int) -> str:
     return "pred" if index == 0 else f"pred_{index}"
 
 
+# The first model's probability of the class it predicted, per row: what calibration is measured on.
+CONFIDENCE_COLUMN = "confidence"
+
+
 class _LabelPredictor:
     """Ray Data actor: loads the models once, maps {text, label, ...} batches to {label, pred, ...}
-    (pred_1, ... for the second model on: `evaluate --baseline` compares two on the very same rows):
-    every column but the text comes back, so a tag column says which split a row is from."""
+    (pred_1, ... for the second model on: `evaluate --baseline` compares two on the very same rows)
+    and the first model's confidence: every column but the text comes back, so a tag column says
+    which split a row is from."""
 
     def __init__(self, model_uris: list[str], batch_size: int | None, max_length: int, use_gpu: bool, threads: int,
                  precision: str, tokens_per_batch: int | None = None):
@@ -36,7 +41,10 @@ class _LabelPredictor:
         out = {name: values for name, values in batch.items() if name != "text"}
         texts = batch["text"].tolist()
         for index, predictor in enumerate(self.predictors):
-            out[_pred_column(index)] = predictor.predict_proba(texts).argmax(axis=1)
+            probabilities = predictor.predict_proba(texts)
+            out[_pred_column(index)] = probabilities.argmax(axis=1)
+            if index == 0:
+                out[CONFIDENCE_COLUMN] = probabilities.max(axis=1).astype(np.float32)
         return out
 
 
@@ -50,10 +58,12 @@ IN_DRIVER_MAX_ROWS = 2_000
 def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, rows: int | None = None,
                    batch_size: int | None = None, max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False,
                    precision: str = "auto", tokens_per_batch: int | None = None,
-                   with_group: bool = False, baseline_uri: str | None = None) -> tuple[np.ndarray, ...]:
+                   with_group: bool = False, baseline_uri: str | None = None,
+                   with_confidence: bool = False) -> tuple[np.ndarray, ...]:
     """True and predicted class ids for a dataset with columns text and label, in one order: with
-    baseline_uri, the baseline model's predictions of the same rows next, and with with_group
-    the `group` column (read_labeled's --by values) last.
+    baseline_uri, the baseline model's predictions of the same rows next, with with_group the
+    `group` column (read_labeled's --by values), and with with_confidence the model's probability
+    of the class it predicted, last.
 
     In the driver when it is small and on CPU (IN_DRIVER_MAX_ROWS; `rows`, when the caller knows
     the dataset's row count, spares counting it). Else one actor, with torch threads for every core
@@ -64,10 +74,12 @@ def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, rows: int | Non
                "tokens_per_batch": tokens_per_batch}
     models = [model_uri, *([baseline_uri] if baseline_uri else [])]
     if not use_gpu and (dataset.count() if rows is None else rows) <= IN_DRIVER_MAX_ROWS:
-        return _predict_in_driver({"all": dataset}, models, with_group=with_group, **options)["all"]
+        found = _predict_in_driver({"all": dataset}, models, with_group=with_group, **options)["all"]
+        return found if with_confidence else found[:-1]
     frame = _predictions(dataset, models, **options)  # every column but the text comes back
     return (frame["label"].to_numpy(), *(frame[_pred_column(i)].to_numpy() for i in range(len(models))),
-            *([frame["group"].to_numpy()] if with_group else []))
+            *([frame["group"].to_numpy()] if with_group else []),
+            *([frame[CONFIDENCE_COLUMN].to_numpy()] if with_confidence else []))
 
 
 def predict_labels_of_splits(splits: dict[str, ray.data.Dataset], model_uri: str, **options) -> dict[str, tuple]:
@@ -80,7 +92,7 @@ def predict_labels_of_splits(splits: dict[str, ray.data.Dataset], model_uri: str
     import pandas as pd
 
     if not options.get("use_gpu") and sum(dataset.count() for dataset in splits.values()) <= IN_DRIVER_MAX_ROWS:
-        return _predict_in_driver(splits, [model_uri], **options)
+        return {name: found[:2] for name, found in _predict_in_driver(splits, [model_uri], **options).items()}
 
     def tagged(dataset: ray.data.Dataset, name: str) -> ray.data.Dataset:
         return dataset.add_column("split", lambda batch: pd.Series(name, index=batch.index), batch_format="pandas")
@@ -101,14 +113,18 @@ def _predict_in_driver(splits: dict[str, ray.data.Dataset], model_uris: list[str
     frames = {name: dataset.select_columns(["text", "label", *(["group"] if with_group else [])]).to_pandas()
               for name, dataset in splits.items()}
     predicted: dict[str, list] = {name: [] for name in splits}
+    confidence: dict[str, np.ndarray] = {}
     for uri in model_uris:  # one model in memory at a time
         predictor = Predictor(uri, device=pick_device(use_gpu), batch_size=batch_size, max_length=max_length,
                               precision=precision, tokens_per_batch=tokens_per_batch)
         for name, frame in frames.items():
-            predicted[name].append(predictor.predict_proba(frame["text"].tolist()).argmax(axis=1))
+            probabilities = predictor.predict_proba(frame["text"].tolist())
+            predicted[name].append(probabilities.argmax(axis=1))
+            confidence.setdefault(name, probabilities.max(axis=1).astype(np.float32))
         del predictor
-    return {name: (frame["label"].to_numpy(), *predicted[name], *([frame["group"].to_numpy()] if with_group else []))
-            for name, frame in frames.items()}
+    # (true, predicted by each model, [group], the first model's confidence): callers drop the last.
+    return {name: (frame["label"].to_numpy(), *predicted[name], *([frame["group"].to_numpy()] if with_group else []),
+                   confidence[name]) for name, frame in frames.items()}
 
 
 def _predictions(dataset: ray.data.Dataset, model_uris: list[str], *, batch_size: int | None = None,

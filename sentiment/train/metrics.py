@@ -36,6 +36,47 @@ def classification_metrics(y_true, y_pred) -> dict:
     }
 
 
+CALIBRATION_BINS = 10
+
+
+def calibration(confidence, correct, bins: int = CALIBRATION_BINS) -> dict:
+    """How far the model's confidence (its probability of the class it predicted) is from how
+    often it is right: a nightly job that keeps rows above a probability needs the two to agree.
+
+    The rows are put in `bins` equal-width bins of confidence (as sklearn's calibration_curve
+    does); each non-empty bin gives its rows, mean confidence and accuracy. The expected
+    calibration error is the row-weighted mean gap between the two over the bins; `overconfidence`
+    is mean confidence minus accuracy over all rows (below 0: underconfident).
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.searchsorted(edges[1:-1], confidence)  # bin i holds (edges[i], edges[i + 1]]
+    table, gap = [], 0.0
+    for i in range(bins):
+        rows = which == i
+        if not rows.any():
+            continue
+        mean_confidence, accuracy = float(confidence[rows].mean()), float(correct[rows].mean())
+        gap += rows.sum() * abs(mean_confidence - accuracy)
+        table.append({"from": round(float(edges[i]), 3), "to": round(float(edges[i + 1]), 3), "rows": int(rows.sum()),
+                      "mean_confidence": round(mean_confidence, 4), "accuracy": round(accuracy, 4)})
+    n = len(confidence)
+    return {"expected_calibration_error": round(gap / n, 4) if n else None,
+            "mean_confidence": round(float(confidence.mean()), 4) if n else None,
+            "overconfidence": round(float(confidence.mean() - correct.mean()), 4) if n else None,
+            "bins": table}
+
+
+def format_calibration(calibrated: dict) -> str:
+    """One line: the calibration error, and whether the model is over- or underconfident."""
+    over = calibrated["overconfidence"]
+    leaning = (f"overconfident by {over * 100:.1f} points" if over > 0.005 else
+               f"underconfident by {-over * 100:.1f} points" if over < -0.005 else "neither over- nor underconfident")
+    return (f"calibration: mean confidence {calibrated['mean_confidence']:.3f}, {leaning}; expected calibration "
+            f"error {calibrated['expected_calibration_error']:.3f} over {len(calibrated['bins'])} bins of confidence")
+
+
 def standard_error(accuracy: float, n: int) -> float:
     """One binomial standard error of an accuracy measured on n rows."""
     return math.sqrt(accuracy * (1 - accuracy) / n) if n else float("nan")

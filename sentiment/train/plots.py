@@ -64,33 +64,69 @@ def plot_confusion_matrix(matrix: list[list[int]], path: str, title: str = "Test
     plt.close(fig)
 
 
-def plot_evaluation(matrix: list[list[int]], path: str, title: str, by: dict | None = None) -> None:
-    """evaluate --plot: the confusion matrix, and with --by a second panel with each group's
-    accuracy (± one standard error) against the overall accuracy, the largest groups first."""
-    if not by:
+def plot_evaluation(matrix: list[list[int]], path: str, title: str, by: dict | None = None,
+                    calibrated: dict | None = None) -> None:
+    """evaluate --plot: the confusion matrix; with `calibrated` (metrics.calibration) a reliability
+    diagram beside it; with --by a panel of each group's accuracy (± one standard error) against
+    the overall accuracy, the largest groups first."""
+    if not by and not calibrated:
         plot_confusion_matrix(matrix, path, title)
         return
-    groups = dict(list(by["groups"].items())[:GROUPS_SHOWN])  # the largest; the report has every group
-    fig, (ax_matrix, ax_groups) = plt.subplots(1, 2, figsize=(13, max(5.2, 0.35 * len(groups) + 1.5)),
-                                               gridspec_kw={"width_ratios": [1, 1.1]})
-    draw_confusion_matrix(fig, ax_matrix, matrix, title)
-    names = list(groups)[::-1]  # barh draws bottom-up: the largest group on top
-    accuracy = [groups[name]["accuracy"] for name in names]
-    error = [groups[name]["standard_error"] for name in names]
-    ax_groups.barh(range(len(names)), accuracy, xerr=error, capsize=3, color="tab:blue", alpha=0.8)
-    ax_groups.set_yticks(range(len(names)), [f"{name} ({groups[name]['n']})" for name in names], fontsize=8)
-    counts = np.asarray(matrix)
-    overall = np.trace(counts) / max(counts.sum(), 1)
-    ax_groups.axvline(overall, color="black", linestyle="--", linewidth=1, label=f"all rows {overall:.3f}")
-    ax_groups.set_xlim(0, 1)
-    ax_groups.set_xlabel("accuracy (± one standard error)")
-    more = len(by["groups"]) - len(groups)
-    ax_groups.set_title(f"By {by['column']} (rows in brackets)" + (f"; {more} smaller groups not shown" if more else ""))
-    ax_groups.legend(loc="lower right")
-    ax_groups.grid(axis="x", alpha=0.3)
+    groups = dict(list(by["groups"].items())[:GROUPS_SHOWN]) if by else {}  # the largest; the report has all
+    widths = [1] + ([0.9] if calibrated else []) + ([1.1] if by else [])
+    fig, axes = plt.subplots(1, len(widths), figsize=(6.5 * len(widths), max(5.2, 0.35 * len(groups) + 1.5)),
+                             gridspec_kw={"width_ratios": widths})
+    draw_confusion_matrix(fig, axes[0], matrix, title)
+    if calibrated:
+        draw_reliability(axes[1], calibrated)
+    if by:
+        _draw_groups(axes[-1], by, groups, matrix)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def draw_reliability(ax, calibrated: dict) -> None:
+    """The reliability diagram: each bin of confidence's accuracy against its mean confidence (on
+    the diagonal, a model that is right as often as it says), dots sized by rows."""
+    bins = calibrated["bins"]
+    confidence = [b["mean_confidence"] for b in bins]
+    accuracy = [b["accuracy"] for b in bins]
+    rows = np.asarray([b["rows"] for b in bins], dtype=float)
+    ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=1, label="as confident as right")
+    ax.plot(confidence, accuracy, color="tab:blue", linewidth=1)
+    ax.scatter(confidence, accuracy, s=20 + 400 * rows / max(rows.sum(), 1), color="tab:blue", alpha=0.7,
+               label="bins of confidence (area: rows)")
+    for b in bins:
+        ax.annotate(str(b["rows"]), (b["mean_confidence"], b["accuracy"]), textcoords="offset points", xytext=(6, -10),
+                    fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (probability of the predicted class)")
+    ax.set_ylabel("accuracy")
+    over = calibrated["overconfidence"]
+    ax.set_title(f"Calibration: expected error {calibrated['expected_calibration_error']:.3f}\n"
+                 f"mean confidence {calibrated['mean_confidence']:.3f}, "
+                 + ("over" if over >= 0 else "under") + f"confident by {abs(over) * 100:.1f} points")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def _draw_groups(ax, by: dict, groups: dict, matrix: list[list[int]]) -> None:
+    names = list(groups)[::-1]  # barh draws bottom-up: the largest group on top
+    accuracy = [groups[name]["accuracy"] for name in names]
+    error = [groups[name]["standard_error"] for name in names]
+    ax.barh(range(len(names)), accuracy, xerr=error, capsize=3, color="tab:blue", alpha=0.8)
+    ax.set_yticks(range(len(names)), [f"{name} ({groups[name]['n']})" for name in names], fontsize=8)
+    counts = np.asarray(matrix)
+    overall = np.trace(counts) / max(counts.sum(), 1)
+    ax.axvline(overall, color="black", linestyle="--", linewidth=1, label=f"all rows {overall:.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("accuracy (± one standard error)")
+    more = len(by["groups"]) - len(groups)
+    ax.set_title(f"By {by['column']} (rows in brackets)" + (f"; {more} smaller groups not shown" if more else ""))
+    ax.legend(loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
 
 
 def draw_confusion_matrix(fig, ax, matrix: list[list[int]], title: str) -> None:
