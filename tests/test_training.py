@@ -209,6 +209,11 @@ def test_validation_and_test_are_scored_at_one_recorded_precision(trained_on_s3)
     # The driver's re-scoring of the saved model agrees with the workers' validation at that epoch
     # (same weights, same precision; batching may flip at most a row on a near tie).
     assert abs(validation["accuracy"] - chosen["val_accuracy"]) <= 1 / validation["n"] + 1e-9
+    # Each split's calibration counts its rows once and its right ones as its accuracy does.
+    for split in (validation, metrics["test"]):
+        bins = split["calibration"]["bins"]
+        assert sum(b["rows"] for b in bins) == split["n"]
+        assert sum(b["rows"] * b["accuracy"] for b in bins) == pytest.approx(split["accuracy"] * split["n"], abs=1e-3)
 
 
 def test_metrics_record_the_split_hash_of_split_seed_not_seed(trained_on_s3):

@@ -82,17 +82,20 @@ def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, rows: int | Non
             *([frame[CONFIDENCE_COLUMN].to_numpy()] if with_confidence else []))
 
 
-def predict_labels_of_splits(splits: dict[str, ray.data.Dataset], model_uri: str, **options) -> dict[str, tuple]:
+def predict_labels_of_splits(splits: dict[str, ray.data.Dataset], model_uri: str, *, with_confidence: bool = False,
+                             **options) -> dict[str, tuple]:
     """predict_labels for several datasets in one pass: the model is loaded once for all, in the
     driver when they are small and on CPU (IN_DRIVER_MAX_ROWS), else in one Ray Data actor.
 
     Returns:
-        split name -> (true class ids, predicted class ids), each in the order rows came back.
+        split name -> (true class ids, predicted class ids[, the model's probability of the class it
+        predicted, with with_confidence]), each in the order rows came back.
     """
     import pandas as pd
 
+    kept = 3 if with_confidence else 2
     if not options.get("use_gpu") and sum(dataset.count() for dataset in splits.values()) <= IN_DRIVER_MAX_ROWS:
-        return {name: found[:2] for name, found in _predict_in_driver(splits, [model_uri], **options).items()}
+        return {name: found[:kept] for name, found in _predict_in_driver(splits, [model_uri], **options).items()}
 
     def tagged(dataset: ray.data.Dataset, name: str) -> ray.data.Dataset:
         return dataset.add_column("split", lambda batch: pd.Series(name, index=batch.index), batch_format="pandas")
@@ -101,8 +104,8 @@ def predict_labels_of_splits(splits: dict[str, ray.data.Dataset], model_uri: str
     datasets = [tagged(splits[name], name) for name in names]
     frame = _predictions(datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0], [model_uri],
                          **options)
-    return {name: (frame.loc[frame["split"] == name, "label"].to_numpy(),
-                   frame.loc[frame["split"] == name, "pred"].to_numpy()) for name in names}
+    return {name: tuple(frame.loc[frame["split"] == name, column].to_numpy()
+                        for column in ("label", "pred", CONFIDENCE_COLUMN)[:kept]) for name in names}
 
 
 def _predict_in_driver(splits: dict[str, ray.data.Dataset], model_uris: list[str], *, batch_size: int | None = None,

@@ -23,7 +23,7 @@ from sentiment.data.labeled import prepare_splits, text_column_names
 from sentiment.data.labels import DEFAULT_PSEUDO_MIN_CONFIDENCE, DEFAULT_PSEUDO_PER_CLASS
 from sentiment.data.pseudo_labels import read_pseudo_labels
 from sentiment.model.labeling import predict_labels_of_splits
-from sentiment.train.metrics import classification_metrics, format_metrics
+from sentiment.train.metrics import calibration, classification_metrics, format_calibration, format_metrics
 from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS, backbone_config, build_classifier, check_max_length
 from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
 from sentiment.provenance import provenance
@@ -275,10 +275,14 @@ def train(config: TrainConfig) -> dict:
         best_epoch = max(history, key=lambda h: selection_score(h, config.select_metric))["epoch"]
         precision = evaluation_precision(history[best_epoch - 1])
         labels = predict_labels_of_splits({"validation": splits.validation, "test": splits.test}, staged,
-                                          max_length=config.max_length, use_gpu=config.use_gpu, precision=precision)
-        held_out = {name: classification_metrics(*pair) for name, pair in labels.items()}
+                                          max_length=config.max_length, use_gpu=config.use_gpu, precision=precision,
+                                          with_confidence=True)
+        held_out = {name: {**classification_metrics(y_true, y_pred),
+                           "calibration": calibration(confidence, y_true == y_pred)}
+                    for name, (y_true, y_pred, confidence) in labels.items()}
         test = held_out["test"]
-        print(format_metrics(*labels["test"], test))
+        print(format_metrics(*labels["test"][:2], test))
+        print(format_calibration(test["calibration"]))
         metrics = {
             "history": history,
             "best_epoch": best_epoch,
