@@ -1,6 +1,7 @@
-"""Predicted classes for datasets of labeled reviews (evaluate, train's held-out splits, average):
-in the driver's own process when they are small and on CPU, else in one Ray Data actor that
-holds the model (or, for `evaluate --baseline`, both models, so they see the very same rows)."""
+"""Predicted classes, and the first model's confidence in them, for datasets of labeled reviews
+(evaluate, train's held-out splits, average): in the driver's own process when they are small and
+on CPU, else in one Ray Data actor that holds the model (or, for `evaluate --baseline`, both
+models, so they see the very same rows)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, rows: int | Non
     In the driver when it is small and on CPU (IN_DRIVER_MAX_ROWS; `rows`, when the caller knows
     the dataset's row count, spares counting it). Else one actor, with torch threads for every core
     of the largest node; it reserves one CPU fewer so Ray Data's read and filter tasks can still run
-    beside it. Only the small integer columns come back to the driver.
+    beside it. Only the small integer columns, and one float32 confidence, come back to the driver.
     """
     options = {"batch_size": batch_size, "max_length": max_length, "use_gpu": use_gpu, "precision": precision,
                "tokens_per_batch": tokens_per_batch}

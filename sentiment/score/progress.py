@@ -5,10 +5,10 @@ the rate, and the time left.
 
 Ray Data's own progress cannot say this: it does not know how many rows CSV and JSON shards
 hold, so its total reads "0/?", and in a log (not a terminal) it prints a dozen lines per
-operator every 10 s; there these lines replace it. The driver counted every input file's rows before the run started
-(shards.find_shards), so the total is exact. The rows counted are those the model stage has handed
-to the writer, read from Ray Data's own operator metrics in the driver: nothing is sent or
-timed on the workers.
+operator every 10 s; there these lines replace it. The driver counted every input file's rows
+before the run started (shards.find_shards), so the total is exact. The rows counted are those
+the model stage has handed to the writer, read from Ray Data's own operator metrics in the
+driver: nothing is sent or timed on the workers.
 """
 
 from __future__ import annotations
