@@ -56,6 +56,11 @@ class Shards:
     def input_rows(self) -> int:
         return sum(self.rows_by_uri.values())
 
+    @property
+    def text_read_from(self) -> dict[str, str]:
+        """URI -> the other text column name its text was read from, for the files in `renamed`."""
+        return {uri: self.renamed[path] for uri, path in zip(self.uris, self.paths) if path in self.renamed}
+
 
 def list_shard_files(uris: list[str], fmt: str | None) -> InputFiles:
     """The data files under uris (all formats, or only fmt's; the others are listed as skipped).

@@ -75,8 +75,8 @@ def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, rows: int | Non
                "tokens_per_batch": tokens_per_batch}
     models = [model_uri, *([baseline_uri] if baseline_uri else [])]
     if not use_gpu and (dataset.count() if rows is None else rows) <= IN_DRIVER_MAX_ROWS:
-        found = _predict_in_driver({"all": dataset}, models, with_group=with_group, **options)["all"]
-        return found if with_confidence else found[:-1]
+        return _predict_in_driver({"all": dataset}, models, with_group=with_group, with_confidence=with_confidence,
+                                  **options)["all"]
     frame = _predictions(dataset, models, **options)  # every column but the text comes back
     return (frame["label"].to_numpy(), *(frame[_pred_column(i)].to_numpy() for i in range(len(models))),
             *([frame["group"].to_numpy()] if with_group else []),
@@ -94,9 +94,8 @@ def predict_labels_of_splits(splits: dict[str, ray.data.Dataset], model_uri: str
     """
     import pandas as pd
 
-    kept = 3 if with_confidence else 2
     if not options.get("use_gpu") and sum(dataset.count() for dataset in splits.values()) <= IN_DRIVER_MAX_ROWS:
-        return {name: found[:kept] for name, found in _predict_in_driver(splits, [model_uri], **options).items()}
+        return _predict_in_driver(splits, [model_uri], with_confidence=with_confidence, **options)
 
     def tagged(dataset: ray.data.Dataset, name: str) -> ray.data.Dataset:
         return dataset.add_column("split", lambda batch: pd.Series(name, index=batch.index), batch_format="pandas")
@@ -106,12 +105,14 @@ def predict_labels_of_splits(splits: dict[str, ray.data.Dataset], model_uri: str
     frame = _predictions(datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0], [model_uri],
                          **options)
     return {name: tuple(frame.loc[frame["split"] == name, column].to_numpy()
-                        for column in ("label", "pred", CONFIDENCE_COLUMN)[:kept]) for name in names}
+                        for column in ("label", "pred", *([CONFIDENCE_COLUMN] if with_confidence else [])))
+            for name in names}
 
 
 def _predict_in_driver(splits: dict[str, ray.data.Dataset], model_uris: list[str], *, batch_size: int | None = None,
                        max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False, precision: str = "auto",
-                       tokens_per_batch: int | None = None, with_group: bool = False) -> dict[str, tuple]:
+                       tokens_per_batch: int | None = None, with_group: bool = False,
+                       with_confidence: bool = False) -> dict[str, tuple]:
     from sentiment.model.predictor import Predictor, pick_device
 
     frames = {name: dataset.select_columns(["text", "label", *(["group"] if with_group else [])]).to_pandas()
@@ -126,9 +127,8 @@ def _predict_in_driver(splits: dict[str, ray.data.Dataset], model_uris: list[str
             predicted[name].append(probabilities.argmax(axis=1))
             confidence.setdefault(name, probabilities.max(axis=1).astype(np.float32))
         del predictor
-    # (true, predicted by each model, [group], the first model's confidence): callers drop the last.
     return {name: (frame["label"].to_numpy(), *predicted[name], *([frame["group"].to_numpy()] if with_group else []),
-                   confidence[name]) for name, frame in frames.items()}
+                   *([confidence[name]] if with_confidence else [])) for name, frame in frames.items()}
 
 
 def _predictions(dataset: ray.data.Dataset, model_uris: list[str], *, batch_size: int | None = None,

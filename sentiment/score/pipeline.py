@@ -26,7 +26,8 @@ from sentiment.score.lock import live_holder
 from sentiment.score.sink import ScoredParquetSink
 from sentiment.score.progress import DEFAULT_PROGRESS_EVERY_S, report_progress
 from sentiment.score.stages import enable_stage_timing, stage_table
-from sentiment.score.summary import LABEL_SHIFT_WARNING, build_summary, compare_with_previous, describe_night
+from sentiment.score.summary import (LABEL_SHIFT_WARNING, build_summary, compare_with_previous, describe_night,
+                                     input_files)
 from sentiment.errors import InputError, StorageError
 from sentiment.provenance import provenance
 from sentiment.score.failures import pipeline_failure
@@ -260,10 +261,9 @@ def planned_run(config: ScoreConfig, found: shards.Shards) -> dict:
         log.warning("--output %s is being written now by attempt %s on host %s (pid %s): a run started now would "
                     "be refused", config.output, writer.get("attempt"), writer.get("host"), writer.get("pid"))
     plan = {"check": "passed", "model": model_id(config.model), "inputs": list(config.inputs),
-            "input_files": [{"file": uri, "rows": n} for uri, n in sorted(found.rows_by_uri.items())],
+            "input_files": input_files(found.rows_by_uri),
             "skipped_files": list(found.skipped), "rows": found.input_rows, "text_column": config.text_column,
-            "text_read_from": {uri: found.renamed[path] for uri, path in zip(found.uris, found.paths)
-                               if path in found.renamed},
+            "text_read_from": found.text_read_from,
             "model_actors": {"min": low, "max": high, "gpu": config.gpu}, "output": config.output,
             "replaces": {key: previous.get(key) for key in ("attempt", "finished_at", "rows_read", "model")}
             if previous else None,
@@ -301,8 +301,7 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
     summary["max_error_fraction"] = config.max_error_fraction
     # Which files' text came from another of the --text-column names, for whoever audits the night.
     summary["text_column"] = config.text_column
-    summary["text_read_from"] = {uri: found.renamed[path] for uri, path in zip(found.uris, found.paths)
-                                 if path in found.renamed}
+    summary["text_read_from"] = found.text_read_from
     summary["stages"] = stage_table(dataset)
     summary["provenance"] = provenance()
     _check_nothing_lost(found, summary, attempt.staging)

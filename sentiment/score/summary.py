@@ -37,7 +37,7 @@ def build_summary(written: list[dict], *, wall_s: float, model: str, output: str
         "model": model,
         "precision": precision,
         "inputs": inputs,
-        "input_files": [{"file": uri, "rows": n} for uri, n in sorted((input_rows or {}).items())],
+        "input_files": input_files(input_rows or {}),
         "skipped_files": list(skipped),
         "output": output,
         "rows_read": rows,
@@ -51,6 +51,11 @@ def build_summary(written: list[dict], *, wall_s: float, model: str, output: str
         "files": len(written),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def input_files(rows_by_uri: dict[str, int]) -> list[dict]:
+    """Every input file with its rows, in URI order: `input_files` of the summary and of --check."""
+    return [{"file": uri, "rows": n} for uri, n in sorted(rows_by_uri.items())]
 
 
 def describe_night(summary: dict) -> str:
