@@ -165,7 +165,7 @@ def tiny_classifier(tmp_path_factory, tiny_backbone) -> str:
 # neither worker idles while the other finishes a long one. Order only: a module not listed runs
 # after these, in collection order.
 COSTLIEST_FIRST = ["test_jobs_multinode", "test_train_compiled", "test_reliability_scoring", "test_resume",
-                   "test_learning", "test_scoring", "test_demo", "test_score_commit",
+                   "test_scoring", "test_demo", "test_score_commit",
                    "test_reliability_nothing_lost", "test_flags_and_inputs", "test_benchmarking",
                    "test_training", "test_average", "test_adapt", "test_reliability_inputs", "test_benchmark_training", "test_connect"]
 
