@@ -239,17 +239,22 @@ def _train_worker_nodes(cluster: Cluster) -> list[str]:
 # First in the file, so the two-node cluster below is not yet up and idling beside it.
 def test_a_job_run_by_hand_starts_a_local_cluster(tmp_path, shared_data, tiny_classifier):
     # Outside any cluster (RAY_ADDRESS=local: never join a cluster someone else started here).
+    # --check: every check a night runs, on the cluster the job started (its Ray tasks read the
+    # file, its actor pool is planned), without the model actor a whole night would start too;
+    # the jobs below score for real.
     shard = tmp_path / "shard.csv"
     pd.read_csv(shared_data / "unlabeled" / "todoist.csv", nrows=40).to_csv(shard, index=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_ADDRESS="local", RAY_USAGE_STATS_ENABLED="0")
     result = subprocess.run(
         [sys.executable, "jobs/score.py", "--model", tiny_classifier, "--input", str(shard),
-         "--output", str(tmp_path / "scored"), "--text-column", TEXT_COLUMN],
+         "--output", str(tmp_path / "scored"), "--text-column", TEXT_COLUMN, "--check"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Ray cluster" in result.stderr and "1 node(s)" in result.stderr
-    assert json.loads((tmp_path / "scored" / "_SUCCESS").read_text())["rows"] == 40
+    assert "check passed: 1 file(s), 40 rows, would be scored by" in result.stderr, result.stderr[-4000:]
+    assert json.loads(result.stdout)["input_files"][0]["rows"] == 40
+    assert not (tmp_path / "scored").exists()
 
 
 def test_train_then_score_jobs_on_a_two_node_cluster(two_node_cluster, s3_bucket, shared_data, tiny_backbone):
