@@ -393,7 +393,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
                              f"and each label's shift since, and one line prints them (a warning from {LABEL_SHIFT_POINTS} points). "
                              "Default: the night this "
                              "run replaces in --output, if any. A folder without a finished night is named in a "
-                             "warning; the run goes on")
+                             "warning before scoring starts (and by --check); the run goes on")
     parser.add_argument("--check", action="store_true",
                         help="run every check a night runs before it scores (inputs listed, each file's columns and "
                              "rows read by Ray tasks where the files are, the model and output folders, the actor "

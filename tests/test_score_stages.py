@@ -19,7 +19,8 @@ from tests.helpers import UNLABELED_TEXT, unlabeled_reviews
 TEXT = "Review Text"
 
 
-def test_stage_table_accounts_for_every_row_of_a_real_run(ray_cluster, tiny_classifier, shared_data, tmp_path, caplog):
+def test_stage_table_accounts_for_every_row_of_a_real_run(ray_cluster, tiny_classifier, shared_data, tmp_path, caplog,
+                                                          capsys):
     caplog.set_level(logging.INFO, logger="sentiment.score.pipeline")
     # Two CSV and two Parquet shards: two read operators and a union, so the read row must add
     # them up; a blank review is an errored row, which every stage still carries.
@@ -73,12 +74,14 @@ def test_stage_table_accounts_for_every_row_of_a_real_run(ray_cluster, tiny_clas
                                                    for label in summary["label_fractions"]}, abs=1e-4)
     assert any(f"against the previous night ({summary['output']}, {summary['attempt']}, 596 rows)" in record.message
                for record in caplog.records)
+    # Said before the night is scored: --check, which stops where scoring would start, says it.
     empty = tmp_path / "no-night"
     empty.mkdir()
     caplog.clear()
+    capsys.readouterr()  # the two nights' summaries
     assert main(["score", "--model", tiny_classifier, "--input", str(inputs / "part-0.csv"), "--output",
-                 str(tmp_path / "out-3"), "--text-column", TEXT, "--compare-with", str(empty)]) == 0
-    assert "previous_night" not in json.loads((tmp_path / "out-3" / "_summary.json").read_text())
+                 str(tmp_path / "out-3"), "--text-column", TEXT, "--compare-with", str(empty), "--check"]) == 0
+    assert json.loads(capsys.readouterr().out)["compared_with"] is None
     assert any(f"--compare-with {empty} holds no finished night" in record.message for record in caplog.records)
 
 

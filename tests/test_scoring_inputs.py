@@ -101,6 +101,9 @@ def test_check_runs_every_check_says_what_it_would_score_and_writes_nothing(ray_
     assert [f.rsplit("/", 1)[-1] for f in plan["skipped_files"]] == ["README.md"]
     assert plan["replaces"]["rows_read"] == 4 and plan["model_actors"] == {"min": 1, "max": 1, "gpu": False}
     assert plan["being_written_by"]["attempt"] == "20261206T020000Z-0a1b2c3d"
+    # Without --compare-with, tonight would be compared with the night it replaces.
+    last_night = json.loads((output / "_summary.json").read_text())
+    assert plan["compared_with"] == {"output": str(output), "attempt": last_night["attempt"], "rows_scored": 4}
     assert "check passed: 2 file(s), 5 rows, would be scored by" in caplog.text
     assert "replacing the night of" in caplog.text and "nothing was scored or written" in caplog.text
     assert "is being written now by attempt 20261206T020000Z-0a1b2c3d" in caplog.text

@@ -241,21 +241,25 @@ def score(config: ScoreConfig) -> dict:
                                other_text_columns=config.other_text_columns, listed=listed)
     if config.gpu:  # CPU pools are fitted to the cluster by actor_pool_plan
         require({"CPU": config.cpus_per_actor, "GPU": 1}, config.concurrency[0], "score --gpu")
+    # Read now, not after the night: a --compare-with that names no night is said before the
+    # hours of scoring, not after (the output's own night cannot change meanwhile: the lock).
+    previous = _previous_summary(config)
     if config.check_only:
-        return planned_run(config, found)
+        return planned_run(config, found, previous)
     attempt = commit.begin_attempt(config.output, overwrite=config.overwrite)
     try:
-        summary = _score_attempt(config, found, attempt, start)
+        summary = _score_attempt(config, found, attempt, start, previous)
     finally:
         attempt.lock.release()
     return summary
 
 
-def planned_run(config: ScoreConfig, found: shards.Shards) -> dict:
+def planned_run(config: ScoreConfig, found: shards.Shards, compared: dict | None) -> dict:
     """What `score --check` returns once every check has passed: what a run would read, with
-    which model and actor pool, into which output, and the night it would replace."""
+    which model and actor pool, into which output, the night it would replace, and the night it
+    would be compared with (`compared`, _previous_summary's)."""
     low, high = actor_pool_plan(config)
-    previous = commit.read_night_summary(config.output)
+    previous = commit.read_night_summary(config.output) if config.compare_with else compared
     writer = live_holder(config.output)
     if writer:  # not a failure: that run may be done by the time this one starts
         log.warning("--output %s is being written now by attempt %s on host %s (pid %s): a run started now would "
@@ -267,6 +271,8 @@ def planned_run(config: ScoreConfig, found: shards.Shards) -> dict:
             "model_actors": {"min": low, "max": high, "gpu": config.gpu}, "output": config.output,
             "replaces": {key: previous.get(key) for key in ("attempt", "finished_at", "rows_read", "model")}
             if previous else None,
+            "compared_with": {key: compared.get(key) for key in ("output", "attempt", "rows_scored")}
+            if compared else None,
             "being_written_by": {key: writer.get(key) for key in ("attempt", "host", "pid", "heartbeat")}
             if writer else None}
     replaces = (f"replacing the night of {previous.get('finished_at')} ({previous.get('rows_read', 0):,} rows)"
@@ -277,8 +283,10 @@ def planned_run(config: ScoreConfig, found: shards.Shards) -> dict:
     return plan
 
 
-def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.Attempt, start: float) -> dict:
-    """Write this attempt into its staging folder, check it, and commit it."""
+def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.Attempt, start: float,
+                   previous: dict | None) -> dict:
+    """Write this attempt into its staging folder, check it, and commit it; compare it with
+    `previous` (_previous_summary's night)."""
     log.info("scoring %d file(s) (%d rows) from %s with %s into %s, staged in %s", len(found.uris), found.input_rows,
              ", ".join(config.inputs), model_id(config.model), config.output, attempt.staging)
     filesystem, staging_path = arrow_filesystem(attempt.staging)
@@ -306,7 +314,7 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
     summary["provenance"] = provenance()
     _check_nothing_lost(found, summary, attempt.staging)
     _check_error_fraction(summary, config.max_error_fraction, attempt.staging)
-    compared = compare_with_previous(summary, _previous_summary(config))
+    compared = compare_with_previous(summary, previous)
     commit.commit(attempt, summary, sink.written, found.rows_by_uri)
     log.info(describe_night(summary))
     if compared:
