@@ -153,6 +153,9 @@ def adapt_loop_per_worker(config: dict) -> None:
     """Ray Train entrypoint; `config` is the worker_config dict that sentiment.adapt builds."""
     from transformers import AutoModelForMaskedLM
 
+    from sentiment.train.worker_loop import quiet_ray_train_report_lines
+
+    quiet_ray_train_report_lines()
     torch.manual_seed(config["seed"])
     torch.set_num_threads(config["cpus_per_worker"])
     context = ray.train.get_context()
