@@ -3,11 +3,10 @@ checkpoint), and a killed driver (a re-run with the same name continues from the
 
 import os
 import signal
-import subprocess
 
 import pytest
 
-from tests.helpers import (assert_resumed_from_checkpoint, labeled_sample, session_cluster_env,
+from tests.helpers import (assert_resumed_from_checkpoint, labeled_sample,
                            start_held_after_first_epoch, tiny_train_command, wait_for_checkpoint_of_epoch)
 
 # Epoch 1, then a DDP worker killed and the group restarted from its checkpoint; epoch 2, then the
@@ -40,23 +39,24 @@ def test_a_lost_worker_restarts_and_a_killed_run_resumes_from_its_last_checkpoin
         first.wait()
     assert not (output / "metrics.json").exists()
 
-    second = subprocess.run(command, env=session_cluster_env(), capture_output=True,
-                            text=True, timeout=900)
-    log = second.stdout + second.stderr
-    assert second.returncode == 0, log[-3000:]
+    # The same command again, in this process (a driver process of its own would only add its
+    # start-up: the killed run was one).
+    from sentiment.cli import main
+
+    capsys.readouterr()
+    status = main(command[3:])
+    printed = capsys.readouterr()
+    assert status == 0, (printed.out + printed.err)[-3000:]
     _, after_rerun = assert_resumed_from_checkpoint(output, EPOCHS, restored_epochs=[1, 2])
     # The driver says so first, before anything else it prints.
-    assert second.stdout.splitlines()[0] == (f"resuming run 'resume-me' from its checkpoint of epoch "
-                                             f"{after_rerun['epoch']} (in {output}/checkpoints/resume-me)")
+    assert printed.out.splitlines()[0] == (f"resuming run 'resume-me' from its checkpoint of epoch "
+                                           f"{after_rerun['epoch']} (in {output}/checkpoints/resume-me)")
     from transformers import pipeline
 
     predictions = pipeline("text-classification", model=str(output))(["works great", "crashes constantly"])
     assert all(p["label"] in ("negative", "neutral", "positive") for p in predictions)
 
     # The same run folder with another learning rate is another run: refused, saying how to go on.
-    # (In this process: the refusal comes before Ray is needed, and a subprocess costs seconds.)
-    from sentiment.cli import main
-
     capsys.readouterr()
     assert main([*command[3:], "--lr", "2e-3"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
