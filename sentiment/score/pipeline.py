@@ -241,25 +241,27 @@ def score(config: ScoreConfig) -> dict:
                                other_text_columns=config.other_text_columns, listed=listed)
     if config.gpu:  # CPU pools are fitted to the cluster by actor_pool_plan
         require({"CPU": config.cpus_per_actor, "GPU": 1}, config.concurrency[0], "score --gpu")
-    # Read now, not after the night: a --compare-with that names no night is said before the
-    # hours of scoring, not after (the output's own night cannot change meanwhile: the lock).
-    previous = _previous_summary(config)
+    # --compare-with is read now, not after the night: a folder holding no night is said before the
+    # hours of scoring. Without it, tonight is compared with the night --output holds, read once this
+    # run holds the output's lock, so that it is the night this run replaces.
+    compare_with = _compare_with_summary(config) if config.compare_with else None
     if config.check_only:
-        return planned_run(config, found, previous)
+        return planned_run(config, found, compare_with)
     attempt = commit.begin_attempt(config.output, overwrite=config.overwrite)
     try:
-        summary = _score_attempt(config, found, attempt, start, previous)
+        summary = _score_attempt(config, found, attempt, start, compare_with)
     finally:
         attempt.lock.release()
     return summary
 
 
-def planned_run(config: ScoreConfig, found: shards.Shards, compared: dict | None) -> dict:
+def planned_run(config: ScoreConfig, found: shards.Shards, compare_with: dict | None) -> dict:
     """What `score --check` returns once every check has passed: what a run would read, with
     which model and actor pool, into which output, the night it would replace, and the night it
-    would be compared with (`compared`, _previous_summary's)."""
+    would be compared with (`compare_with`, --compare-with's night, else the one it replaces)."""
     low, high = actor_pool_plan(config)
-    previous = commit.read_night_summary(config.output) if config.compare_with else compared
+    previous = commit.read_night_summary(config.output)
+    compared = compare_with if config.compare_with else previous
     writer = live_holder(config.output)
     if writer:  # not a failure: that run may be done by the time this one starts
         log.warning("--output %s is being written now by attempt %s on host %s (pid %s): a run started now would "
@@ -284,9 +286,9 @@ def planned_run(config: ScoreConfig, found: shards.Shards, compared: dict | None
 
 
 def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.Attempt, start: float,
-                   previous: dict | None) -> dict:
+                   compare_with: dict | None) -> dict:
     """Write this attempt into its staging folder, check it, and commit it; compare it with
-    `previous` (_previous_summary's night)."""
+    `compare_with` (--compare-with's night, read before scoring), else with the night it replaces."""
     log.info("scoring %d file(s) (%d rows) from %s with %s into %s, staged in %s", len(found.uris), found.input_rows,
              ", ".join(config.inputs), model_id(config.model), config.output, attempt.staging)
     filesystem, staging_path = arrow_filesystem(attempt.staging)
@@ -314,6 +316,7 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
     summary["provenance"] = provenance()
     _check_nothing_lost(found, summary, attempt.staging)
     _check_error_fraction(summary, config.max_error_fraction, attempt.staging)
+    previous = compare_with if config.compare_with else commit.read_night_summary(config.output)
     compared = compare_with_previous(summary, previous)
     commit.commit(attempt, summary, sink.written, found.rows_by_uri)
     log.info(describe_night(summary))
@@ -330,10 +333,8 @@ def log_comparison(line: str, label_shift: dict[str, float]) -> None:
         log.info(line)
 
 
-def _previous_summary(config: ScoreConfig) -> dict | None:
-    """The summary tonight is compared with: --compare-with's night, else the one --output holds."""
-    if config.compare_with is None:
-        return commit.read_night_summary(config.output)
+def _compare_with_summary(config: ScoreConfig) -> dict | None:
+    """--compare-with's night, or None (with a warning) where it holds none or cannot be read."""
     try:
         previous = commit.read_night_summary(config.compare_with)
     except StorageError as error:  # monitoring: the night's rows are what must not fail
