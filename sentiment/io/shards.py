@@ -198,9 +198,19 @@ def disagreeing_columns(uris: list[str], schemas: list[pa.Schema], wanted: list[
                 types[f.name].setdefault(str(f.type), uri)
     mixed = [name for name, seen in types.items() if len(seen) > 1]
     for name in mixed:
+        if all(_is_text_type(t) for t in types[name]):
+            continue  # text either way (a CSV's string beside a Parquet's large_string): nothing to tell
         example = "; ".join(f"{t} in {uri}" for t, uri in list(types[name].items())[:3])
         log.warning("column %r has different types across the input files (%s): reading it as string", name, example)
     return mixed
+
+
+def _is_text_type(type_name: str) -> bool:
+    """Whether a column type, as str(pa.DataType) spells it, holds text: string, large_string,
+    string_view, or a dictionary of one of them."""
+    return type_name in ("string", "large_string", "string_view") or (
+        type_name.startswith("dictionary<values=") and type_name.split("=", 1)[1].split(",", 1)[0]
+        in ("string", "large_string", "string_view"))
 
 
 def read_options(filesystem, fmt: str) -> dict:
