@@ -25,10 +25,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 import pandas as pd
 import ray.data
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from sentiment.cluster.connect import ensure_connected
+from sentiment.cluster.ray_console import RAY_TRAIN_LOG_LEVEL
 from sentiment.cluster.placement import local_backbone_folder, require_shared_paths
 from sentiment.cluster.resources import largest_node_cpus, require
 from sentiment.data.corpus import read_corpus
@@ -214,7 +215,8 @@ def _trainer(config: AdaptConfig, corpus, *, head_is_new: bool) -> TorchTrainer:
                                                            **({"GPU": 1} if config.use_gpu else {})}),
         run_config=RunConfig(name=config.run_name, storage_path=path, storage_filesystem=filesystem,
                              checkpoint_config=CheckpointConfig(num_to_keep=1),
-                             failure_config=FailureConfig(max_failures=config.max_failures)),
+                             failure_config=FailureConfig(max_failures=config.max_failures),
+                             logging_config=LoggingConfig(log_level=RAY_TRAIN_LOG_LEVEL)),
         datasets={"train": texts})
 
 

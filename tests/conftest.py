@@ -96,9 +96,10 @@ def ray_cluster(s3_server):
     import ray
 
     from sentiment.cluster.connect import OWN_CLUSTER_CONFIG  # idle workers kept, as a command's own cluster
+    from sentiment.cluster.ray_console import ray_console_env  # its workers' console, as a command's own
 
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=True,
-             runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
+             runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false", **ray_console_env()}},
              _system_config=dict(OWN_CLUSTER_CONFIG))
     yield
     ray.shutdown()

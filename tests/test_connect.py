@@ -1,6 +1,7 @@
 """How commands connect to Ray: a cluster a command starts for itself keeps its idle workers."""
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -27,12 +28,23 @@ def test_a_command_starts_its_own_cluster_beside_another_commands_and_keeps_its_
     (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(ray_tmp))
-    probe = ("import json, ray\n"
+    # It also runs a small Ray Data job in the driver and in a worker: neither may print Ray Data's
+    # INFO lines to the console (sentiment/cluster/ray_console.py), and both keep its warnings.
+    probe = ("import json, logging, os, ray, ray.data\n"
              "from sentiment.cluster.connect import ensure_connected\n"
              "ensure_connected()\n"
+             "def console_levels():\n"
+             "    return sorted({h.level for h in logging.getLogger('ray.data').handlers\n"
+             "                   if type(h).__name__ == 'PlainRayHandler'})\n"
+             "@ray.remote\n"
+             "def in_a_worker():\n"
+             "    ray.data.range(4).materialize()\n"
+             "    return console_levels(), os.environ.get('PYTHONWARNINGS')\n"
+             "ray.data.range(4).materialize()\n"
              "node = ray._private.worker._global_node\n"
              "print(json.dumps({'head': node.head, 'gcs': ray.get_runtime_context().gcs_address,\n"
-             "                  'config': node._ray_params._system_config}))\n")
+             "                  'config': node._ray_params._system_config, 'driver': console_levels(),\n"
+             "                  'worker': ray.get(in_a_worker.remote())}))\n")
     try:
         result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True,
                                 text=True, timeout=120)  # a real start (10 s)
@@ -43,6 +55,10 @@ def test_a_command_starts_its_own_cluster_beside_another_commands_and_keeps_its_
     assert started["gcs"] != ray.get_runtime_context().gcs_address
     assert started["head"]  # it started the cluster, so its settings are the ones Ray runs with
     assert OWN_CLUSTER_CONFIG.items() <= started["config"].items()
+    assert started["driver"] == [logging.WARNING] and "Starting execution of Dataset" not in result.stderr
+    worker_levels, worker_warning_filters = started["worker"]
+    assert worker_levels == [logging.WARNING]  # the worker inherited the configuration
+    assert "exclude_resources" in worker_warning_filters
 
 
 def test_joining_by_address_without_the_token_mode_says_how_to_send_the_token(ray_cluster, tmp_path):
@@ -95,3 +111,19 @@ def test_a_command_that_would_start_its_own_cluster_spans_one_node_without_start
 
     assert cluster_can_span_nodes() is None
     require_shared_paths({"--input": ["/data/reviews.csv"]}, shared_fs=False)
+
+
+def test_a_users_own_ray_data_logging_and_warning_filters_are_kept(monkeypatch):
+    from sentiment.cluster.ray_console import RAY_DATA_LOGGING_CONFIG, ray_console_env
+
+    monkeypatch.delenv("RAY_DATA_LOGGING_CONFIG", raising=False)
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    ours = ray_console_env()
+    assert ours["RAY_DATA_LOGGING_CONFIG"] == RAY_DATA_LOGGING_CONFIG and Path(RAY_DATA_LOGGING_CONFIG).is_file()
+    monkeypatch.setenv("RAY_DATA_LOGGING_CONFIG", "/etc/mine.yaml")
+    monkeypatch.setenv("PYTHONWARNINGS", "error::ResourceWarning")
+    theirs = ray_console_env()
+    assert "RAY_DATA_LOGGING_CONFIG" not in theirs
+    assert theirs["PYTHONWARNINGS"] == "error::ResourceWarning," + ours["PYTHONWARNINGS"]
+    monkeypatch.setenv("PYTHONWARNINGS", theirs["PYTHONWARNINGS"])
+    assert ray_console_env() == {}  # a second command started from the first adds nothing twice

@@ -30,12 +30,18 @@ def ensure_connected() -> None:
     its CPUs until then (a score joined a running training's cluster and waited, silently, for CPUs
     the training never freed).
 
+    Ray Data's INFO lines stay out of this process's console, and out of the workers' where the
+    cluster is our own (sentiment/cluster/ray_console.py).
+
     Raises:
         SentimentError: if RAY_ADDRESS names a cluster that cannot be reached (one line, not
             Ray's traceback).
     """
     import ray
 
+    from sentiment.cluster.ray_console import quiet_ray_data_console, ray_console_env
+
+    quiet_ray_data_console()
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
@@ -54,6 +60,11 @@ def ensure_connected() -> None:
                     pass  # a record left behind by a cluster that has stopped since
         # Our own (RAY_ADDRESS=local, or no `ray start` cluster). "local": without an address Ray
         # would read `ray start`'s record again.
+        # Our workers log as quietly as this driver (sentiment/cluster/ray_console.py): the cluster
+        # ray.init starts inherits this process's environment. (A runtime_env would do it too, but
+        # workers Ray starts ahead of time, without it, could not be used.) A cluster someone else
+        # started keeps its own settings, as with _system_config.
+        os.environ.update(ray_console_env())
         ray.init(address="local", _system_config=dict(OWN_CLUSTER_CONFIG))
     except ConnectionError as error:
         where = address or "the address recorded by `ray start`"

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 
-from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from sentiment.data.labeled import prepare_splits, text_column_names
@@ -29,6 +29,7 @@ from sentiment.cluster.placement import local_backbone_folder, require_shared_pa
 from sentiment.provenance import provenance
 from sentiment.train.plots import plot_confusion_matrix, plot_training_history
 from sentiment.cluster.connect import ensure_connected
+from sentiment.cluster.ray_console import RAY_TRAIN_LOG_LEVEL
 from sentiment.cluster.resources import largest_node_cpus, require
 from sentiment.model.recipes import HYPERPARAMETERS, recipe_for
 from sentiment.train.compiled import COMPILE_MODES
@@ -160,6 +161,9 @@ def _run_config(config: TrainConfig) -> RunConfig:
         checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="selection_score",
                                            checkpoint_score_order="max"),
         failure_config=FailureConfig(max_failures=config.max_failures),
+        # Ray Train's INFO lines (the worker group's start, every checkpoint's path) stay in the
+        # session's logs/train/ files; our epoch lines are the console's (sentiment/cluster/ray_console.py).
+        logging_config=LoggingConfig(log_level=RAY_TRAIN_LOG_LEVEL),
     )
 
 

@@ -157,6 +157,9 @@ def quiet_ray_train_report_lines() -> None:
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entrypoint; `config` is the worker_config dict that driver.train builds."""
     quiet_ray_train_report_lines()
+    # The driver logged the backbone's loading report once before the workers started; each rank
+    # would print the same lines again.
+    logging.getLogger("sentiment.model").setLevel(logging.WARNING)
     torch.manual_seed(config["seed"])
     # Ray pins OMP_NUM_THREADS to the worker's CPU count; say it explicitly for torch too.
     torch.set_num_threads(config["cpus_per_worker"])
