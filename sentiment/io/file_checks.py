@@ -93,6 +93,31 @@ def file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[pa.Schema, 
     return schema, rows
 
 
+def first_file_columns(files: InputFiles, formats: list[str]) -> list[str] | None:
+    """The column names of the first input file, read in this process from its head alone (a
+    Parquet footer, a CSV's first block), or None where that cannot tell them (a JSON file, which
+    is parsed in full; a header longer than one block; any failure: check_files names it).
+
+    So a wrong --text-column is refused in a second, before the command's own Ray cluster starts
+    (5-7 s on 2 cores, and its start-up lines first). The full checks still run on every file.
+    """
+    if not files.uris or formats[0] not in ("parquet", "csv"):
+        return None
+    filesystem, path, uri = files.filesystem, files.paths[0], files.uris[0]
+    try:
+        if formats[0] == "parquet":
+            return pq.read_schema(path, filesystem=filesystem).names
+        with filesystem.open_input_stream(path, compression=compression_of(path)) as stream:
+            _refuse_utf16(stream.read(4), uri)
+        with filesystem.open_input_stream(path, compression=compression_of(path)) as stream:
+            return pacsv.open_csv(stream, parse_options=CSV_PARSE,
+                                  read_options=pacsv.ReadOptions(block_size=_MIN_CSV_BLOCK)).schema.names
+    except InputError:
+        raise
+    except Exception:  # whatever it is, the full check on the workers names it
+        return None
+
+
 # Byte-order marks of text that is not UTF-8: Arrow would parse such a file as bytes, and report
 # a column count error full of NUL bytes. UTF-32's marks start with UTF-16's, so they go first.
 _FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),

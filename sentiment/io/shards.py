@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from sentiment.errors import InputError
-from sentiment.io.file_checks import CSV_PARSE, check_files, csv_read_options
+from sentiment.io.file_checks import CSV_PARSE, check_files, csv_read_options, first_file_columns
 from sentiment.io.storage import InputFiles, compression_of, list_input_files
 
 log = logging.getLogger(__name__)
@@ -144,17 +144,19 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
     """
     files = listed if listed is not None else list_shard_files(uris, fmt)
     formats = [format_of(p, fmt) for p in files.paths]
+    names = (text_column, *other_text_columns)
+    first = first_file_columns(files, formats)
+    if first is not None and not any(name in first for name in names):
+        raise InputError(_no_text_column(files.uris[0], names, first) + "." + _TEXT_COLUMN_HINT)
     found = check_files(files, formats)
     wanted = list(keep_columns) if keep_columns is not None else None
     problems: list[str] = []
-    names = (text_column, *other_text_columns)
     renamed: dict[str, str] = {}
     for uri, path, (schema, _) in zip(files.uris, files.paths, found):
         columns = schema.names
         own = next((name for name in names if name in columns), None)
         if own is None:
-            wanted_text = " or ".join(f"'{name}'" for name in names)
-            problems.append(f"{uri} has no text column {wanted_text}; its columns are: {', '.join(columns)}")
+            problems.append(_no_text_column(uri, names, columns))
             continue
         if own != text_column:
             renamed[path] = own
@@ -168,8 +170,7 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
                             f"leave them out with --keep-columns")
     if problems:
         more = f" (and {len(problems) - _MAX_LISTED} more files)" if len(problems) > _MAX_LISTED else ""
-        hint = (" Where files name the text column differently, give --text-column every name (a file's text is"
-                " read from the first it has)." if any("no text column" in p for p in problems) else "")
+        hint = _TEXT_COLUMN_HINT if any("no text column" in p for p in problems) else ""
         raise InputError("; ".join(problems[:_MAX_LISTED]) + more + "." + hint)
     by_format: dict[str, list[str]] = defaultdict(list)
     for path, f in zip(files.paths, formats):
@@ -181,6 +182,15 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
                   rows_by_uri={uri: rows for uri, (_, rows) in zip(files.uris, found)}, skipped=files.skipped,
                   as_string=disagreeing_columns(files.uris, [schema for schema, _ in found], wanted, text_column),
                   schemas={path: schema for path, (schema, _) in zip(files.paths, found)}, renamed=renamed)
+
+
+_TEXT_COLUMN_HINT = (" Where files name the text column differently, give --text-column every name (a file's text"
+                     " is read from the first it has).")
+
+
+def _no_text_column(uri: str, names: tuple[str, ...], columns: list[str]) -> str:
+    wanted_text = " or ".join(f"'{name}'" for name in names)
+    return f"{uri} has no text column {wanted_text}; its columns are: {', '.join(columns)}"
 
 
 def disagreeing_columns(uris: list[str], schemas: list[pa.Schema], wanted: list[str] | None,
