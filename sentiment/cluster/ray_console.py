@@ -65,9 +65,9 @@ def quiet_ray_data_console() -> None:
     importlib.import_module("ray.data")  # which configures the "ray.data" logger
 
     for handler in logging.getLogger("ray.data").handlers:
-        # The file handler is a plain logging.Handler that opens its file lazily; the console one
-        # is a StreamHandler (Ray's PlainRayHandler).
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+        # Ray Data names its handlers after its configuration's keys. Others may be attached too
+        # (pytest's capture handlers are), and are not ours to change.
+        if handler.name == "console":
             handler.setLevel(logging.WARNING)
             if not any(isinstance(f, HideProgressBarsOff) for f in handler.filters):
                 handler.addFilter(HideProgressBarsOff())
