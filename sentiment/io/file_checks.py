@@ -42,6 +42,8 @@ CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
 # recorded in the schema the check returns under this key.
 CSV_BLOCK_KEY = b"sentiment.csv_block_size"
 _MIN_CSV_BLOCK = 1 << 20
+# first_file_columns reads this much of the first CSV for its header line.
+_HEADER_BYTES = 64 * 1024
 # Up to this many tasks before files are grouped: enough to keep a large cluster's CPUs busy.
 _TASKS = 256
 # At most this many files per task, so one slow group cannot hold the whole check back.
@@ -95,8 +97,9 @@ def file_columns(filesystem, path: str, uri: str, fmt: str) -> tuple[pa.Schema, 
 
 def first_file_columns(files: InputFiles, formats: list[str]) -> list[str] | None:
     """The column names of the first input file, read in this process from its head alone (a
-    Parquet footer, a CSV's first block), or None where that cannot tell them (a JSON file, which
-    is parsed in full; a header longer than one block; any failure: check_files names it).
+    Parquet footer, a CSV's header line), or None where that cannot tell them (a JSON file, which
+    is parsed in full; a header over 64 KiB or one with a line break in a quoted name; any
+    failure: check_files names it).
 
     So a wrong --text-column is refused in a second, before the command's own Ray cluster starts
     (5-7 s on 2 cores, and its start-up lines first). The full checks still run on every file.
@@ -108,10 +111,12 @@ def first_file_columns(files: InputFiles, formats: list[str]) -> list[str] | Non
         if formats[0] == "parquet":
             return pq.read_schema(path, filesystem=filesystem).names
         with filesystem.open_input_stream(path, compression=compression_of(path)) as stream:
-            _refuse_utf16(stream.read(4), uri)
-        with filesystem.open_input_stream(path, compression=compression_of(path)) as stream:
-            return pacsv.open_csv(stream, parse_options=CSV_PARSE,
-                                  read_options=pacsv.ReadOptions(block_size=_MIN_CSV_BLOCK)).schema.names
+            head = stream.read(_HEADER_BYTES)  # Arrow's CSV reader reads ahead megabytes: not here
+        _refuse_utf16(head, uri)
+        if b"\n" not in head:
+            return None
+        header = head[:head.index(b"\n") + 1]
+        return pacsv.read_csv(io.BytesIO(header), parse_options=CSV_PARSE).column_names
     except InputError:
         raise
     except Exception:  # whatever it is, the full check on the workers names it
