@@ -111,15 +111,34 @@ def test_one_night_of_awkward_but_valid_files_keeps_every_row(ray_cluster, tmp_p
     assert out["app"].to_pylist() == [None] * 4 + ["a", "a", None, None]
 
 
-def test_a_numeric_text_column_keeps_its_rows_with_an_error(ray_cluster, tmp_path, capsys, tiny_classifier):
+def test_a_numeric_text_column_keeps_its_rows_with_an_error_beside_files_of_text(ray_cluster, tmp_path, capsys,
+                                                                                   tiny_classifier, caplog):
+    """A Parquet file whose text column is numbers, in one night with a file of text. Until
+    2026-12-06 the column's types differed, so it was read as strings and the numbers were scored
+    as reviews ("5"); alone, the same file's rows were kept with an error. Now both ways give the
+    error, and the file is named before scoring."""
+    import logging
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
     pq.write_table(pa.table({"row_id": [0, 1, 2], "content": pa.array([5, None, 3], pa.int64())}),
-                   tmp_path / "numbers.parquet")
-    code, err = _score(capsys, tmp_path, tiny_classifier, tmp_path / "numbers.parquet", "--max-error-fraction", "1")
+                   inputs / "numbers.parquet")
+    pq.write_table(pa.table({"row_id": [3, 4], "content": ["great app", "it crashes"]}), inputs / "words.parquet")
+    (inputs / "more.jsonl").write_text('{"row_id": 5, "content": 7}\n')
+    caplog.set_level(logging.WARNING, logger="sentiment.io.shards")
+    code, err = _score(capsys, tmp_path, tiny_classifier, inputs, "--max-error-fraction", "1")
     assert code == 0, err
     out = _out(tmp_path)
+    assert out["row_id"].to_pylist() == [0, 1, 2, 3, 4, 5]
     assert out[ERROR_COLUMN].to_pylist() == ["text is not a string (int64)", "text is null",
+                                             "text is not a string (int64)", None, None,
                                              "text is not a string (int64)"]
-    assert out["sentiment"].to_pylist() == [None, None, None]
+    labels = out["sentiment"].to_pylist()
+    assert labels[:3] == [None, None, None] and None not in labels[3:5] and labels[5] is None
+    assert "__sentiment_text_type" not in out.column_names
+    assert "the text column holds no text in 2 file(s) (int64 in" in caplog.text
+    assert "numbers.parquet" in caplog.text and "more.jsonl" in caplog.text
+    assert "has different types" not in caplog.text
 
 
 def test_an_empty_input_folder_says_no_files_were_found(ray_cluster, tmp_path, capsys, tiny_classifier):

@@ -33,6 +33,10 @@ SUFFIXES = {"csv": (".csv", ".csv.gz", ".csv.zst", ".csv.bz2"), "parquet": (".pa
 _MAX_LISTED = 5
 
 
+# Where some file's text column holds no text: each row's text type in its file, or null (read_shards).
+TEXT_TYPE_COLUMN = "__sentiment_text_type"
+
+
 @dataclass(frozen=True)
 class Shards:
     """Validated input files, grouped by format, and what the pipeline must read from them."""
@@ -51,6 +55,9 @@ class Shards:
     # Files whose text is under another of the names find_shards was given (by path): read
     # under text_column, so the pipeline sees one text column.
     renamed: dict[str, str] = field(default_factory=dict)
+    # Files whose text column holds no text (a Parquet or JSON column of numbers, say), by path:
+    # the column's type. Their rows are read with TEXT_TYPE_COLUMN set, and kept with an error.
+    not_text: dict[str, str] = field(default_factory=dict)
 
     @property
     def input_rows(self) -> int:
@@ -178,10 +185,21 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
     parquet_rows = sum(rows for rows, f in zip((r for _, r in found), formats) if f == "parquet")
     if files.skipped:
         log.warning("not reading %d file(s) that are not data: %s", len(files.skipped), ", ".join(files.skipped[:5]))
+    not_text = {}
+    for path, fmt, (schema, _) in zip(files.paths, formats, found):
+        kind = str(schema.field(renamed.get(path, text_column)).type)
+        if fmt != "csv" and not _is_text_type(kind):  # CSV text is always read as a string
+            not_text[path] = kind
+    if not_text:
+        named = "; ".join(f"{kind} in {uri}" for uri, path in zip(files.uris, files.paths)
+                          if (kind := not_text.get(path)))
+        log.warning("the text column holds no text in %d file(s) (%s): their rows are kept, each with the error "
+                    "'text is not a string'", len(not_text), named[:500])
     return Shards(files.filesystem, dict(by_format), files.uris, files.paths, wanted, text_column, parquet_rows,
                   rows_by_uri={uri: rows for uri, (_, rows) in zip(files.uris, found)}, skipped=files.skipped,
                   as_string=disagreeing_columns(files.uris, [schema for schema, _ in found], wanted, text_column),
-                  schemas={path: schema for path, (schema, _) in zip(files.paths, found)}, renamed=renamed)
+                  schemas={path: schema for path, (schema, _) in zip(files.paths, found)}, renamed=renamed,
+                  not_text=not_text)
 
 
 _TEXT_COLUMN_HINT = (" Where files name the text column differently, give --text-column every name (a file's text"
@@ -208,8 +226,10 @@ def disagreeing_columns(uris: list[str], schemas: list[pa.Schema], wanted: list[
                 types[f.name].setdefault(str(f.type), uri)
     mixed = [name for name, seen in types.items() if len(seen) > 1]
     for name in mixed:
-        if all(_is_text_type(t) for t in types[name]):
-            continue  # text either way (a CSV's string beside a Parquet's large_string): nothing to tell
+        if all(_is_text_type(t) for t in types[name]) or name == text_column:
+            # Text either way (a CSV's string beside a Parquet's large_string): nothing to tell. A
+            # text column that holds no text in some file is find_shards' own warning.
+            continue
         example = "; ".join(f"{t} in {uri}" for t, uri in list(types[name].items())[:3])
         log.warning("column %r has different types across the input files (%s): reading it as string", name, example)
     return mixed
@@ -264,6 +284,11 @@ def read_shards(shards: Shards):
     turn into an int column and lose every row to "not a string". Columns whose type differs
     between files are read as strings in every format. Files whose text is under another name
     (Shards.renamed) are read with it renamed to text_column, as a plain string.
+
+    Where some Parquet or JSON file's text column holds no text (Shards.not_text), every row also
+    has TEXT_TYPE_COLUMN: that column's type for the rows of such a file, null for the others. Such
+    a column may still be read as strings (its type differs from other files', or it was renamed),
+    and its rows must still be kept with the error a file of numbers alone gets.
     """
     parts = []
     by_text_column: dict[str, list[str]] = defaultdict(list)
@@ -289,7 +314,7 @@ def _read_formats(shards: Shards, paths_by_format: dict[str, list[str]], text_co
     # A renamed file's text is read under its own name, renamed after the read (read_shards).
     read = None if shards.columns is None else list(dict.fromkeys(
         [text_column if c == shards.text_column else c for c in shards.columns] + [text_column]))
-    parts = []
+    parts, kinds = [], []  # kinds: Shards.not_text's type of each part's files, or None (text)
     for fmt, paths in sorted(paths_by_format.items()):
         common = read_options(shards.filesystem, fmt)
         if fmt == "csv":
@@ -300,15 +325,26 @@ def _read_formats(shards: Shards, paths_by_format: dict[str, list[str]], text_co
                 parts.append(ray.data.read_csv(group, parse_options=CSV_PARSE, convert_options=convert,
                                                read_options=blocks,
                                                arrow_open_stream_args={"compression": codec}, **common))
+            kinds += [None] * (len(parts) - len(kinds))
             continue
-        for group in group_by_column_types(paths, shards.schemas, shards.as_string):
+        # Grouped by the text column's type too, so that each group's rows are text or not.
+        for group in group_by_column_types(paths, shards.schemas, [*shards.as_string, text_column]):
             if fmt == "parquet":
                 parts.append(_selected(read_parquet(group, **common), read, shards.as_string))
-                continue
-            for codec, same_codec in by_compression(group).items():
-                part = ray.data.read_json(same_codec, arrow_open_stream_args={"compression": codec}, **common)
-                parts.append(_selected(part, read, shards.as_string))
+            else:
+                for codec, same_codec in by_compression(group).items():
+                    part = ray.data.read_json(same_codec, arrow_open_stream_args={"compression": codec}, **common)
+                    parts.append(_selected(part, read, shards.as_string))
+            kinds += [shards.not_text.get(group[0])] * (len(parts) - len(kinds))
+    if shards.not_text:
+        parts = [part.map_batches(_with_text_type, batch_format="pyarrow", batch_size=None, fn_args=(kind,))
+                 for part, kind in zip(parts, kinds)]
     return parts
+
+
+def _with_text_type(batch: pa.Table, kind: str | None) -> pa.Table:
+    """batch with TEXT_TYPE_COLUMN: kind (its text column's type in the file) on every row, or null."""
+    return batch.append_column(TEXT_TYPE_COLUMN, pa.array([kind] * batch.num_rows, pa.string()))
 
 
 def by_compression(paths: list[str]) -> dict[str | None, list[str]]:

@@ -34,6 +34,10 @@ def tokenize_batch(batch: pa.Table, *, tokenizer, text_column: str, max_length: 
     A row is never dropped here: its error travels with it to the output.
     """
     batch = shards.plain_text(batch, text_column)  # dictionary / large_string / string_view text is text
+    not_text = None  # the rows of files whose text column held no text, read as strings beside others
+    if shards.TEXT_TYPE_COLUMN in batch.column_names:
+        not_text = batch[shards.TEXT_TYPE_COLUMN]
+        batch = batch.drop_columns([shards.TEXT_TYPE_COLUMN])
     text = batch[text_column]
     n = batch.num_rows
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
@@ -46,6 +50,12 @@ def tokenize_batch(batch: pa.Table, *, tokenizer, text_column: str, max_length: 
         errors = pa.array(np.where(is_null, "text is null", np.where(blank, "text is empty or whitespace", None)),
                           pa.string())
         valid = ~(is_null | blank)
+        if not_text is not None and not_text.null_count < n:
+            # The same error as such a file's rows alone get (above), not its numbers scored as text.
+            marked = pc.is_valid(not_text).to_numpy(zero_copy_only=False) & ~is_null
+            reason = pc.binary_join_element_wise("text is not a string (", not_text, ")", "")
+            errors = pc.if_else(pa.array(marked), reason, errors)
+            valid &= ~marked
     from sentiment.model.token_batches import tokenize_to_arrow
 
     rows = np.flatnonzero(valid)
