@@ -132,3 +132,21 @@ def test_calibration_bins_the_rows_by_confidence_and_weighs_each_bins_gap_by_its
     underconfident = calibration([0.4] * 5, [True] * 5)
     assert underconfident["overconfidence"] == pytest.approx(-0.6)
     assert "underconfident by 60.0 points" in format_calibration(underconfident)
+
+
+def test_the_reliability_diagram_says_what_the_calibration_line_says():
+    import matplotlib.pyplot as plt
+
+    from sentiment.train.metrics import calibration, calibration_leaning, format_calibration
+    from sentiment.train.plots import draw_reliability
+
+    for confidence, correct, leaning in (([0.75] * 4, [True, True, True, False], "neither over- nor underconfident"),
+                                         ([0.4] * 5, [True] * 5, "underconfident by 60.0 points"),
+                                         ([0.9] * 2, [True, False], "overconfident by 40.0 points")):
+        result = calibration(confidence, correct)
+        figure, axes = plt.subplots()
+        draw_reliability(axes, result)
+        title = axes.get_title()
+        plt.close(figure)
+        assert calibration_leaning(result["overconfidence"]) == leaning
+        assert leaning in title and leaning in format_calibration(result)

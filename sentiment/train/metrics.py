@@ -68,12 +68,20 @@ def calibration(confidence, correct, bins: int = CALIBRATION_BINS) -> dict:
             "bins": table}
 
 
+def calibration_leaning(overconfidence: float) -> str:
+    """Whether a model is over- or underconfident, and by how much, as the printed line and the
+    reliability diagram's title both say it (within half a point: neither)."""
+    if overconfidence > 0.005:
+        return f"overconfident by {overconfidence * 100:.1f} points"
+    if overconfidence < -0.005:
+        return f"underconfident by {-overconfidence * 100:.1f} points"
+    return "neither over- nor underconfident"
+
+
 def format_calibration(calibrated: dict) -> str:
     """One line: the calibration error, and whether the model is over- or underconfident."""
-    over = calibrated["overconfidence"]
-    leaning = (f"overconfident by {over * 100:.1f} points" if over > 0.005 else
-               f"underconfident by {-over * 100:.1f} points" if over < -0.005 else "neither over- nor underconfident")
-    return (f"calibration: mean confidence {calibrated['mean_confidence']:.3f}, {leaning}; expected calibration "
+    return (f"calibration: mean confidence {calibrated['mean_confidence']:.3f}, "
+            f"{calibration_leaning(calibrated['overconfidence'])}; expected calibration "
             f"error {calibrated['expected_calibration_error']:.3f} over {len(calibrated['bins'])} bins of confidence")
 
 

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sentiment.data.labels import LABELS
-from sentiment.train.metrics import GROUPS_SHOWN, standard_error
+from sentiment.train.metrics import GROUPS_SHOWN, calibration_leaning, standard_error
 
 
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
@@ -104,10 +104,9 @@ def draw_reliability(ax, calibrated: dict) -> None:
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (probability of the predicted class)")
     ax.set_ylabel("accuracy")
-    over = calibrated["overconfidence"]
     ax.set_title(f"Calibration: expected error {calibrated['expected_calibration_error']:.3f}\n"
                  f"mean confidence {calibrated['mean_confidence']:.3f}, "
-                 + ("over" if over >= 0 else "under") + f"confident by {abs(over) * 100:.1f} points")
+                 f"{calibration_leaning(calibrated['overconfidence'])}")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
 
