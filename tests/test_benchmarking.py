@@ -386,3 +386,19 @@ def test_the_average_memory_benchmark_runs_both_ways(tiny_backbone, capsys):
     result = main(["--backbone", tiny_backbone, "--members", "2"])
     assert result["model_mib"] > 0 and {"all-at-once", "one-at-a-time"} <= set(result)
     assert "one at a time / all at once" in capsys.readouterr().out
+
+
+def test_class_offsets_are_chosen_for_accuracy_and_none_where_none_helps():
+    import numpy as np
+
+    from benchmarks.class_offsets import best_offsets
+
+    grid = np.round(np.arange(-1, 1.01, 0.25), 2)
+    # Every row's true class is the model's second choice by 0.3 for class 1: an offset of +0.5 on
+    # class 1 fixes those rows and breaks none.
+    logs = np.log(np.array([[0.5, 0.35, 0.15]] * 4 + [[0.1, 0.2, 0.7]] * 4))
+    labels = np.array([1] * 4 + [2] * 4)
+    offsets = best_offsets(logs, labels, grid)
+    assert offsets[0] == 0 and ((logs + offsets).argmax(axis=1) == labels).all()
+    # Already all right: no shift, the smallest of the ties.
+    assert best_offsets(logs, np.array([0] * 4 + [2] * 4), grid).tolist() == [0, 0, 0]
