@@ -1,6 +1,6 @@
 """What Ray's libraries print to a command's console: warnings and errors, not their INFO chatter.
 
-A two-epoch demo printed 182 lines, about 130 of them Ray's: for every small dataset the driver or
+`sentiment demo` printed 185 lines, over 90 of them Ray's: for every small dataset the driver or
 a worker runs, Ray Data logs "Starting execution", the plan, a dozen lines of its logged progress
 display (stdout is not a terminal in a job or a pipe), and "execution finished"; Ray Train logs
 each step of starting its worker group and every checkpoint's path. Our own lines (the epoch line,

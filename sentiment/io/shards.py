@@ -99,6 +99,10 @@ def as_plain_strings(batch: pa.Table, columns: list[str]) -> pa.Table:
 
 
 def _is_text(kind: pa.DataType) -> bool:
+    """Whether a column of this type holds text: string, large_string, string_view, or a
+    dictionary of one of them (pandas' category)."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
     return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
 
 
@@ -108,8 +112,7 @@ def plain_text(batch: pa.Table, text_column: str) -> pa.Table:
     column = batch[text_column] if text_column in batch.column_names else None
     if column is None or column.type == pa.string():
         return batch
-    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
-    return as_plain_strings(batch, [text_column]) if _is_text(kind) else batch
+    return as_plain_strings(batch, [text_column]) if _is_text(column.type) else batch
 
 
 def format_of(path: str, forced: str | None) -> str:
@@ -185,16 +188,15 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
     parquet_rows = sum(rows for rows, f in zip((r for _, r in found), formats) if f == "parquet")
     if files.skipped:
         log.warning("not reading %d file(s) that are not data: %s", len(files.skipped), ", ".join(files.skipped[:5]))
-    not_text = {}
-    for path, fmt, (schema, _) in zip(files.paths, formats, found):
-        kind = str(schema.field(renamed.get(path, text_column)).type)
-        if fmt != "csv" and not _is_text_type(kind):  # CSV text is always read as a string
-            not_text[path] = kind
+    not_text, named = {}, []
+    for uri, path, fmt, (schema, _) in zip(files.uris, files.paths, formats, found):
+        kind = schema.field(renamed.get(path, text_column)).type
+        if fmt != "csv" and not _is_text(kind):  # CSV text is always read as a string
+            not_text[path] = str(kind)
+            named.append(f"{kind} in {uri}")
     if not_text:
-        named = "; ".join(f"{kind} in {uri}" for uri, path in zip(files.uris, files.paths)
-                          if (kind := not_text.get(path)))
         log.warning("the text column holds no text in %d file(s) (%s): their rows are kept, each with the error "
-                    "'text is not a string'", len(not_text), named[:500])
+                    "'text is not a string'", len(not_text), "; ".join(named)[:500])
     return Shards(files.filesystem, dict(by_format), files.uris, files.paths, wanted, text_column, parquet_rows,
                   rows_by_uri={uri: rows for uri, (_, rows) in zip(files.uris, found)}, skipped=files.skipped,
                   as_string=disagreeing_columns(files.uris, [schema for schema, _ in found], wanted, text_column),
@@ -219,28 +221,20 @@ def disagreeing_columns(uris: list[str], schemas: list[pa.Schema], wanted: list[
     Ray with an ArrowTypeError that names no file. A text column in several text encodings
     (string, large_string, dictionary) is listed too, so its blocks can be concatenated.
     """
-    types: dict[str, dict[str, str]] = defaultdict(dict)  # column -> type -> first file with it
+    types: dict[str, dict[pa.DataType, str]] = defaultdict(dict)  # column -> type -> first file with it
     for uri, schema in zip(uris, schemas):
         for f in schema:
             if not pa.types.is_null(f.type) and (wanted is None or f.name in wanted or f.name == text_column):
-                types[f.name].setdefault(str(f.type), uri)
+                types[f.name].setdefault(f.type, uri)
     mixed = [name for name, seen in types.items() if len(seen) > 1]
     for name in mixed:
-        if all(_is_text_type(t) for t in types[name]) or name == text_column:
+        if all(_is_text(t) for t in types[name]) or name == text_column:
             # Text either way (a CSV's string beside a Parquet's large_string): nothing to tell. A
             # text column that holds no text in some file is find_shards' own warning.
             continue
         example = "; ".join(f"{t} in {uri}" for t, uri in list(types[name].items())[:3])
         log.warning("column %r has different types across the input files (%s): reading it as string", name, example)
     return mixed
-
-
-def _is_text_type(type_name: str) -> bool:
-    """Whether a column type, as str(pa.DataType) spells it, holds text: string, large_string,
-    string_view, or a dictionary of one of them."""
-    return type_name in ("string", "large_string", "string_view") or (
-        type_name.startswith("dictionary<values=") and type_name.split("=", 1)[1].split(",", 1)[0]
-        in ("string", "large_string", "string_view"))
 
 
 def read_options(filesystem, fmt: str) -> dict:
@@ -314,7 +308,14 @@ def _read_formats(shards: Shards, paths_by_format: dict[str, list[str]], text_co
     # A renamed file's text is read under its own name, renamed after the read (read_shards).
     read = None if shards.columns is None else list(dict.fromkeys(
         [text_column if c == shards.text_column else c for c in shards.columns] + [text_column]))
-    parts, kinds = [], []  # kinds: Shards.not_text's type of each part's files, or None (text)
+    parts = []
+
+    def add(part, kind: str | None = None) -> None:
+        """kind: Shards.not_text's type of the part's files, None where they hold text."""
+        if shards.not_text:
+            part = part.map_batches(_with_text_type, batch_format="pyarrow", batch_size=None, fn_args=(kind,))
+        parts.append(part)
+
     for fmt, paths in sorted(paths_by_format.items()):
         common = read_options(shards.filesystem, fmt)
         if fmt == "csv":
@@ -322,23 +323,18 @@ def _read_formats(shards: Shards, paths_by_format: dict[str, list[str]], text_co
             convert = pacsv.ConvertOptions(column_types=types, include_columns=read or [])
             blocks = csv_read_options(shards.schemas[p] for p in paths if p in shards.schemas)
             for codec, group in by_compression(paths).items():
-                parts.append(ray.data.read_csv(group, parse_options=CSV_PARSE, convert_options=convert,
-                                               read_options=blocks,
-                                               arrow_open_stream_args={"compression": codec}, **common))
-            kinds += [None] * (len(parts) - len(kinds))
+                add(ray.data.read_csv(group, parse_options=CSV_PARSE, convert_options=convert, read_options=blocks,
+                                      arrow_open_stream_args={"compression": codec}, **common))
             continue
         # Grouped by the text column's type too, so that each group's rows are text or not.
         for group in group_by_column_types(paths, shards.schemas, [*shards.as_string, text_column]):
+            kind = shards.not_text.get(group[0])
             if fmt == "parquet":
-                parts.append(_selected(read_parquet(group, **common), read, shards.as_string))
-            else:
-                for codec, same_codec in by_compression(group).items():
-                    part = ray.data.read_json(same_codec, arrow_open_stream_args={"compression": codec}, **common)
-                    parts.append(_selected(part, read, shards.as_string))
-            kinds += [shards.not_text.get(group[0])] * (len(parts) - len(kinds))
-    if shards.not_text:
-        parts = [part.map_batches(_with_text_type, batch_format="pyarrow", batch_size=None, fn_args=(kind,))
-                 for part, kind in zip(parts, kinds)]
+                add(_selected(read_parquet(group, **common), read, shards.as_string), kind)
+                continue
+            for codec, same_codec in by_compression(group).items():
+                part = ray.data.read_json(same_codec, arrow_open_stream_args={"compression": codec}, **common)
+                add(_selected(part, read, shards.as_string), kind)
     return parts
 
 
