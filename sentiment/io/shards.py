@@ -98,7 +98,7 @@ def as_plain_strings(batch: pa.Table, columns: list[str]) -> pa.Table:
     return batch
 
 
-def _is_text(kind: pa.DataType) -> bool:
+def is_text(kind: pa.DataType) -> bool:
     """Whether a column of this type holds text: string, large_string, string_view, or a
     dictionary of one of them (pandas' category)."""
     if pa.types.is_dictionary(kind):
@@ -112,7 +112,7 @@ def plain_text(batch: pa.Table, text_column: str) -> pa.Table:
     column = batch[text_column] if text_column in batch.column_names else None
     if column is None or column.type == pa.string():
         return batch
-    return as_plain_strings(batch, [text_column]) if _is_text(column.type) else batch
+    return as_plain_strings(batch, [text_column]) if is_text(column.type) else batch
 
 
 def format_of(path: str, forced: str | None) -> str:
@@ -191,7 +191,7 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
     not_text, named = {}, []
     for uri, path, fmt, (schema, _) in zip(files.uris, files.paths, formats, found):
         kind = schema.field(renamed.get(path, text_column)).type
-        if fmt != "csv" and not _is_text(kind):  # CSV text is always read as a string
+        if fmt != "csv" and not is_text(kind):  # CSV text is always read as a string
             not_text[path] = str(kind)
             named.append(f"{kind} in {uri}")
     if not_text:
@@ -228,7 +228,7 @@ def disagreeing_columns(uris: list[str], schemas: list[pa.Schema], wanted: list[
                 types[f.name].setdefault(f.type, uri)
     mixed = [name for name, seen in types.items() if len(seen) > 1]
     for name in mixed:
-        if all(_is_text(t) for t in types[name]) or name == text_column:
+        if all(is_text(t) for t in types[name]) or name == text_column:
             # Text either way (a CSV's string beside a Parquet's large_string): nothing to tell. A
             # text column that holds no text in some file is find_shards' own warning.
             continue
@@ -313,7 +313,7 @@ def _read_formats(shards: Shards, paths_by_format: dict[str, list[str]], text_co
     def add(part, kind: str | None = None) -> None:
         """kind: Shards.not_text's type of the part's files, None where they hold text."""
         if shards.not_text:
-            part = part.map_batches(_with_text_type, batch_format="pyarrow", batch_size=None, fn_args=(kind,))
+            part = part.map_batches(with_text_type, batch_format="pyarrow", batch_size=None, fn_args=(kind,))
         parts.append(part)
 
     for fmt, paths in sorted(paths_by_format.items()):
@@ -338,7 +338,7 @@ def _read_formats(shards: Shards, paths_by_format: dict[str, list[str]], text_co
     return parts
 
 
-def _with_text_type(batch: pa.Table, kind: str | None) -> pa.Table:
+def with_text_type(batch: pa.Table, kind: str | None) -> pa.Table:
     """batch with TEXT_TYPE_COLUMN: kind (its text column's type in the file) on every row, or null."""
     return batch.append_column(TEXT_TYPE_COLUMN, pa.array([kind] * batch.num_rows, pa.string()))
 
