@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from ray.data.expressions import col
 
-from sentiment.data.labeled import EMPTY_TEXT, INVALID_SCORE, count_problems, read_labeled, text_column_names
+from sentiment.data.labeled import (EMPTY_TEXT, INVALID_SCORE, TEXT_NOT_STRING, count_problems, read_labeled,
+                                     text_column_names, unusable_rows)
 from sentiment.errors import InputError, StorageError
 from sentiment.provenance import provenance
 from sentiment.train.metrics import (calibration, classification_metrics, format_calibration, format_comparison,
@@ -103,9 +104,8 @@ def evaluate(config: EvaluateConfig) -> dict:
     problems = count_problems(labeled)
     usable = labeled.filter(expr=col("problem") == "").drop_columns(["problem"])
     if not problems.get("", 0):
-        raise InputError(f"no rows of {', '.join(config.data)} can be judged: {problems.get(EMPTY_TEXT, 0)} with "
-                         f"empty text, {problems.get(INVALID_SCORE, 0)} with a score that is not a whole number 1-5 "
-                         f"(column '{config.score_column}')")
+        raise InputError(f"no rows of {', '.join(config.data)} can be judged: "
+                         + unusable_rows(problems, f"a score that is not a whole number 1-5 (column '{config.score_column}')"))
     y_true, y_pred, *rest = predict_labels(usable, config.model, rows=problems[""], batch_size=config.batch_size,
                                            max_length=config.max_length, use_gpu=config.use_gpu,
                                            precision=config.precision, tokens_per_batch=config.tokens_per_batch,
@@ -116,7 +116,7 @@ def evaluate(config: EvaluateConfig) -> dict:
     groups = rest
     metrics = classification_metrics(y_true, y_pred)
     metrics["calibration"] = calibration(confidence, y_true == y_pred)
-    metrics["skipped"] = {EMPTY_TEXT: problems.get(EMPTY_TEXT, 0), INVALID_SCORE: problems.get(INVALID_SCORE, 0)}
+    metrics["skipped"] = {kind: problems.get(kind, 0) for kind in (EMPTY_TEXT, INVALID_SCORE, TEXT_NOT_STRING)}
     metrics["model"] = config.model
     metrics["precision"] = config.precision
     metrics["provenance"] = provenance()

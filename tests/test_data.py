@@ -89,6 +89,32 @@ def test_files_naming_the_text_column_differently_read_as_one_with_several_names
         read_labeled([str(tmp_path)], ["content", "Text"], "score")
 
 
+def test_a_text_column_of_numbers_is_counted_apart_not_learned_from(ray_cluster, tmp_path, caplog):
+    """A Parquet or JSON file whose text column holds numbers (a wrong --text-column: the stars?)
+    is not read as reviews "5", "4": its rows are counted as text_not_string, with a warning
+    naming it, beside files of text, and a CSV of all-digit reviews stays text."""
+    import json
+
+    pd.DataFrame({"content": [f"review {i}" for i in range(40)] + ["12345"], "score": [1 + i % 5 for i in range(41)]}
+                 ).to_csv(tmp_path / "text.csv", index=False)
+    pd.DataFrame({"content": [5, 4, 1], "score": [5, 4, 1]}).to_parquet(tmp_path / "numbers.parquet")
+    (tmp_path / "numbers.jsonl").write_text("".join(json.dumps({"content": 2.5, "score": 3}) + "\n" for _ in range(2)))
+    with caplog.at_level("WARNING", logger="sentiment.data.labeled"):
+        splits = prepare_splits([str(tmp_path)], "content", "score", seed=0, val_fraction=0.2, test_fraction=0.2)
+    warning = next(r.getMessage() for r in caplog.records if "holds no text" in r.getMessage())
+    assert "2 file(s)" in warning and "int64 in " in warning and "numbers.parquet" in warning
+    assert "double in " in warning and "numbers.jsonl" in warning
+    counts = splits.counts
+    assert counts["dropped_text_not_string"] == 5 and counts["rows_read"] == 46
+    learned = set().union(*(_texts(s) for s in (splits.train, splits.validation, splits.test)))
+    assert "12345" in learned and not learned & {"5", "4", "1", "2.5"}
+
+    with pytest.raises(InputError, match=r"no usable rows .*0 with empty text, 0 with a score outside 1-5, "
+                                         r"3 in a text column that holds no text"):
+        prepare_splits([str(tmp_path / "numbers.parquet")], "content", "score", seed=0, val_fraction=0.2,
+                       test_fraction=0.2)
+
+
 def test_reads_labeled_reviews_from_s3(ray_cluster, s3_bucket, shared_data):
     from sentiment.io import storage
 

@@ -293,10 +293,13 @@ def test_evaluate_counts_scores_like_5_stars_as_invalid_and_fails_clearly_when_n
     reviews = _reviews(shared_data, 6)
     table = reviews.append_column("score", pa.array(["5 stars", "1 star", "4", "2", "five", "3"]))
     pacsv.write_csv(table, tmp_path / "some.csv")
+    # Beside it, a file whose text column holds numbers: its rows are counted apart, not judged as "4".
+    pq.write_table(pa.table({"content": [4, 2], "score": [4, 2]}), tmp_path / "numbers.parquet")
     report = tmp_path / "report.json"
     assert main(["evaluate", "--model", tiny_classifier, "--data", str(tmp_path / "some.csv"),
-                 "--report", str(report)]) == 0
-    assert _read_json(report)["skipped"]["invalid_score"] == 3 and _read_json(report)["n"] == 3
+                 str(tmp_path / "numbers.parquet"), "--report", str(report)]) == 0
+    assert _read_json(report)["skipped"] == {"empty_text": 0, "invalid_score": 3, "text_not_string": 2}
+    assert _read_json(report)["n"] == 3
     capsys.readouterr()
     pacsv.write_csv(reviews.append_column("score", pa.array(["5 stars"] * 6)), tmp_path / "none.csv")
     assert main(["evaluate", "--model", tiny_classifier, "--data", str(tmp_path / "none.csv")]) == 2

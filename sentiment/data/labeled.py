@@ -23,8 +23,8 @@ from sentiment.errors import InputError
 from sentiment.io.storage import InputFiles
 from sentiment.io.file_checks import CSV_PARSE, check_files, csv_read_options
 from sentiment.data.labels import INVALID_LABEL, LABELS, scores_to_label_ids
-from sentiment.io.shards import (as_plain_strings, by_compression, format_of, group_by_column_types, list_shard_files,
-                                 read_options, read_parquet)
+from sentiment.io.shards import (TEXT_TYPE_COLUMN, as_plain_strings, by_compression, format_of, group_by_column_types,
+                                 is_text, list_shard_files, read_options, read_parquet, with_text_type)
 
 if TYPE_CHECKING:  # pseudo_labels cleans its texts with clean_text, from here
     from sentiment.data.pseudo_labels import PseudoLabels
@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # pseudo_labels cleans its texts with clean_text, from here
 log = logging.getLogger(__name__)
 
 EMPTY_TEXT, INVALID_SCORE = "empty_text", "invalid_score"
+# Rows of a Parquet or JSON file whose text column holds numbers or another non-text type: a wrong
+# --text-column, most likely (the stars?). Their string forms ("5") are not reviews to learn from.
+TEXT_NOT_STRING = "text_not_string"
 
 
 def text_column_names(text_column: str | Sequence[str]) -> list[str]:
@@ -58,6 +61,9 @@ def read_labeled(paths: list[str], text_column: str | Sequence[str], score_colum
     say a second time what the listing says (a file the inputs reach twice).
     `group_column`, when given, is read too (as a string) and comes back as the column `group`
     (`evaluate --by`): every file must have it.
+    A Parquet or JSON file whose text column is not text (int64, say) is read, with a warning
+    naming it, and its rows are marked TEXT_NOT_STRING, as `sentiment score` keeps such rows with
+    an error. (A CSV's text is always read as a string: reviews that are all digits stay texts.)
 
     Raises:
         InputError: a path matches no file, a file is unreadable, or lacks one of the columns.
@@ -70,6 +76,8 @@ def read_labeled(paths: list[str], text_column: str | Sequence[str], score_colum
     schemas = {path: schema for path, (schema, _) in zip(files.paths, check_files(files, kinds))}
     # (format, the file's own name for the text column) -> its files
     by_format: dict[tuple[str, str], list[str]] = {}
+    not_text: dict[str, str] = {}  # path -> its text column's type, where that is not text
+    named = []
     for path, uri, kind in zip(files.paths, files.uris, kinds):
         have = schemas[path].names
         own_text = next((name for name in names if name in have), None)
@@ -80,12 +88,18 @@ def read_labeled(paths: list[str], text_column: str | Sequence[str], score_colum
                              f"Choose columns with --text-column / --score-column{' / --by' if group_column else ''}"
                              + (" (give --text-column every name the files use)" if not own_text else ""))
         by_format.setdefault((kind, own_text), []).append(path)
+        if kind != "csv" and not is_text(schemas[path].field(own_text).type):
+            not_text[path] = str(schemas[path].field(own_text).type)
+            named.append(f"{not_text[path]} in {uri}")
+    if not_text:
+        log.warning("the text column holds no text in %d file(s) (%s): their rows are counted as %s and left out",
+                    len(not_text), "; ".join(named)[:500], TEXT_NOT_STRING)
     parts = []
     extra = [group_column] if group_column and group_column not in (score_column, *names) else []
     for (kind, own_text), kind_paths in by_format.items():
         parts += [_renamed(part, own_text, names[0])
                   for part in _read_columns(kind, kind_paths, [own_text, score_column, *extra], schemas,
-                                            files.filesystem)]
+                                            files.filesystem, not_text)]
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if limit:
         dataset = dataset.random_shuffle(seed=seed).limit(limit)
@@ -93,27 +107,41 @@ def read_labeled(paths: list[str], text_column: str | Sequence[str], score_colum
                                                       "group_column": group_column}, batch_format="pandas")
 
 
-def _read_columns(kind: str, paths: list[str], columns: list[str], schemas: dict, filesystem) -> list:
+def _read_columns(kind: str, paths: list[str], columns: list[str], schemas: dict, filesystem,
+                  not_text: dict[str, str]) -> list:
     """Lazy Datasets of paths' (all of one format) text and score columns (and a --by column), as strings.
 
     They are read as strings: a score like "five" must become a counted bad row, not a
     type-inference crash, numeric-looking texts must stay texts, and files that disagree on a
-    column's type (int64 stars here, "4" there) still read as one dataset."""
+    column's type (int64 stars here, "4" there) still read as one dataset.
+    Where some file's text column is not text (not_text, read_labeled's), every part also has
+    TEXT_TYPE_COLUMN: that type on the rows of such a file, null on the others. (Each group read
+    together shares the text column's type, so a part is all one or the other.)"""
+    parts = _read_columns_as_strings(kind, paths, columns, schemas, filesystem)
+    if not not_text:
+        return [part for part, _ in parts]
+    return [part.map_batches(with_text_type, batch_format="pyarrow", batch_size=None, fn_args=(not_text.get(first),))
+            for part, first in parts]
+
+
+def _read_columns_as_strings(kind: str, paths: list[str], columns: list[str], schemas: dict, filesystem) -> list:
+    """_read_columns' parts, each with the first of its files (whose text column's type all share)."""
     if kind == "csv":
         convert = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns})
         blocks = csv_read_options(schemas[path] for path in paths)
-        return [ray.data.read_csv(group, parse_options=CSV_PARSE, convert_options=convert, read_options=blocks,
-                                  arrow_open_stream_args={"compression": codec}, **read_options(filesystem, "csv"))
-                for codec, group in by_compression(paths).items()]  # Ray detects lower-case names only
+        return [(ray.data.read_csv(group, parse_options=CSV_PARSE, convert_options=convert, read_options=blocks,
+                                   arrow_open_stream_args={"compression": codec}, **read_options(filesystem, "csv")),
+                 group[0]) for codec, group in by_compression(paths).items()]  # Ray detects lower-case names only
     read = read_parquet if kind == "parquet" else ray.data.read_json
     parts = []
     for group in group_by_column_types(paths, schemas, columns):
         codecs = by_compression(group).items() if kind == "json" else [(None, group)]
         for codec, same_codec in codecs:
             stream_args = {"arrow_open_stream_args": {"compression": codec}} if kind == "json" else {}
-            parts.append(read(same_codec, **stream_args, **read_options(filesystem, kind))
-                         .select_columns(columns)
-                         .map_batches(as_plain_strings, fn_args=(columns,), batch_format="pyarrow", batch_size=None))
+            parts.append((read(same_codec, **stream_args, **read_options(filesystem, kind))
+                          .select_columns(columns)
+                          .map_batches(as_plain_strings, fn_args=(columns,), batch_format="pyarrow", batch_size=None),
+                          same_codec[0]))
     return parts
 
 
@@ -133,6 +161,8 @@ def _normalize(batch: pd.DataFrame, text_column: str, score_column: str, group_c
     text = clean_text(batch[text_column])
     label = scores_to_label_ids(batch[score_column].astype(object))
     problem = np.where(text == "", EMPTY_TEXT, np.where(label == INVALID_LABEL, INVALID_SCORE, ""))
+    if TEXT_TYPE_COLUMN in batch:
+        problem = np.where(batch[TEXT_TYPE_COLUMN].notna().to_numpy(), TEXT_NOT_STRING, problem)
     columns = {"text": text.to_numpy(dtype=object), "label": label, "problem": problem}
     if group_column:  # a missing value is a group of its own, named so
         columns["group"] = batch[group_column].astype(object).where(batch[group_column].notna(), "(missing)").astype(str).to_numpy(dtype=object)
@@ -303,10 +333,18 @@ def _splits_in_driver(problems: dict, unique: pd.DataFrame, shuffle_seed: int, s
                          held_out_hash(frames["validation"]["text"], frames["test"]["text"]))
 
 
+def unusable_rows(problems: dict, score_words: str = "a score outside 1-5") -> str:
+    """The rows left out, in words: "3 with empty text, 4 with a score outside 1-5" (and the rows
+    of files whose text column held no text, where there were any)."""
+    words = f"{problems.get(EMPTY_TEXT, 0)} with empty text, {problems.get(INVALID_SCORE, 0)} with {score_words}"
+    if problems.get(TEXT_NOT_STRING):
+        words += f", {problems[TEXT_NOT_STRING]} in a text column that holds no text"
+    return words
+
+
 def _refuse_if_none_usable(paths: list[str], problems: dict) -> None:
     if not problems.get("", 0):
-        raise InputError(f"no usable rows in {paths}: {problems.get(EMPTY_TEXT, 0)} with empty text, "
-                         f"{problems.get(INVALID_SCORE, 0)} with a score outside 1-5")
+        raise InputError(f"no usable rows in {paths}: {unusable_rows(problems)}")
 
 
 def _row_counts(problems: dict, n_unique: int, per_split: dict, split_args: dict) -> dict:
@@ -316,6 +354,7 @@ def _row_counts(problems: dict, n_unique: int, per_split: dict, split_args: dict
         "rows_read": sum(problems.values()),
         "dropped_empty_text": problems.get(EMPTY_TEXT, 0),
         "dropped_invalid_score": problems.get(INVALID_SCORE, 0),
+        "dropped_text_not_string": problems.get(TEXT_NOT_STRING, 0),
         "dropped_duplicate_text": problems.get("", 0) - n_unique,
         **per_split,
     }
