@@ -79,6 +79,22 @@ def test_every_row_read_is_counted_and_the_labeled_texts_are_left_out(corpus, ad
     assert 0 < counts["held_out"] < 0.2 * len(distinct)
 
 
+def test_a_text_column_of_numbers_is_counted_and_left_out_of_the_corpus(ray_cluster, tmp_path, caplog):
+    """A Parquet file whose text column holds numbers (a wrong column) is named, and its rows are
+    counted as not_text, not adapted on as texts "5"; a CSV of all-digit reviews stays text."""
+    from sentiment.data.corpus import read_corpus
+
+    pd.DataFrame({"content": [f"review {i}" for i in range(30)] + ["12345"]}).to_csv(tmp_path / "text.csv", index=False)
+    pd.DataFrame({"content": [5, 4, 1]}).to_parquet(tmp_path / "numbers.parquet")
+    with caplog.at_level("WARNING", logger="sentiment.io.shards"):
+        corpus = read_corpus([str(tmp_path)], ["content"], held_out_fraction=0.1)
+    assert any("holds no text in 1 file(s) (int64 in " in r.getMessage() and "counted as not_text and left out"
+               in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert corpus.counts["rows_read"] == 34 and corpus.counts["not_text"] == 3
+    texts = set(corpus.train) | set(corpus.held_out)
+    assert "12345" in texts and not texts & {"5", "4", "1"} and len(texts) == 31
+
+
 def test_the_encoder_learns_and_is_saved_for_train_with_the_backbones_pooler(adapted, tiny_backbone):
     metrics = json.loads((adapted / "metrics.json").read_text())
     history = metrics["history"]

@@ -128,7 +128,8 @@ def format_of(path: str, forced: str | None) -> str:
 
 def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
                 keep_columns: list[str] | None = None, reserved: tuple[str, ...] = (),
-                other_text_columns: tuple[str, ...] = (), listed: InputFiles | None = None) -> Shards:
+                other_text_columns: tuple[str, ...] = (), listed: InputFiles | None = None,
+                not_text_fate: str = "their rows are kept, each with the error 'text is not a string'") -> Shards:
     """Resolve input paths to data files and check that every file can be scored.
 
     Args:
@@ -143,6 +144,8 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
             after text_column; such a file's text is read as text_column (Shards.renamed).
         listed: list_shard_files(uris, fmt), where the caller listed them already (listing needs
             no Ray; the checks do).
+        not_text_fate: what becomes of the rows of a file whose text column holds no text
+            (Shards.not_text), as the warning that names such files says it.
 
     Returns:
         The files grouped by format with the columns to read.
@@ -195,8 +198,8 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
             not_text[path] = str(kind)
             named.append(f"{kind} in {uri}")
     if not_text:
-        log.warning("the text column holds no text in %d file(s) (%s): their rows are kept, each with the error "
-                    "'text is not a string'", len(not_text), "; ".join(named)[:500])
+        log.warning("the text column holds no text in %d file(s) (%s): %s", len(not_text), "; ".join(named)[:500],
+                    not_text_fate)
     return Shards(files.filesystem, dict(by_format), files.uris, files.paths, wanted, text_column, parquet_rows,
                   rows_by_uri={uri: rows for uri, (_, rows) in zip(files.uris, found)}, skipped=files.skipped,
                   as_string=disagreeing_columns(files.uris, [schema for schema, _ in found], wanted, text_column),
