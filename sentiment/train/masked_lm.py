@@ -153,7 +153,7 @@ def adapt_loop_per_worker(config: dict) -> None:
     """Ray Train entrypoint; `config` is the worker_config dict that sentiment.adapt builds."""
     from transformers import AutoModelForMaskedLM
 
-    from sentiment.train.worker_loop import quiet_ray_train_report_lines
+    from sentiment.cluster.ray_console import quiet_ray_train_report_lines
 
     quiet_ray_train_report_lines()
     torch.manual_seed(config["seed"])

@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 from ray.data.collate_fn import NumpyBatchCollateFn
 
+from sentiment.cluster.ray_console import quiet_ray_train_report_lines
 from sentiment.model.classifier import build_classifier, save_classifier
 from sentiment.model.readable_text import readable_texts
 from sentiment.pause_points import pause_point
@@ -140,18 +141,6 @@ def _epoch_line(label: str, m: dict) -> str:
             f"{m['train_seconds']:.1f}s train, {m['train_reviews_per_second']:.1f} reviews/s "
             f"({m['train_reviews_per_second_per_worker']:.1f} per worker{mfu}){compile_seconds}, "
             f"{m['epoch_seconds']:.0f}s epoch")
-
-
-def quiet_ray_train_report_lines() -> None:
-    """Ray Train logs each rank's every ray.train.report as one INFO line holding the whole metrics
-    dict again (about 800 characters, 2 per epoch in the demo, 16 per epoch on 8 GPUs), streamed to
-    the user's console; the epoch line rank 0 logs says the same once. Its logger is named by the
-    module's file path (logging.getLogger(__file__) in Ray 2.60); warnings still show."""
-    try:
-        from ray.train.v2._internal.execution import context
-    except ImportError:  # another Ray layout: its lines stay
-        return
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def train_loop_per_worker(config: dict) -> None:
