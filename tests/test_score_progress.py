@@ -1,10 +1,10 @@
-"""The progress line of `sentiment score` (sentiment/score/progress.py): its arithmetic with a
+"""The progress line of `sentiment score` (sentiment/progress.py, sentiment/score/progress.py): its arithmetic with a
 clock the test moves. A real run's lines, while its actor is killed and restarted, are checked in
 tests/test_reliability_scoring.py."""
 
 from __future__ import annotations
 
-from sentiment.score.progress import ScoringProgress
+from sentiment.progress import RowProgress
 
 
 class Clock:
@@ -17,7 +17,7 @@ class Clock:
 
 def test_a_line_is_due_every_interval_with_the_rate_measured_from_the_first_rows_scored():
     clock = Clock()
-    progress = ScoringProgress(total_rows=10_000, every_s=30, clock=clock)
+    progress = RowProgress(total_rows=10_000, every_s=30, clock=clock)
     clock.now += 29
     assert progress.update(0) is None  # not due yet
     clock.now += 1
@@ -36,7 +36,7 @@ def test_a_line_is_due_every_interval_with_the_rate_measured_from_the_first_rows
 
 
 def test_durations_round_to_whole_seconds_then_read_in_minutes_and_hours():
-    from sentiment.score.progress import duration
+    from sentiment.progress import duration
 
     assert [duration(s) for s in (0.4, 59.4, 59.6, 92.4, 3599.6, 3725)] == [
         "0 s", "59 s", "1 min 0 s", "1 min 32 s", "1 h 0 min", "1 h 2 min"]
@@ -44,7 +44,7 @@ def test_durations_round_to_whole_seconds_then_read_in_minutes_and_hours():
 
 def test_hours_and_minutes_read_as_such():
     clock = Clock()
-    progress = ScoringProgress(total_rows=2_000_000, every_s=1, clock=clock)
+    progress = RowProgress(total_rows=2_000_000, every_s=1, clock=clock)
     progress.update(1)
     clock.now += 3_725
     assert progress.update(1_000_001) == ("scored 1,000,001 of 2,000,000 rows (50%) in 1 h 2 min, "

@@ -15,59 +15,12 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
+
+from sentiment.progress import RowProgress
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PROGRESS_EVERY_S = 30.0
-
-
-def duration(seconds: float) -> str:
-    """"12 s", "1 min 32 s", "2 h 5 min"."""
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    minutes, whole = divmod(whole, 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min {whole} s"
-
-
-class ScoringProgress:
-    """What one run has scored, and the line to log when one is due.
-
-    The rate is measured from the first rows that reached the writer, so the start-up (the cluster,
-    the model actors loading the model) does not make the time left look longer than it is.
-    """
-
-    def __init__(self, total_rows: int, every_s: float, clock=time.monotonic):
-        self.total_rows = total_rows
-        self.every_s = every_s
-        self._clock = clock
-        self._started = clock()
-        self._last_line = self._started
-        self._first: tuple[float, int] | None = None  # (time, rows) when rows first reached the writer
-
-    def update(self, rows_done: int) -> str | None:
-        """Record the rows scored so far; returns the progress line when every_s has passed since
-        the last one (or the start), else None."""
-        now = self._clock()
-        if self._first is None and rows_done > 0:
-            self._first = (now, rows_done)
-        if now - self._last_line < self.every_s:
-            return None
-        self._last_line = now
-        return self.line(rows_done, now)
-
-    def line(self, rows_done: int, now: float) -> str:
-        share = rows_done / self.total_rows if self.total_rows else 1.0
-        text = f"scored {rows_done:,} of {self.total_rows:,} rows ({share:.0%}) in {duration(now - self._started)}"
-        if self._first is None:
-            return text + "; no rows scored yet (the model actors start, then score a first window)"
-        since, rows_then = self._first
-        if now > since and rows_done > rows_then:
-            rate = (rows_done - rows_then) / (now - since)
-            left = max(self.total_rows - rows_done, 0) / rate
-            text += f", {rate:,.0f} rows/s; about {duration(left)} left"
-        return text
 
 
 def rows_handed_to_writer(executor) -> int:
@@ -77,7 +30,7 @@ def rows_handed_to_writer(executor) -> int:
 
 
 def report_progress(ds, total_rows: int, every_s: float) -> None:
-    """Log a ScoringProgress line every every_s seconds while `ds` is written; 0 turns it off.
+    """Log a RowProgress line every every_s seconds while `ds` is written; 0 turns it off.
 
     The line comes from a Ray Data execution callback that runs in the driver's executor loop;
     it never fails the run (a progress line describes a night, it must not fail one: the metric
@@ -87,7 +40,7 @@ def report_progress(ds, total_rows: int, every_s: float) -> None:
 
     if not every_s or total_rows <= 0:
         return
-    progress = ScoringProgress(total_rows, every_s)
+    progress = RowProgress(total_rows, every_s)
 
     class LogScoringProgress(ExecutionCallback):
         failed = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 from sentiment.data.labels import LABELS
-from sentiment.score.progress import duration
+from sentiment.progress import duration
 
 
 def build_summary(written: list[dict], *, wall_s: float, model: str, output: str, inputs: list[str],
