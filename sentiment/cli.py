@@ -16,7 +16,7 @@ from sentiment.data.labels import DEFAULT_PSEUDO_MIN_CONFIDENCE, DEFAULT_PSEUDO_
 from sentiment.errors import SentimentError
 from sentiment.model.classifier import DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS
 from sentiment.model.recipes import describe_recipes
-from sentiment.score.progress import DEFAULT_PROGRESS_EVERY_S
+from sentiment.progress import DEFAULT_PROGRESS_EVERY_S
 from sentiment.score.summary import LABEL_SHIFT_WARNING
 from sentiment.train.compiled import COMPILE_HELP, COMPILE_MODES
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import time
 
+# How often a line is logged, unless a command is told otherwise (`score --progress-every`).
+DEFAULT_PROGRESS_EVERY_S = 30.0
+
 
 def duration(seconds: float) -> str:
     """"12 s", "1 min 32 s", "2 h 5 min"."""

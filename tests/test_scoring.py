@@ -229,9 +229,10 @@ def spread_classifier(shared_data, tmp_path_factory) -> str:
 
 
 def test_small_datasets_scored_in_the_driver_match_the_actor(shared_data, ray_cluster, spread_classifier,
-                                                              monkeypatch):
+                                                              monkeypatch, caplog):
     """`sentiment train` and `evaluate` score small datasets in the driver (IN_DRIVER_MAX_ROWS),
-    large ones in an actor: both give every row the same prediction."""
+    large ones in an actor: both give every row the same prediction, and the actor's rows are
+    counted in progress lines as they come back."""
     import ray
 
     import sentiment.model.labeling as labeling
@@ -243,11 +244,15 @@ def test_small_datasets_scored_in_the_driver_match_the_actor(shared_data, ray_cl
     in_driver = labeling.predict_labels_of_splits(splits, spread_classifier, max_length=64, precision="fp32",
                                                   with_confidence=True)
     monkeypatch.setattr(labeling, "IN_DRIVER_MAX_ROWS", 0)
+    monkeypatch.setattr(labeling, "PROGRESS_EVERY_S", 1e-9)  # a line for every batch that comes back
     # The model named relative to the user's directory: the actor runs in another one. (`sentiment
     # evaluate`'s one-dataset path through the actor: the baseline test below.)
     monkeypatch.chdir(Path(spread_classifier).parent)
-    by_actor = labeling.predict_labels_of_splits(splits, Path(spread_classifier).name, max_length=64,
-                                                 precision="fp32", with_confidence=True)
+    with caplog.at_level("INFO", logger="sentiment.model.labeling"):
+        by_actor = labeling.predict_labels_of_splits(splits, Path(spread_classifier).name, max_length=64,
+                                                     precision="fp32", with_confidence=True)
+    lines = [r.getMessage() for r in caplog.records if r.name == "sentiment.model.labeling"]
+    assert lines and lines[-1].startswith(f"scored {len(texts)} of {len(texts)} rows (100%) in "), lines
     for name in splits:
         rows, predicted, confidence = in_driver[name]
         assert sorted(rows) == [i for i in range(len(texts)) if i % 2 == (name == "test")]

@@ -5,12 +5,20 @@ models, so they see the very same rows)."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import ray
 
 from sentiment.cluster.resources import largest_node_cpus, require
 from sentiment.io.storage import absolute_uri
 from sentiment.model.classifier import DEFAULT_MAX_LENGTH
+from sentiment.progress import DEFAULT_PROGRESS_EVERY_S, RowProgress
+
+log = logging.getLogger(__name__)
+# A "scored N of M rows" line this often while the actor scores: a million held-out reviews keep
+# one CPU actor busy for the better part of an hour, and nothing else is printed meanwhile.
+PROGRESS_EVERY_S = DEFAULT_PROGRESS_EVERY_S
 
 
 def _pred_column(index: int) -> str:
@@ -74,10 +82,11 @@ def predict_labels(dataset: ray.data.Dataset, model_uri: str, *, rows: int | Non
     options = {"batch_size": batch_size, "max_length": max_length, "use_gpu": use_gpu, "precision": precision,
                "tokens_per_batch": tokens_per_batch}
     models = [model_uri, *([baseline_uri] if baseline_uri else [])]
-    if not use_gpu and (dataset.count() if rows is None else rows) <= IN_DRIVER_MAX_ROWS:
+    rows = dataset.count() if rows is None else rows
+    if not use_gpu and rows <= IN_DRIVER_MAX_ROWS:
         return _predict_in_driver({"all": dataset}, models, with_group=with_group, with_confidence=with_confidence,
                                   **options)["all"]
-    frame = _predictions(dataset, models, **options)  # every column but the text comes back
+    frame = _predictions(dataset, models, rows=rows, **options)  # every column but the text comes back
     return (frame["label"].to_numpy(), *(frame[_pred_column(i)].to_numpy() for i in range(len(models))),
             *([frame["group"].to_numpy()] if with_group else []),
             *([frame[CONFIDENCE_COLUMN].to_numpy()] if with_confidence else []))
@@ -94,7 +103,8 @@ def predict_labels_of_splits(splits: dict[str, ray.data.Dataset], model_uri: str
     """
     import pandas as pd
 
-    if not options.get("use_gpu") and sum(dataset.count() for dataset in splits.values()) <= IN_DRIVER_MAX_ROWS:
+    rows = sum(dataset.count() for dataset in splits.values())
+    if not options.get("use_gpu") and rows <= IN_DRIVER_MAX_ROWS:
         return _predict_in_driver(splits, [model_uri], with_confidence=with_confidence, **options)
 
     def tagged(dataset: ray.data.Dataset, name: str) -> ray.data.Dataset:
@@ -103,7 +113,7 @@ def predict_labels_of_splits(splits: dict[str, ray.data.Dataset], model_uri: str
     names = list(splits)
     datasets = [tagged(splits[name], name) for name in names]
     frame = _predictions(datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0], [model_uri],
-                         **options)
+                         rows=rows, **options)
     return {name: tuple(frame.loc[frame["split"] == name, column].to_numpy()
                         for column in ("label", "pred", *([CONFIDENCE_COLUMN] if with_confidence else [])))
             for name in names}
@@ -131,7 +141,7 @@ def _predict_in_driver(splits: dict[str, ray.data.Dataset], model_uris: list[str
                    *([confidence[name]] if with_confidence else [])) for name, frame in frames.items()}
 
 
-def _predictions(dataset: ray.data.Dataset, model_uris: list[str], *, batch_size: int | None = None,
+def _predictions(dataset: ray.data.Dataset, model_uris: list[str], *, rows: int, batch_size: int | None = None,
                  max_length: int = DEFAULT_MAX_LENGTH, use_gpu: bool = False, precision: str = "auto",
                  tokens_per_batch: int | None = None):
     require({"CPU": 1, "GPU": 1 if use_gpu else 0}, 1, "evaluate --gpu" if use_gpu else "evaluate")
@@ -145,4 +155,20 @@ def _predictions(dataset: ray.data.Dataset, model_uris: list[str], *, batch_size
         # 4096 rows per call: the predictor sorts them by length, so its batches pad little.
         batch_size=4096, compute=ray.data.ActorPoolStrategy(size=1),
         num_gpus=1 if use_gpu else 0, num_cpus=max(1, cpus - 1) if not use_gpu else 1)
-    return predicted.to_pandas()
+    return _collected(predicted, rows)
+
+
+def _collected(predicted: ray.data.Dataset, rows: int):
+    """predicted's rows as one frame on the driver, with a progress line every PROGRESS_EVERY_S
+    (RowProgress, as `sentiment score` logs them) while they come back."""
+    import pandas as pd
+
+    progress = RowProgress(rows, PROGRESS_EVERY_S)
+    frames, done = [], 0
+    for frame in predicted.iter_batches(batch_format="pandas", batch_size=None):
+        frames.append(frame)
+        done += len(frame)
+        line = progress.update(done) if PROGRESS_EVERY_S else None
+        if line:
+            log.info(line)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -24,7 +24,8 @@ from sentiment.score.actor import ScoringActor, model_id, tokenize_for_model
 from sentiment.score.columns import OUTPUT_COLUMNS
 from sentiment.score.lock import live_holder
 from sentiment.score.sink import ScoredParquetSink
-from sentiment.score.progress import DEFAULT_PROGRESS_EVERY_S, report_progress
+from sentiment.progress import DEFAULT_PROGRESS_EVERY_S
+from sentiment.score.progress import report_progress
 from sentiment.score.stages import enable_stage_timing, stage_table
 from sentiment.score.summary import (LABEL_SHIFT_WARNING, build_summary, compare_with_previous, describe_night,
                                      input_files)

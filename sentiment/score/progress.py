@@ -20,7 +20,6 @@ from sentiment.progress import RowProgress
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROGRESS_EVERY_S = 30.0
 
 
 def rows_handed_to_writer(executor) -> int:
