@@ -25,7 +25,9 @@ class RowProgress:
     """What one run has scored of rows counted up front, and the line to log when one is due.
 
     The rate is measured from the first rows scored, so the start-up (the cluster, the model
-    actors loading the model) does not make the time left look longer than it is.
+    actors loading the model) does not make the time left look longer than it is. Where the first
+    rows are all there is yet (rows that come back in large blocks, as evaluate's do), the rate
+    is measured from the start and says so: a time left that errs long, rather than none.
     """
 
     def __init__(self, total_rows: int, every_s: float, clock=time.monotonic):
@@ -54,7 +56,10 @@ class RowProgress:
             return text + "; no rows scored yet (the model actors start, then score a first window)"
         since, rows_then = self._first
         if now > since and rows_done > rows_then:
-            rate = (rows_done - rows_then) / (now - since)
-            left = max(self.total_rows - rows_done, 0) / rate
-            text += f", {rate:,.0f} rows/s; about {duration(left)} left"
-        return text
+            rate, so_far = (rows_done - rows_then) / (now - since), ""
+        elif now > self._started:
+            rate, so_far = rows_done / (now - self._started), " so far, start-up included"
+        else:
+            return text
+        left = max(self.total_rows - rows_done, 0) / rate
+        return text + f", {rate:,.0f} rows/s{so_far}; about {duration(left)} left"

@@ -35,6 +35,17 @@ def test_a_line_is_due_every_interval_with_the_rate_measured_from_the_first_rows
     assert line == "scored 10,000 of 10,000 rows (100%) in 1 min 30 s, 180 rows/s; about 0 s left"
 
 
+def test_rows_that_arrive_in_one_block_get_a_rate_from_the_start_and_say_so():
+    # evaluate's rows come back in blocks of thousands: the first line may see only the first rows.
+    clock = Clock()
+    progress = RowProgress(total_rows=13_473, every_s=30, clock=clock)
+    clock.now += 78
+    assert progress.update(5_679) == ("scored 5,679 of 13,473 rows (42%) in 1 min 18 s, 73 rows/s so far, "
+                                      "start-up included; about 1 min 47 s left")
+    clock.now += 30
+    assert progress.update(9_775) == "scored 9,775 of 13,473 rows (73%) in 1 min 48 s, 137 rows/s; about 27 s left"
+
+
 def test_durations_round_to_whole_seconds_then_read_in_minutes_and_hours():
     from sentiment.progress import duration
 
