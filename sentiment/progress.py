@@ -36,7 +36,7 @@ class RowProgress:
         self._clock = clock
         self._started = clock()
         self._last_line = self._started
-        self._first: tuple[float, int] | None = None  # (time, rows) when rows first reached the writer
+        self._first: tuple[float, int] | None = None  # (time, rows) when the first rows were scored
 
     def update(self, rows_done: int) -> str | None:
         """Record the rows scored so far; returns the progress line when every_s has passed since

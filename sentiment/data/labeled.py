@@ -23,8 +23,8 @@ from sentiment.errors import InputError
 from sentiment.io.storage import InputFiles
 from sentiment.io.file_checks import CSV_PARSE, check_files, csv_read_options
 from sentiment.data.labels import INVALID_LABEL, LABELS, scores_to_label_ids
-from sentiment.io.shards import (TEXT_TYPE_COLUMN, as_plain_strings, by_compression, format_of, group_by_column_types,
-                                 is_text, list_shard_files, read_options, read_parquet, with_text_type)
+from sentiment.io.shards import (TEXT_TYPE_COLUMN, as_plain_strings, by_compression, files_without_text, format_of,
+                                 group_by_column_types, list_shard_files, read_options, read_parquet, with_text_type)
 
 if TYPE_CHECKING:  # pseudo_labels cleans its texts with clean_text, from here
     from sentiment.data.pseudo_labels import PseudoLabels
@@ -76,8 +76,7 @@ def read_labeled(paths: list[str], text_column: str | Sequence[str], score_colum
     schemas = {path: schema for path, (schema, _) in zip(files.paths, check_files(files, kinds))}
     # (format, the file's own name for the text column) -> its files
     by_format: dict[tuple[str, str], list[str]] = {}
-    not_text: dict[str, str] = {}  # path -> its text column's type, where that is not text
-    named = []
+    text_types = []  # (uri, path, format, the type of its text column)
     for path, uri, kind in zip(files.paths, files.uris, kinds):
         have = schemas[path].names
         own_text = next((name for name in names if name in have), None)
@@ -88,12 +87,8 @@ def read_labeled(paths: list[str], text_column: str | Sequence[str], score_colum
                              f"Choose columns with --text-column / --score-column{' / --by' if group_column else ''}"
                              + (" (give --text-column every name the files use)" if not own_text else ""))
         by_format.setdefault((kind, own_text), []).append(path)
-        if kind != "csv" and not is_text(schemas[path].field(own_text).type):
-            not_text[path] = str(schemas[path].field(own_text).type)
-            named.append(f"{not_text[path]} in {uri}")
-    if not_text:
-        log.warning("the text column holds no text in %d file(s) (%s): their rows are counted as %s and left out",
-                    len(not_text), "; ".join(named)[:500], TEXT_NOT_STRING)
+        text_types.append((uri, path, kind, schemas[path].field(own_text).type))
+    not_text = files_without_text(text_types, f"their rows are counted as {TEXT_NOT_STRING} and left out")
     parts = []
     extra = [group_column] if group_column and group_column not in (score_column, *names) else []
     for (kind, own_text), kind_paths in by_format.items():
@@ -117,31 +112,29 @@ def _read_columns(kind: str, paths: list[str], columns: list[str], schemas: dict
     Where some file's text column is not text (not_text, read_labeled's), every part also has
     TEXT_TYPE_COLUMN: that type on the rows of such a file, null on the others. (Each group read
     together shares the text column's type, so a part is all one or the other.)"""
-    parts = _read_columns_as_strings(kind, paths, columns, schemas, filesystem)
-    if not not_text:
-        return [part for part, _ in parts]
-    return [part.map_batches(with_text_type, batch_format="pyarrow", batch_size=None, fn_args=(not_text.get(first),))
-            for part, first in parts]
+    def marked(part: ray.data.Dataset, group: list[str]) -> ray.data.Dataset:
+        if not not_text:
+            return part
+        return part.map_batches(with_text_type, batch_format="pyarrow", batch_size=None,
+                                fn_args=(not_text.get(group[0]),))
 
-
-def _read_columns_as_strings(kind: str, paths: list[str], columns: list[str], schemas: dict, filesystem) -> list:
-    """_read_columns' parts, each with the first of its files (whose text column's type all share)."""
     if kind == "csv":
         convert = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns})
         blocks = csv_read_options(schemas[path] for path in paths)
-        return [(ray.data.read_csv(group, parse_options=CSV_PARSE, convert_options=convert, read_options=blocks,
-                                   arrow_open_stream_args={"compression": codec}, **read_options(filesystem, "csv")),
-                 group[0]) for codec, group in by_compression(paths).items()]  # Ray detects lower-case names only
+        return [marked(ray.data.read_csv(group, parse_options=CSV_PARSE, convert_options=convert, read_options=blocks,
+                                         arrow_open_stream_args={"compression": codec},
+                                         **read_options(filesystem, "csv")), group)
+                for codec, group in by_compression(paths).items()]  # Ray detects lower-case names only
     read = read_parquet if kind == "parquet" else ray.data.read_json
     parts = []
     for group in group_by_column_types(paths, schemas, columns):
         codecs = by_compression(group).items() if kind == "json" else [(None, group)]
         for codec, same_codec in codecs:
             stream_args = {"arrow_open_stream_args": {"compression": codec}} if kind == "json" else {}
-            parts.append((read(same_codec, **stream_args, **read_options(filesystem, kind))
-                          .select_columns(columns)
-                          .map_batches(as_plain_strings, fn_args=(columns,), batch_format="pyarrow", batch_size=None),
-                          same_codec[0]))
+            parts.append(marked(read(same_codec, **stream_args, **read_options(filesystem, kind))
+                                .select_columns(columns)
+                                .map_batches(as_plain_strings, fn_args=(columns,), batch_format="pyarrow",
+                                             batch_size=None), same_codec))
     return parts
 
 

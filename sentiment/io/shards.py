@@ -115,6 +115,25 @@ def plain_text(batch: pa.Table, text_column: str) -> pa.Table:
     return as_plain_strings(batch, [text_column]) if is_text(column.type) else batch
 
 
+def files_without_text(text_types, fate: str) -> dict[str, str]:
+    """path -> its text column's type, for each Parquet or JSON file whose text column holds no
+    text (numbers, most likely a wrong --text-column), all named in one warning that ends with
+    `fate`, what becomes of their rows. CSV text is always read as a string, so no CSV is one.
+
+    Args:
+        text_types: (uri, path, format, the text column's pa.DataType) of every file.
+    """
+    not_text, named = {}, []
+    for uri, path, fmt, kind in text_types:
+        if fmt != "csv" and not is_text(kind):
+            not_text[path] = str(kind)
+            named.append(f"{kind} in {uri}")
+    if not_text:
+        log.warning("the text column holds no text in %d file(s) (%s): %s", len(not_text), "; ".join(named)[:500],
+                    fate)
+    return not_text
+
+
 def format_of(path: str, forced: str | None) -> str:
     """The format of one file: forced by --format, else from its extension (any case)."""
     if forced:
@@ -191,15 +210,9 @@ def find_shards(uris: list[str], *, text_column: str, fmt: str | None = None,
     parquet_rows = sum(rows for rows, f in zip((r for _, r in found), formats) if f == "parquet")
     if files.skipped:
         log.warning("not reading %d file(s) that are not data: %s", len(files.skipped), ", ".join(files.skipped[:5]))
-    not_text, named = {}, []
-    for uri, path, fmt, (schema, _) in zip(files.uris, files.paths, formats, found):
-        kind = schema.field(renamed.get(path, text_column)).type
-        if fmt != "csv" and not is_text(kind):  # CSV text is always read as a string
-            not_text[path] = str(kind)
-            named.append(f"{kind} in {uri}")
-    if not_text:
-        log.warning("the text column holds no text in %d file(s) (%s): %s", len(not_text), "; ".join(named)[:500],
-                    not_text_fate)
+    not_text = files_without_text(((uri, path, fmt, schema.field(renamed.get(path, text_column)).type)
+                                   for uri, path, fmt, (schema, _) in zip(files.uris, files.paths, formats, found)),
+                                  not_text_fate)
     return Shards(files.filesystem, dict(by_format), files.uris, files.paths, wanted, text_column, parquet_rows,
                   rows_by_uri={uri: rows for uri, (_, rows) in zip(files.uris, found)}, skipped=files.skipped,
                   as_string=disagreeing_columns(files.uris, [schema for schema, _ in found], wanted, text_column),
