@@ -12,6 +12,25 @@ from pathlib import Path
 import pytest
 
 
+# Connects as a command does, runs a small Ray Data job in the driver and in a worker, and prints
+# where it connected and what Ray Data's console handler and the warning filters are in each.
+CONSOLE_PROBE = ("import json, logging, os, ray, ray.data\n"
+                 "from sentiment.cluster.connect import ensure_connected\n"
+                 "ensure_connected()\n"
+                 "def console_levels():\n"
+                 "    return sorted({h.level for h in logging.getLogger('ray.data').handlers\n"
+                 "                   if type(h).__name__ == 'PlainRayHandler'})\n"
+                 "@ray.remote\n"
+                 "def in_a_worker():\n"
+                 "    ray.data.range(4).materialize()\n"
+                 "    return console_levels(), os.environ.get('PYTHONWARNINGS')\n"
+                 "ray.data.range(4).materialize()\n"
+                 "node = ray._private.worker._global_node\n"
+                 "print(json.dumps({'head': node.head, 'gcs': ray.get_runtime_context().gcs_address,\n"
+                 "                  'config': node._ray_params._system_config, 'driver': console_levels(),\n"
+                 "                  'worker': ray.get(in_a_worker.remote())}))\n")
+
+
 def test_a_command_starts_its_own_cluster_beside_another_commands_and_keeps_its_idle_workers(ray_cluster, tmp_path):
     import ray
 
@@ -30,23 +49,8 @@ def test_a_command_starts_its_own_cluster_beside_another_commands_and_keeps_its_
     env.update(RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(ray_tmp))
     # It also runs a small Ray Data job in the driver and in a worker: neither may print Ray Data's
     # INFO lines to the console (sentiment/cluster/ray_console.py), and both keep its warnings.
-    probe = ("import json, logging, os, ray, ray.data\n"
-             "from sentiment.cluster.connect import ensure_connected\n"
-             "ensure_connected()\n"
-             "def console_levels():\n"
-             "    return sorted({h.level for h in logging.getLogger('ray.data').handlers\n"
-             "                   if type(h).__name__ == 'PlainRayHandler'})\n"
-             "@ray.remote\n"
-             "def in_a_worker():\n"
-             "    ray.data.range(4).materialize()\n"
-             "    return console_levels(), os.environ.get('PYTHONWARNINGS')\n"
-             "ray.data.range(4).materialize()\n"
-             "node = ray._private.worker._global_node\n"
-             "print(json.dumps({'head': node.head, 'gcs': ray.get_runtime_context().gcs_address,\n"
-             "                  'config': node._ray_params._system_config, 'driver': console_levels(),\n"
-             "                  'worker': ray.get(in_a_worker.remote())}))\n")
     try:
-        result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True,
+        result = subprocess.run([sys.executable, "-c", CONSOLE_PROBE], env=env, cwd=tmp_path, capture_output=True,
                                 text=True, timeout=120)  # a real start (10 s)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -77,11 +81,22 @@ def test_joining_by_address_without_the_token_mode_says_how_to_send_the_token(ra
     last = result.stderr.strip().splitlines()[-1]
     assert f"cannot connect to the Ray cluster at {env['RAY_ADDRESS']}" in last
     assert "set RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN" in last
-    # With the mode set, as the hint says, the same join works.
+    # With the mode set, as the hint says, the same join works. As a job submitted with
+    # `--runtime-env-json '{"env_vars": {"PYTHONWARNINGS": ...}}'`: that variable is the user's in
+    # the driver and in the job's runtime env. The job's workers, started by the cluster and not by
+    # this driver, still get our quiet Ray Data console; the user's warning filter wins over ours.
     env["RAY_AUTH_MODE"] = "token"
-    joined = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
-                            timeout=120)
+    theirs = "error::ResourceWarning"
+    env = {k: v for k, v in env.items() if k != "RAY_DATA_LOGGING_CONFIG"} | {"PYTHONWARNINGS": theirs}
+    env["RAY_JOB_CONFIG_JSON_ENV_VAR"] = json.dumps({"runtime_env": {"env_vars": {"PYTHONWARNINGS": theirs}}})
+    joined = subprocess.run([sys.executable, "-c", CONSOLE_PROBE], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
     assert joined.returncode == 0, joined.stderr[-2000:]
+    report = json.loads(joined.stdout.strip().splitlines()[-1])
+    assert report["gcs"] == env["RAY_ADDRESS"] and not report["head"]
+    assert report["driver"] == [logging.WARNING]
+    assert report["worker"] == [[logging.WARNING], theirs]
+    assert "Starting execution of Dataset" not in joined.stderr, joined.stderr[-3000:]
 
 
 @pytest.mark.parametrize("address, recorded, joins", [

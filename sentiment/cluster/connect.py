@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -30,8 +31,9 @@ def ensure_connected() -> None:
     its CPUs until then (a score joined a running training's cluster and waited, silently, for CPUs
     the training never freed).
 
-    Ray Data's INFO lines stay out of this process's console, and out of the workers' where the
-    cluster is our own (sentiment/cluster/ray_console.py).
+    Ray Data's INFO lines stay out of this process's console and out of its workers'
+    (sentiment/cluster/ray_console.py): a cluster we start inherits the settings from this
+    process's environment, and a job on a cluster someone else started sends them to its workers.
 
     Raises:
         SentimentError: if RAY_ADDRESS names a cluster that cannot be reached (one line, not
@@ -47,14 +49,14 @@ def ensure_connected() -> None:
     address = os.environ.get("RAY_ADDRESS")
     try:
         if address and address != "local":
-            ray.init()
+            ray.init(runtime_env=_console_runtime_env())
             return
         if not address:
             if _ray_start_address():
                 try:
                     # Without an address Ray joins the recorded cluster, and sends it the node's
                     # token (given an address, it does not).
-                    ray.init()
+                    ray.init(runtime_env=_console_runtime_env())
                     return
                 except ConnectionError:
                     pass  # a record left behind by a cluster that has stopped since
@@ -62,8 +64,8 @@ def ensure_connected() -> None:
         # would read `ray start`'s record again.
         # Our workers log as quietly as this driver (sentiment/cluster/ray_console.py): the cluster
         # ray.init starts inherits this process's environment. (A runtime_env would do it too, but
-        # workers Ray starts ahead of time, without it, could not be used.) A cluster someone else
-        # started keeps its own settings, as with _system_config.
+        # workers Ray starts ahead of time, without it, could not be used.) On a cluster someone
+        # else started, this job's runtime_env carries them (_console_runtime_env).
         os.environ.update(ray_console_env())
         ray.init(address="local", _system_config=dict(OWN_CLUSTER_CONFIG))
     except ConnectionError as error:
@@ -75,6 +77,31 @@ def ensure_connected() -> None:
             hint = ("; clusters Ray 2.60 starts require a token by default: to join one by address, set "
                     "RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
         raise SentimentError(f"cannot connect to the Ray cluster at {where}: {error}{hint}") from None
+
+
+def _console_runtime_env() -> dict | None:
+    """The runtime_env that gives this job's workers, on a cluster someone else started, the quiet
+    console of ray_console_env(). Their processes descend from that cluster's `ray start`, not from
+    this one, so they inherit nothing from this environment: without it, every training run
+    printed Ray Data's start, plan and progress-bar lines from its split coordinator and workers,
+    and Ray Train's deprecation warning, into `ray job submit`'s output.
+
+    A variable the job's own runtime env sets (`ray job submit --runtime-env-json`) is left out:
+    Ray refuses to merge a variable set twice, and the user's setting wins, as it does in
+    ray_console_env().
+    """
+    from sentiment.cluster.ray_console import ray_console_env
+
+    env = ray_console_env()
+    # What Ray Jobs gives a job's driver: its JobConfig as JSON (ray/dashboard/modules/job/job_supervisor.py).
+    job_config = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if job_config:
+        try:
+            theirs = (json.loads(job_config).get("runtime_env") or {}).get("env_vars") or {}
+        except (ValueError, AttributeError):
+            theirs = {}  # not ours to judge: ray.init reads it next, and says what is wrong
+        env = {name: value for name, value in env.items() if name not in theirs}
+    return {"env_vars": env} if env else None
 
 
 def joins_a_running_cluster() -> bool:
