@@ -69,11 +69,16 @@ def start_held_after_first_epoch(command: list[str], snapshot: Path, log_path: P
     (sentiment.pause_points.release); the test waits for Ray Train's checkpoint-manager snapshot
     too, since only a registered checkpoint is resumable.
 
+    Ctrl-C reaches the driver: SIGINT is set back to its default in the child. pytest-xdist's
+    workers ignore it, and an ignored SIGINT is inherited (Python keeps an inherited SIG_IGN), as in
+    a shell's background job.
+
     Returns:
         (the subprocess.Popen, in its own session: os.killpg(proc.pid, ...) kills the driver,
          and Ray then the actors it owned; the pids of the held workers).
     """
     import os
+    import signal
     import subprocess
 
     from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV, wait_until_reached
@@ -81,7 +86,8 @@ def start_held_after_first_epoch(command: list[str], snapshot: Path, log_path: P
     points.mkdir(exist_ok=True)
     env = session_cluster_env({PAUSE_AT_ENV: f"{point}@1", PAUSE_DIR_ENV: str(points)})
     log = open(log_path, "w")
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log.close()  # the child holds its own copy of the descriptor
     try:
         pids = wait_until_reached(str(points), point, timeout_s=600, count=workers, process=proc)

@@ -350,58 +350,6 @@ def test_train_refuses_an_output_folder_holding_files_that_are_not_ours(tmp_path
         "config.json", "notes.md"]
 
 
-def _train_subprocess(shared_data, tmp_path, backbone: str, pause_at: str):
-    """`sentiment train` of a tiny backbone on 60 real reviews for 1 epoch, on the session's Ray
-    cluster (no Ray start of its own, which under load can time out before the test begins), its
-    worker to be held at pause point pause_at.
-
-    SIGINT is set back to its default in the child: pytest-xdist's workers ignore it, and an
-    ignored SIGINT is inherited, so Ctrl-C would never reach the driver (Python keeps an inherited
-    SIG_IGN), as in a shell's background job."""
-    import signal
-    import subprocess
-    import sys
-
-    from sentiment.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV
-    from tests.helpers import labeled_sample, session_cluster_env
-
-    data = labeled_sample(shared_data, tmp_path, 200, seed=3)
-    points = tmp_path / "points"
-    points.mkdir()
-    log_path = tmp_path / "train.log"
-    command = [sys.executable, "-m", "sentiment", "train", "--data", str(data), "--output", str(tmp_path / "model"),
-               "--model", backbone, "--limit", "60", "--epochs", "1", "--num-workers", "1", "--batch-size", "16",
-               "--val-fraction", "0.2", "--test-fraction", "0.2"]
-    env = session_cluster_env({PAUSE_AT_ENV: pause_at, PAUSE_DIR_ENV: str(points)})
-    with open(log_path, "w") as log:
-        run = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    return run, points, log_path
-
-
-def _wait_showing_the_log(run, points, name: str, log_path) -> None:
-    """Wait until the training subprocess `run` is held at pause point `name`; on a timeout or its
-    exit, fail with the end of its log, which says why it never got there."""
-    from sentiment.pause_points import wait_until_reached
-
-    try:
-        wait_until_reached(str(points), name, timeout_s=600, process=run)
-    except (TimeoutError, RuntimeError):
-        raise AssertionError(log_path.read_text()[-3000:]) from None
-
-
-def _stop_group(pid: int) -> None:
-    """SIGKILL what is left of a subprocess's group (the driver, if Ctrl-C did not end it; Ray then
-    kills the actors it owned)."""
-    import os
-    import signal
-
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def test_a_kill_during_the_model_commit_leaves_no_folder_that_looks_complete(tmp_path):
     """The model commit (sentiment.train.output) killed after its first move, then run again.
 
@@ -494,26 +442,8 @@ def test_a_kill_while_metrics_json_is_written_leaves_the_folder_incomplete_not_a
     assert json.loads((output / "metrics.json").read_text()) == {"tag": "second"}
 
 
-# Case 7: SIGINT during train ended with exit 1 and a Ray traceback.
-@pytest.mark.slow
-def test_sigint_during_training_prints_interrupted_and_exits_130(ray_cluster, shared_data, tiny_backbone, tmp_path):
-    import os
-    import signal
-
-    run, points, log_path = _train_subprocess(shared_data, tmp_path, tiny_backbone, "train.worker_ready")
-    try:
-        _wait_showing_the_log(run, points, "train.worker_ready", log_path)
-        os.kill(run.pid, signal.SIGINT)  # Ctrl-C reaches the driver while its worker trains
-        status = run.wait(timeout=120)
-    finally:
-        _stop_group(run.pid)
-    printed = log_path.read_text()
-    assert status == 130, printed[-3000:]
-    # Lines of the driver itself: Ray streams its actors' logs in too, prefixed "(Actor pid=...)",
-    # and keeps streaming them for a moment after our last line.
-    driver = [line for line in printed.splitlines() if not line.lstrip("\x1b[0123456789m").startswith("(")]
-    assert driver[-1] == "sentiment train: interrupted", printed[-3000:]
-    assert not any(line.startswith("Traceback") for line in driver), printed[-3000:]
+# Case 7: SIGINT during train ended with exit 1 and a Ray traceback. tests/test_resume.py sends
+# Ctrl-C to a training driver mid-run: `interrupted`, exit 130, and the re-run resumes.
 
 
 def test_a_train_job_on_a_cluster_of_several_nodes_names_a_laptop_path_as_local_not_as_missing(tmp_path, capsys,

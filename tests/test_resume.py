@@ -1,5 +1,7 @@
 """Training survives faults: a lost DDP worker (Ray Train restarts the group from the last
-checkpoint), and a killed driver (a re-run with the same name continues from the last checkpoint)."""
+checkpoint), and a driver stopped with Ctrl-C (it says `interrupted` and exits 130; a re-run with
+the same name continues from the last checkpoint). A driver killed outright resumes the same way:
+tests/test_adapt.py kills `sentiment adapt`'s with SIGKILL."""
 
 import os
 import signal
@@ -9,14 +11,14 @@ import pytest
 from tests.helpers import (assert_resumed_from_checkpoint, labeled_sample,
                            start_held_after_first_epoch, tiny_train_command, wait_for_checkpoint_of_epoch)
 
-# Epoch 1, then a DDP worker killed and the group restarted from its checkpoint; epoch 2, then the
-# driver killed; the re-run resumes from epoch 2's checkpoint and trains epoch 3.
+# Epoch 1, then a DDP worker killed and the group restarted from its checkpoint; epoch 2, then
+# Ctrl-C to the driver; the re-run resumes from epoch 2's checkpoint and trains epoch 3.
 EPOCHS = 3
 
 
 @pytest.mark.slow
-def test_a_lost_worker_restarts_and_a_killed_run_resumes_from_its_last_checkpoint(shared_data, tiny_backbone,
-                                                                                  tmp_path, ray_cluster, capsys):
+def test_a_lost_worker_restarts_and_a_run_stopped_with_ctrl_c_resumes_from_its_last_checkpoint(
+        shared_data, tiny_backbone, tmp_path, ray_cluster, capsys):
     from sentiment.pause_points import wait_until_reached
 
     data = labeled_sample(shared_data, tmp_path, 300, seed=2)
@@ -32,11 +34,24 @@ def test_a_lost_worker_restarts_and_a_killed_run_resumes_from_its_last_checkpoin
                                            process=first)) - set(held)
         assert len(restarted) == 2, restarted
         wait_for_checkpoint_of_epoch(snapshot, 2)
+        # Ctrl-C reaches the driver while its workers train (held after epoch 2's report).
+        os.kill(first.pid, signal.SIGINT)
+        status = first.wait(timeout=120)
     except (TimeoutError, RuntimeError, AssertionError) as error:
         raise AssertionError(f"{error}; training log:\n" + (tmp_path / "first.log").read_text()[-3000:]) from None
     finally:
-        os.killpg(first.pid, signal.SIGKILL)  # the driver, held after epoch 2 (Ray then kills its workers)
+        try:
+            os.killpg(first.pid, signal.SIGKILL)  # what is left of its group (Ray then kills its workers)
+        except ProcessLookupError:
+            pass
         first.wait()
+    printed = (tmp_path / "first.log").read_text()
+    assert status == 130, printed[-3000:]
+    # Lines of the driver itself: Ray streams its actors' logs in too, prefixed "(Actor pid=...)",
+    # and keeps streaming them for a moment after our last line.
+    driver = [line for line in printed.splitlines() if not line.lstrip("\x1b[0123456789m").startswith("(")]
+    assert driver[-1] == "sentiment train: interrupted", printed[-3000:]
+    assert not any(line.startswith("Traceback") for line in driver), printed[-3000:]
     assert not (output / "metrics.json").exists()
 
     # The same command again, in this process (a driver process of its own would only add its
