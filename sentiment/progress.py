@@ -6,6 +6,7 @@ front, the rate, and the time left.
 
 from __future__ import annotations
 
+import os
 import time
 
 # How often a line is logged, unless a command is told otherwise (`score --progress-every`).
@@ -19,6 +20,14 @@ def duration(seconds: float) -> str:
         return f"{whole} s"
     minutes, whole = divmod(whole, 60)
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min {whole} s"
+
+
+def process_age() -> str:
+    """Seconds since this process started, from /proc (Linux), as text; "?" elsewhere."""
+    try:
+        return f"{time.time() - os.stat(f'/proc/{os.getpid()}').st_ctime:.1f} s"
+    except OSError:
+        return "?"
 
 
 class RowProgress:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 
 import numpy as np
@@ -17,6 +16,7 @@ from sentiment.io import shards
 from sentiment.io.model_cache import fetch_dir_files
 from sentiment.io.storage import absolute_uri
 from sentiment.pause_points import pause_point
+from sentiment.progress import process_age
 from sentiment.score.columns import (ERROR_COLUMN, INPUT_IDS_COLUMN, LABEL_COLUMN, MODEL_COLUMN, PRECISION_COLUMN,
                                      PROB_COLUMNS)
 
@@ -105,7 +105,7 @@ class ScoringActor:
         # (issue 25), most of a 2,000,000-row run's fixed cost.
         log.info("scoring actor on %s, %s, %d torch threads; ready %s after its process started "
                  "(importing torch and the predictor %.1f s, loading the model onto the device %.1f s)",
-                 self.predictor.device, self.predictor.precision, torch.get_num_threads(), _process_age(),
+                 self.predictor.device, self.predictor.precision, torch.get_num_threads(), process_age(),
                  imported - started, time.perf_counter() - imported)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -133,14 +133,6 @@ def _log_info_to_stderr() -> None:
         log.addHandler(logging.StreamHandler())
         log.setLevel(logging.INFO)
         log.propagate = False
-
-
-def _process_age() -> str:
-    """Seconds since this process started, from /proc (Linux), as text; "?" elsewhere."""
-    try:
-        return f"{time.time() - os.stat(f'/proc/{os.getpid()}').st_ctime:.1f} s"
-    except OSError:
-        return "?"
 
 
 def actor_threads(whole_node: bool) -> int:
