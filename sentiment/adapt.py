@@ -39,7 +39,8 @@ from sentiment.io.shards import list_shard_files
 from sentiment.io.storage import absolute_uri, arrow_filesystem, check_reachable, upload_dir
 from sentiment.model.classifier import (DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS, backbone_config,
                                         check_max_length, load_encoder_with_head)
-from sentiment.train.driver import GPU_WORKER_CPUS, absolute_if_local, cpu_worker_cpus, fit_interruptibly
+from sentiment.train.driver import (GPU_WORKER_CPUS, absolute_if_local, cpu_worker_cpus, fit_interruptibly,
+                                    log_workers_starting)
 from sentiment.train.masked_lm import HISTORY_FILE, MODEL_SUBDIR, adapt_loop_per_worker
 from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
 from sentiment.provenance import provenance
@@ -172,7 +173,9 @@ def adapt(config: AdaptConfig) -> dict:
                          leave_out_text_columns=config.leave_out_text_column,
                          held_out_fraction=config.held_out_fraction, seed=config.seed, limit=config.limit)
     prepared = time.time()
-    result = fit_interruptibly(_trainer(config, corpus, head_is_new=bool(new_head)))
+    trainer = _trainer(config, corpus, head_is_new=bool(new_head))
+    log_workers_starting(config.num_workers, config.cpus_per_worker, config.use_gpu)
+    result = fit_interruptibly(trainer)
     trained = time.time()
     if result.checkpoint is None:
         raise RuntimeError(f"adaptation reported no checkpoint; see the run at {run_dir}")

@@ -52,6 +52,13 @@ def test_a_lost_worker_restarts_and_a_run_stopped_with_ctrl_c_resumes_from_its_l
     driver = [line for line in printed.splitlines() if not line.lstrip("\x1b[0123456789m").startswith("(")]
     assert driver[-1] == "sentiment train: interrupted", printed[-3000:]
     assert not any(line.startswith("Traceback") for line in driver), printed[-3000:]
+    # Before the workers' first lines, the driver says they are starting; rank 0 then says what
+    # an epoch will be (265 training rows, 132 per worker, in steps of 16) and when it was ready.
+    starting = "starting 2 Ray Train worker(s), 2 CPU(s) each; each loads the model before its first line"
+    assert any(line.endswith(starting) for line in driver), printed[-3000:]
+    ready = [line for line in printed.splitlines() if "[train] 2 worker(s) on cpu, " in line]
+    assert len(ready) == 2, printed[-3000:]  # the first group's and the restarted group's
+    assert all(": 9 steps of 16 reviews per worker each epoch; ready " in line for line in ready), ready
     assert not (output / "metrics.json").exists()
 
     # The same command again, in this process (a driver process of its own would only add its

@@ -37,6 +37,7 @@ from sentiment.cluster.ray_console import quiet_ray_train_report_lines
 from sentiment.model.classifier import build_classifier, save_classifier
 from sentiment.model.readable_text import readable_texts
 from sentiment.pause_points import pause_point
+from sentiment.progress import process_age
 from sentiment.train.compiled import (CompiledModel, allow_recompiles, compile_decision, compile_key,
                                        record_compile_seconds, recorded_compile_seconds, use_compile_cache)
 from sentiment.train.stats import (measured_peak_flops, optimizer_step, selection_score, sum_over_workers,
@@ -196,6 +197,12 @@ def train_loop_per_worker(config: dict) -> None:
             log.info(f"[train] resuming from the checkpoint of epoch {start_epoch} "
                      f"(optimizer step {resumed_from['optimizer_step']})")
     peak_flops = measured_peak_flops(device, amp_dtype or torch.float32)
+    if rank == 0:
+        # The first line after the driver's "starting ... worker(s)": what the start cost, and what
+        # an epoch will be (its step lines count up to steps_per_epoch).
+        log.info(f"[train] {world_size} worker(s) on {device.type}, {precision_name(amp_dtype)}: {steps_per_epoch} "
+                 f"steps of {config['batch_size']} reviews per worker each epoch; ready {process_age()} after "
+                 "this worker's process started")
     # Tests hold a worker here to act on a run whose training is under way (e.g. SIGINT the driver).
     pause_point("train.worker_ready")
 
