@@ -61,6 +61,8 @@ def adapted(ray_cluster, corpus, tiny_backbone, tmp_path_factory):
     os.killpg(first.pid, signal.SIGKILL)  # the driver, held after epoch 1 (Ray then kills its workers)
     first.wait()
     assert not (output / "metrics.json").exists()
+    # The workers' start is said before their first line, as in train.
+    assert "starting 2 Ray Train worker(s), 2 CPU(s) each" in (workdir / "first.log").read_text()
     assert main(arguments) == 0
     return output
 
