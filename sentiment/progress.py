@@ -2,6 +2,8 @@
 front, the rate, and the time left.
 
     scored 13,407 of 28,094 rows (48%) in 55 s, 239 rows/s; about 1 min 2 s left
+
+And how long a worker process took to be ready (process_age), for the lines that say so.
 """
 
 from __future__ import annotations
