@@ -28,7 +28,8 @@ CONSOLE_PROBE = ("import json, logging, os, ray, ray.data\n"
                  "node = ray._private.worker._global_node\n"
                  "print(json.dumps({'head': node.head, 'gcs': ray.get_runtime_context().gcs_address,\n"
                  "                  'config': node._ray_params._system_config, 'driver': console_levels(),\n"
-                 "                  'worker': ray.get(in_a_worker.remote())}))\n")
+                 "                  'worker': ray.get(in_a_worker.remote()),\n"
+                 "                  'preemption_watcher': os.environ.get('RAY_TRAIN_ENABLE_PREEMPTION_WATCHER')}))\n")
 
 
 def test_a_command_starts_its_own_cluster_beside_another_commands_and_keeps_its_idle_workers(ray_cluster, tmp_path):
@@ -63,6 +64,7 @@ def test_a_command_starts_its_own_cluster_beside_another_commands_and_keeps_its_
     worker_levels, worker_warning_filters = started["worker"]
     assert worker_levels == [logging.WARNING]  # the worker inherited the configuration
     assert "exclude_resources" in worker_warning_filters
+    assert started["preemption_watcher"] == "0"  # nothing drains the one machine of its own cluster
 
 
 def test_joining_by_address_without_the_token_mode_says_how_to_send_the_token(ray_cluster, tmp_path):
@@ -87,7 +89,8 @@ def test_joining_by_address_without_the_token_mode_says_how_to_send_the_token(ra
     # this driver, still get our quiet Ray Data console; the user's warning filter wins over ours.
     env["RAY_AUTH_MODE"] = "token"
     theirs = "error::ResourceWarning"
-    env = {k: v for k, v in env.items() if k != "RAY_DATA_LOGGING_CONFIG"} | {"PYTHONWARNINGS": theirs}
+    env = {k: v for k, v in env.items() if k not in ("RAY_DATA_LOGGING_CONFIG", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER")}
+    env["PYTHONWARNINGS"] = theirs
     env["RAY_JOB_CONFIG_JSON_ENV_VAR"] = json.dumps({"runtime_env": {"env_vars": {"PYTHONWARNINGS": theirs}}})
     # Ray Data sets its console handler up when a process imports it (the first test shows that
     # level is what keeps its lines off the console): the worker imports it and runs no dataset.
@@ -99,11 +102,12 @@ def test_joining_by_address_without_the_token_mode_says_how_to_send_the_token(ra
              "    import ray.data\n"
              "    return (sorted({h.level for h in logging.getLogger('ray.data').handlers\n"
              "                    if type(h).__name__ == 'PlainRayHandler'}), os.environ.get('PYTHONWARNINGS'))\n"
-             "print(json.dumps(ray.get(in_a_worker.remote())))\n")
+             "print(json.dumps([*ray.get(in_a_worker.remote()), os.environ.get('RAY_TRAIN_ENABLE_PREEMPTION_WATCHER')]))\n")
     joined = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
                             timeout=120)
     assert joined.returncode == 0, joined.stderr[-2000:]
-    assert json.loads(joined.stdout.strip().splitlines()[-1]) == [[logging.WARNING], theirs]
+    # Ray Train's preemption watcher keeps Ray's default on a cluster someone else started.
+    assert json.loads(joined.stdout.strip().splitlines()[-1]) == [[logging.WARNING], theirs, None]
 
 
 @pytest.mark.parametrize("address, recorded, joins", [

@@ -19,6 +19,14 @@ from sentiment.errors import SentimentError
 # cluster we start: a cluster someone else runs keeps its own settings (Ray refuses
 # _system_config when connecting). Pass a copy: ray.init adds its own keys to the dict it gets.
 OWN_CLUSTER_CONFIG = {"num_workers_soft_limit": 16, "idle_worker_killing_time_threshold_ms": 10_000}
+# Ray Train (2.60) starts a preemption watcher beside every run's controller: an actor that polls
+# Ray for nodes being drained (cloud spot notices, the autoscaler) so that a run can checkpoint
+# first. A cluster a command starts for itself is this one machine, which nothing drains: the
+# actor is one more process importing Ray (a resumed run's test: 148 s with it, 133 s without),
+# and at every start Ray logged an E-line about its constructor arguments (ray-project/ray#57733)
+# into the demo's output. Off there unless the user set it; on a cluster someone else started,
+# Ray's default stands. Ray Train reads it from the driver's environment and passes it on.
+OWN_CLUSTER_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 def ensure_connected() -> None:
@@ -67,6 +75,8 @@ def ensure_connected() -> None:
         # workers Ray starts ahead of time, without it, could not be used.) On a cluster someone
         # else started, this job's runtime_env carries them (_console_runtime_env).
         os.environ.update(ray_console_env())
+        for name, value in OWN_CLUSTER_ENV.items():
+            os.environ.setdefault(name, value)
         ray.init(address="local", _system_config=dict(OWN_CLUSTER_CONFIG))
     except ConnectionError as error:
         where = address or "the address recorded by `ray start`"
