@@ -20,8 +20,8 @@ from sentiment.errors import SentimentError
 # _system_config when connecting). Pass a copy: ray.init adds its own keys to the dict it gets.
 OWN_CLUSTER_CONFIG = {"num_workers_soft_limit": 16, "idle_worker_killing_time_threshold_ms": 10_000}
 # Ray Train (2.60) starts a preemption watcher beside every run's controller: an actor that polls
-# Ray for nodes being drained (cloud spot notices, the autoscaler) so that a run can checkpoint
-# first. A cluster a command starts for itself is this one machine, which nothing drains: the
+# Ray for nodes being drained (cloud spot notices, the autoscaler) and tells the run which ranks
+# will go. A cluster a command starts for itself is this one machine, which nothing drains: the
 # actor is one more process importing Ray (a resumed run's test: 148 s with it, 133 s without),
 # and at every start Ray logged an E-line about its constructor arguments (ray-project/ray#57733)
 # into the demo's output. Off there unless the user set it; on a cluster someone else started,
