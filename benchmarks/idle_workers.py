@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.lib.review_sample import load_labeled, sample_reviews
     from benchmarks.lib.scoring_benchmark import save_benchmark_model
+    from sentiment.cluster.connect import OWN_CLUSTER_ENV
 
     with tempfile.TemporaryDirectory(prefix="sentiment-idle-workers-") as workdir:
         save_benchmark_model(os.path.join(workdir, "model"), "tiny")
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         pd.DataFrame({"content": sample_reviews(os.path.join(args.data, "unlabeled"), 200, seed=0)}).to_csv(
             os.path.join(workdir, "unlabeled.csv"), index=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-        env.update(RAY_ADDRESS="local", RAY_USAGE_STATS_ENABLED="0", RAY_TRAIN_ENABLE_PREEMPTION_WATCHER="0",
+        env.update(RAY_ADDRESS="local", RAY_USAGE_STATS_ENABLED="0", **OWN_CLUSTER_ENV,
                    OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
         results = {variant: [] for variant in VARIANTS}
         for _ in range(args.rounds):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sentiment.cluster.connect import OWN_CLUSTER_ENV
 from tests.local_s3 import MotoServer
 
 # Two xdist workers share 2 cores, each driving Ray workers, actors and subprocesses that run
@@ -18,9 +19,11 @@ from tests.local_s3 import MotoServer
 # inherited by every subprocess and Ray cluster the tests start. Measured here: the demo test and
 # the MiniLM fine-tune side by side, 220 s of wall time with spinning, 165 s passive.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# Ray Train starts a preemption-watcher actor beside the controller of every run, one more process
-# importing Ray on 2 cores; no test preempts a node. Measured: test_resume 148 s with it, 133 s without.
-os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+# The session's cluster is started by ray.init here, not by ensure_connected: it gets the
+# environment of a command's own cluster as it gets OWN_CLUSTER_CONFIG (Ray Train's preemption
+# watcher off: one more process per run on 2 cores, and no test drains a node).
+for _name, _value in OWN_CLUSTER_ENV.items():
+    os.environ.setdefault(_name, _value)
 # Ray Data installs its log handler when it is first imported, and that handler keeps the
 # sys.stderr of that moment (ray._private.log.PlainRayHandler). Imported inside a test, that is
 # the test's capsys stream, closed when the test ends: every later Ray Data line in the process

@@ -198,8 +198,8 @@ def train_loop_per_worker(config: dict) -> None:
                      f"(optimizer step {resumed_from['optimizer_step']})")
     peak_flops = measured_peak_flops(device, amp_dtype or torch.float32)
     if rank == 0:
-        # The first line after the driver's "starting ... worker(s)": what the start cost, and what
-        # an epoch will be (its step lines count up to steps_per_epoch).
+        # After the driver's "starting ... worker(s)" (and a resumed run's line above): what the
+        # start cost, and what an epoch will be (its step lines count up to steps_per_epoch).
         log.info(f"[train] {world_size} worker(s) on {device.type}, {precision_name(amp_dtype)}: {steps_per_epoch} "
                  f"steps of {config['batch_size']} reviews per worker each epoch; ready {process_age()} after "
                  "this worker's process started")
