@@ -41,6 +41,7 @@ from sentiment.model.classifier import (DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PR
                                         check_max_length, load_encoder_with_head)
 from sentiment.train.driver import (GPU_WORKER_CPUS, absolute_if_local, cpu_worker_cpus, fit_interruptibly,
                                     log_workers_starting)
+from sentiment.train.faults import WorkerFailureReport
 from sentiment.train.masked_lm import HISTORY_FILE, MODEL_SUBDIR, adapt_loop_per_worker
 from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
 from sentiment.provenance import provenance
@@ -219,6 +220,7 @@ def _trainer(config: AdaptConfig, corpus, *, head_is_new: bool) -> TorchTrainer:
         run_config=RunConfig(name=config.run_name, storage_path=path, storage_filesystem=filesystem,
                              checkpoint_config=CheckpointConfig(num_to_keep=1),
                              failure_config=FailureConfig(max_failures=config.max_failures),
+                             callbacks=[WorkerFailureReport(config.max_failures, tag="[adapt]")],
                              logging_config=LoggingConfig(log_level=RAY_TRAIN_LOG_LEVEL)),
         datasets={"train": texts})
 

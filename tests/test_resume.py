@@ -52,6 +52,13 @@ def test_a_lost_worker_restarts_and_a_run_stopped_with_ctrl_c_resumes_from_its_l
     driver = [line for line in printed.splitlines() if not line.lstrip("\x1b[0123456789m").startswith("(")]
     assert driver[-1] == "sentiment train: interrupted", printed[-3000:]
     assert not any(line.startswith("Traceback") for line in driver), printed[-3000:]
+    # The lost worker is said in one line from Ray Train's controller, with what happens next, and
+    # the controller prints no traceback for it (Ray's own shutdown warning printed 25 lines).
+    controller = [line for line in printed.splitlines() if "(TrainController pid=" in line]
+    failed = [line for line in controller if "[train] rank 1 failed (" in line]
+    assert len(failed) == 1 and failed[0].endswith(
+        "failure 1 of --max-failures 2, so Ray Train restarts the workers, from the last checkpoint if there is one"), controller
+    assert not any("Traceback" in line for line in controller), controller
     # Before the workers' first lines, the driver says they are starting; rank 0 then says what
     # an epoch will be (265 training rows, 132 per worker, in steps of 16) and when it was ready.
     starting = "starting 2 Ray Train worker(s), 2 CPU(s) each; each loads the model before its first line"
@@ -146,3 +153,44 @@ def test_a_train_run_recorded_with_one_text_column_name_resumes_with_that_name_a
     (tmp_path / SETTINGS_FILE).write_text(json.dumps(settings | {"text_column": "content"}))  # before 2026-12-05
     (tmp_path / SNAPSHOT_FILE).write_text(json.dumps({"latest_checkpoint_result": {"metrics": {"epoch": 1}}}))
     assert prepare_run(str(tmp_path), settings, RUN_KEYS) == 1
+
+
+def test_a_failed_worker_is_said_in_one_line_with_what_happens_next(monkeypatch, capsys):
+    """The controller's line for each failure of the worker group (the end-to-end test above sees
+    it on the console): the rank, its error in one line, and whether Ray Train restarts or stops.
+    The errors are built as Ray Train hands them to the callback."""
+    import io
+    import logging
+
+    from ray.exceptions import ActorDiedError, RayActorError
+    from ray.train.v2._internal.exceptions import UserExceptionWithTraceback, WorkerHealthCheckFailedError
+
+    from sentiment.train import faults
+
+    monkeypatch.setattr(faults.log, "handlers", [])  # a handler on the stderr capsys holds now
+    report = faults.WorkerFailureReport(max_failures=1)
+    preempted = WorkerHealthCheckFailedError("health check failed", RayActorError(preempted=True))
+    report.after_exception(None, {3: preempted})
+    lost = WorkerHealthCheckFailedError("health check failed", ActorDiedError())
+    report.after_exception(None, {1: lost})
+    raised = UserExceptionWithTraceback(ValueError("no rows"), "Traceback (most recent call last):\n"
+                                        '  File "loop.py", line 1, in run\nValueError: no rows\n')
+    report.after_exception(None, {0: raised, 1: lost})
+    assert capsys.readouterr().err.splitlines() == [
+        "[train] rank 3 failed (RayActorError: The actor experienced an error before finishing this task.): "
+        "a node was preempted, which --max-failures does not count, so Ray Train restarts the workers, "
+        "from the last checkpoint if there is one",
+        "[train] rank 1 failed (ActorDiedError: The actor died unexpectedly before finishing this task.): "
+        "failure 1 of --max-failures 1, so Ray Train restarts the workers, from the last checkpoint if there is one",
+        "[train] rank 0 failed (ValueError: no rows), rank 1 failed (ActorDiedError: The actor died unexpectedly "
+        "before finishing this task.): failure 2, more than --max-failures 1, so the run stops"]
+
+    # Ray Train's own warning about the same event keeps its line and loses its traceback.
+    printed = io.StringIO()
+    ray_logger = logging.getLogger(faults.RAY_BACKEND_SHUTDOWN_LOGGER)
+    monkeypatch.setattr(ray_logger, "handlers", [logging.StreamHandler(printed)])
+    try:
+        raise lost
+    except WorkerHealthCheckFailedError:
+        ray_logger.warning("Graceful shutdown of backend failed.", exc_info=True)
+    assert printed.getvalue() == "Graceful shutdown of backend failed.\n"

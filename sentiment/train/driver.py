@@ -33,6 +33,7 @@ from sentiment.cluster.ray_console import RAY_TRAIN_LOG_LEVEL
 from sentiment.cluster.resources import largest_node_cpus, require
 from sentiment.model.recipes import HYPERPARAMETERS, recipe_for
 from sentiment.train.compiled import COMPILE_MODES
+from sentiment.train.faults import WorkerFailureReport
 from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
 from sentiment.train.resume import prepare_run, run_settings
 from sentiment.io.shards import list_shard_files
@@ -161,6 +162,7 @@ def _run_config(config: TrainConfig) -> RunConfig:
         checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="selection_score",
                                            checkpoint_score_order="max"),
         failure_config=FailureConfig(max_failures=config.max_failures),
+        callbacks=[WorkerFailureReport(config.max_failures)],
         # Ray Train's INFO lines (the worker group's start, every checkpoint's path) stay in the
         # session's logs/train/ files; our epoch lines are the console's (sentiment/cluster/ray_console.py).
         logging_config=LoggingConfig(log_level=RAY_TRAIN_LOG_LEVEL),
