@@ -23,9 +23,10 @@ import sys
 
 
 def commit_night(output: str, night: int, rows: int, files: int, *, labels: dict[str, int] | None = None,
-                 model: str = "hand-staged", finished_at: str | None = None) -> None:
-    """labels (label -> rows, in file order), model and finished_at fill the night's summary as
-    `sentiment score`'s would be (`sentiment nights` reads them); by default no labels, now."""
+                 model: str = "hand-staged", finished_at: str | None = None, actor_processes: list[str] = ()) -> None:
+    """labels (label -> rows, in file order), model, finished_at and actor_processes (as the
+    scoring actors stamp their rows) fill the night's summary as `sentiment score`'s would be
+    (`sentiment nights` reads them); by default no labels, now, no actors."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -52,7 +53,7 @@ def commit_night(output: str, night: int, rows: int, files: int, *, labels: dict
             written.append({"file": name, "rows": len(chunk), "errored": 0, "labels": counts, "errors": {}})
         source = f"hand-staged night {night}"
         summary = build_summary(written, wall_s=0.0, model=model, output=output, inputs=[source],
-                                input_rows={source: rows})
+                                input_rows={source: rows}, actor_processes=list(actor_processes))
         if finished_at:
             summary["finished_at"] = finished_at
         commit.commit(attempt, summary, written, {source: rows})

@@ -117,7 +117,12 @@ def test_a_killed_predict_actor_is_restarted_every_row_is_written_once_and_progr
     assert marker["rows"] == rows
     assert sorted(f["file"] for f in marker["files"]) == sorted(
         p.rsplit("/", 1)[-1] for p in fs.find(path) if p.endswith(".parquet"))
-    assert _read_json(f"{output}/_summary.json")["rows_read"] == rows
+    summary = _read_json(f"{output}/_summary.json")
+    assert summary["rows_read"] == rows
+    # The restart is counted in the summary and said at the end of the night's line.
+    assert summary["scoring_actors"]["actors"] == 1 and summary["scoring_actors"]["restarts"] == 1, summary
+    [night] = [line for line in stderr.splitlines() if "sentiment.score.pipeline: committed " in line]
+    assert night.endswith("; 1 scoring actor restart (a process lost, its windows scored again)"), night
     # While the actor was held, killed and restarted, the lines counted the rows scored so far
     # (the windows the dead actor held are not among them) of the rows counted up front.
     progress = [line.split("sentiment.score.progress: ", 1)[1] for line in stderr.splitlines()

@@ -30,8 +30,11 @@ NIGHTS = [
 
 def _commit_nights(root: str) -> None:
     for night, (name, model, negative, neutral, positive, finished_at) in enumerate(NIGHTS, start=1):
+        # The night of 12-02 had its one scoring actor's process lost once, and restarted.
+        processes = ["a1 100 0", "a1 300 1"] if name == "2026-12-02" else ["a1 100 0"]
         commit_night(f"{root}/{name}", night, 100, 2, model=model, finished_at=finished_at,
-                     labels={"negative": negative, "neutral": neutral, "positive": positive})
+                     labels={"negative": negative, "neutral": neutral, "positive": positive},
+                     actor_processes=processes)
 
 
 def _check_the_nights(found, root: str) -> None:
@@ -44,6 +47,7 @@ def _check_the_nights(found, root: str) -> None:
     assert last["moved"] == ["negative", "positive"]
     assert [row["model_changed"] for row in found.rows] == [False, False, False, True]
     assert [row["rows_scored"] for row in found.rows] == [100] * 4
+    assert [row["actor_restarts"] for row in found.rows] == [0, 1, 0, 0]
 
 
 def test_nights_in_finish_order_with_shifts_moves_and_the_model_change(tmp_path, capsys):
@@ -71,6 +75,8 @@ def test_nights_in_finish_order_with_shifts_moves_and_the_model_change(tmp_path,
     assert lines[4].split()[-8:] == ["34.0%", "(+14.0)!", "9.0%", "(-1.0)", "57.0%", "(-13.0)!", "s3://models/b",
                                      "(new)"]
     assert "1 night(s) where a share moved 10 points or more: 2026-12-04 (negative +14.0, positive -13.0)" in table
+    assert ("1 night(s) where Ray restarted a scoring actor whose process was lost (killed, out of memory, its "
+            "node gone; every row still scored once): 2026-12-02 (1)") in table
     assert f"no finished night (no _SUCCESS and _summary.json of one attempt) in: {root}/2026-12-05, " \
            f"{root}/2026-12-06" in table
     image = matplotlib.image.imread(tmp_path / "plots" / "nights.png")

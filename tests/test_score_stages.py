@@ -51,6 +51,7 @@ def test_stage_table_accounts_for_every_row_of_a_real_run(ray_cluster, tiny_clas
     assert len(stages["read"]["operators"]) >= 2  # a CSV read and a Parquet read, both counted
     assert stages["model"]["rows"] == summary["rows_read"] == written == 600
     assert summary["rows_errored"] == 4
+    assert summary["scoring_actors"] == {"actors": 1, "processes": 1, "restarts": 0}
     model = stages["model"]
     assert 0 <= model["wait_s"] <= model["wall_s"] and 0 < model["busy_fraction"] <= 1
     assert model["task_s"] > 0 and model["cpu_s"] > 0  # the model really ran inside this stage
@@ -117,6 +118,22 @@ def test_the_night_in_one_line():
     assert describe_night(night) == (
         "committed 2,000,000 rows of 1 file to s3://scored/2026-12-06/ in 1 min 32 s (21,645 rows/s): 1,999,000 "
         "labeled (negative 25.0%, neutral 12.5%, positive 62.5%), 1,000 errored (commonest: 'text is null', 900)")
+    # A night whose actor Ray restarted says so at the end of the same line.
+    night["scoring_actors"] = {"actors": 1, "processes": 2, "restarts": 1}
+    assert describe_night(night).endswith("900); 1 scoring actor restart (a process lost, its windows scored again)")
+
+
+def test_scoring_actor_restarts_are_counted_from_the_processes_that_wrote_rows():
+    from sentiment.score.summary import scoring_actors
+
+    assert scoring_actors([]) == {"actors": 0, "processes": 0, "restarts": 0}
+    assert scoring_actors(["a1 100 0", "b2 200 0"]) == {"actors": 2, "processes": 2, "restarts": 0}
+    # Actor a1 lost its first process, which had written rows: two processes under one id.
+    assert scoring_actors(["a1 100 0", "a1 300 1", "b2 200 0"]) == {"actors": 2, "processes": 3, "restarts": 1}
+    # Its first process wrote nothing: the restarted one says it was restarted.
+    assert scoring_actors(["a1 300 1"]) == {"actors": 1, "processes": 1, "restarts": 1}
+    # Lost twice: three processes, the last two marked.
+    assert scoring_actors(["a1 100 0", "a1 300 1", "a1 400 1"])["restarts"] == 2
 
 
 def test_tonight_is_compared_with_the_night_it_replaces(tmp_path, caplog):

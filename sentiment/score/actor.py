@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 
 import numpy as np
@@ -17,8 +18,8 @@ from sentiment.io.model_cache import fetch_dir_files
 from sentiment.io.storage import absolute_uri
 from sentiment.pause_points import pause_point
 from sentiment.progress import process_age
-from sentiment.score.columns import (ERROR_COLUMN, INPUT_IDS_COLUMN, LABEL_COLUMN, MODEL_COLUMN, PRECISION_COLUMN,
-                                     PROB_COLUMNS)
+from sentiment.score.columns import (ACTOR_PROCESS_COLUMN, ERROR_COLUMN, INPUT_IDS_COLUMN, LABEL_COLUMN, MODEL_COLUMN,
+                                     PRECISION_COLUMN, PROB_COLUMNS)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class ScoringActor:
         self.predictor = Predictor(model_uri, device=pick_device(gpu), batch_size=batch_size,
                                    tokens_per_batch=tokens_per_batch, max_length=max_length, precision=precision)
         self.model = model_id(model_uri)
+        self.process = actor_process()
         # Where an actor's start goes: on an H200 the model stage began 17 s after the first read
         # (issue 25), most of a 2,000,000-row run's fixed cost.
         log.info("scoring actor on %s, %s, %d torch threads; ready %s after its process started "
@@ -123,7 +125,19 @@ class ScoringActor:
         out = out.append_column(ERROR_COLUMN, error)
         out = out.append_column(MODEL_COLUMN, pa.repeat(pa.scalar(self.model, pa.string()), batch.num_rows))
         # Read by the sink for _summary.json and dropped before writing.
-        return out.append_column(PRECISION_COLUMN, pa.repeat(pa.scalar(self.predictor.precision), batch.num_rows))
+        out = out.append_column(PRECISION_COLUMN, pa.repeat(pa.scalar(self.predictor.precision), batch.num_rows))
+        return out.append_column(ACTOR_PROCESS_COLUMN, pa.repeat(pa.scalar(self.process), batch.num_rows))
+
+
+def actor_process() -> str:
+    """"ACTOR_ID PID RESTARTED" for the process this actor runs in (ACTOR_PROCESS_COLUMN): Ray
+    restarts a lost actor under its old id in a new process, and says so to the new one."""
+    import ray
+
+    context = ray.get_runtime_context()
+    actor_id = context.get_actor_id()
+    restarted = actor_id is not None and context.was_current_actor_reconstructed
+    return f"{actor_id or '-'} {os.getpid()} {int(restarted)}"
 
 
 def _log_info_to_stderr() -> None:

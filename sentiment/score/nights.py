@@ -135,6 +135,8 @@ def night_rows(finished: list[tuple[str, dict]]) -> list[dict]:
             "rows_scored": summary.get("rows_scored"),
             "rows_errored": summary.get("rows_errored"),
             "wall_s": summary.get("wall_s"),
+            # None for nights scored before the count existed.
+            "actor_restarts": (summary.get("scoring_actors") or {}).get("restarts"),
             "shares": shares,
             "shift": shift,
             "moved": [label for label in LABELS if shift and abs(shift[label]) >= LABEL_SHIFT_WARNING],
@@ -171,6 +173,11 @@ def format_nights(nights: Nights) -> str:
         lines.append(f"{len(moved)} night(s) where a share moved {LABEL_SHIFT_WARNING * 100:.0f} points or more: " +
                      "; ".join(f"{row['night']} (" + ", ".join(f"{label} {row['shift'][label] * 100:+.1f}"
                                                                 for label in row["moved"]) + ")" for row in moved))
+    restarted = [row for row in nights.rows if row["actor_restarts"]]
+    if restarted:
+        lines.append(f"{len(restarted)} night(s) where Ray restarted a scoring actor whose process was lost "
+                     f"(killed, out of memory, its node gone; every row still scored once): " +
+                     ", ".join(f"{row['night']} ({row['actor_restarts']})" for row in restarted))
     if nights.unfinished:
         lines.append(f"no finished night (no {MARKER} and _summary.json of one attempt) in: " +
                      ", ".join(nights.unfinished))

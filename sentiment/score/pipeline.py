@@ -308,7 +308,8 @@ def _score_attempt(config: ScoreConfig, found: shards.Shards, attempt: commit.At
     summary = build_summary(sink.written, wall_s=time.perf_counter() - start, model=model_id(config.model),
                                      output=config.output, inputs=list(config.inputs),
                                      precision=",".join(sink.precisions) or config.precision,
-                                     input_rows=found.rows_by_uri, skipped=found.skipped)
+                                     input_rows=found.rows_by_uri, skipped=found.skipped,
+                                     actor_processes=sink.actor_processes)
     summary["max_error_fraction"] = config.max_error_fraction
     # Which files' text came from another of the --text-column names, for whoever audits the night.
     summary["text_column"] = config.text_column

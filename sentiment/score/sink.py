@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from ray.data import BlockBasedFileDatasink, SaveMode
 
-from sentiment.score.columns import ERROR_COLUMN, LABEL_COLUMN, PRECISION_COLUMN
+from sentiment.score.columns import ACTOR_PROCESS_COLUMN, ERROR_COLUMN, INTERNAL_COLUMNS, LABEL_COLUMN, PRECISION_COLUMN
 
 
 class ScoredParquetSink(BlockBasedFileDatasink):
@@ -22,6 +22,8 @@ class ScoredParquetSink(BlockBasedFileDatasink):
         super().__init__(path, filesystem=filesystem, file_format="parquet", mode=SaveMode.OVERWRITE,
                          min_rows_per_file=rows_per_file)
         self.written: list[dict] = []
+        self.precisions: list[str] = []
+        self.actor_processes: list[str] = []
 
     def open_output_stream(self, path: str):
         self._file = path.rsplit("/", 1)[-1]  # the only place the datasink reveals the name
@@ -29,11 +31,12 @@ class ScoredParquetSink(BlockBasedFileDatasink):
 
     def write_block_to_file(self, block, file) -> None:
         table = block.to_arrow()
-        precisions = pc.unique(table[PRECISION_COLUMN]).to_pylist() if PRECISION_COLUMN in table.column_names else []
-        table = table.drop_columns([c for c in (PRECISION_COLUMN,) if c in table.column_names])
+        precisions, processes = (pc.unique(table[c]).to_pylist() if c in table.column_names else []
+                                 for c in (PRECISION_COLUMN, ACTOR_PROCESS_COLUMN))
+        table = table.drop_columns([c for c in INTERNAL_COLUMNS if c in table.column_names])
         pq.write_table(table, file)
         counts = pc.value_counts(table[LABEL_COLUMN]).to_pylist()
-        self._stats = {"file": self._file, "rows": table.num_rows, "precision": precisions,
+        self._stats = {"file": self._file, "rows": table.num_rows, "precision": precisions, "actor_processes": processes,
                        "errored": table.num_rows - pc.count(table[ERROR_COLUMN], mode="only_null").as_py(),
                        "labels": {c["values"]: c["counts"] for c in counts if c["values"] is not None},
                        "errors": {c["values"]: c["counts"] for c in pc.value_counts(table[ERROR_COLUMN]).to_pylist()
@@ -48,3 +51,4 @@ class ScoredParquetSink(BlockBasedFileDatasink):
         super().on_write_complete(write_result)
         self.written = [w for w in write_result.write_returns if w]
         self.precisions = sorted({p for w in self.written for p in w.pop("precision")})
+        self.actor_processes = sorted({p for w in self.written for p in w.pop("actor_processes")})

@@ -10,7 +10,7 @@ from sentiment.progress import duration
 
 def build_summary(written: list[dict], *, wall_s: float, model: str, output: str, inputs: list[str],
                   precision: str = "auto", input_rows: dict[str, int] | None = None,
-                  skipped: list[str] = ()) -> dict:
+                  skipped: list[str] = (), actor_processes: list[str] = ()) -> dict:
     """Totals over the per-file stats the writer returned.
 
     Args:
@@ -22,6 +22,8 @@ def build_summary(written: list[dict], *, wall_s: float, model: str, output: str
         output, inputs: URIs, recorded for whoever reads the summary tomorrow.
         input_rows: rows of every input file read, by URI.
         skipped: files under the inputs that were not read (markers, notes, other formats).
+        actor_processes: the scoring actors' processes that wrote rows, as ACTOR_PROCESS_COLUMN
+            gives them (sentiment.score.columns).
 
     Returns:
         A JSON-serialisable summary (see the README's scoring section for the fields).
@@ -49,8 +51,24 @@ def build_summary(written: list[dict], *, wall_s: float, model: str, output: str
         "labels": labels,
         "label_fractions": {k: round(v / (rows - errored), 4) if rows > errored else 0.0 for k, v in labels.items()},
         "files": len(written),
+        "scoring_actors": scoring_actors(actor_processes),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def scoring_actors(processes: list[str]) -> dict:
+    """How many scoring actors wrote rows, in how many processes, and how many times Ray restarted
+    one after its process was lost (killed, out of memory, its node gone): the night's rows are
+    complete either way (their windows are scored again), but a restart is worth knowing about.
+
+    A restart shows as a second process of one actor, or as a process Ray marked as restarted
+    (whose lost predecessor may have written nothing)."""
+    by_actor: dict[str, list[bool]] = {}
+    for process in processes:
+        actor, _pid, restarted = process.split(" ")
+        by_actor.setdefault(actor, []).append(restarted == "1")
+    restarts = sum(max(len(flags) - 1, sum(flags)) for flags in by_actor.values())
+    return {"actors": len(by_actor), "processes": len(processes), "restarts": restarts}
 
 
 def input_files(rows_by_uri: dict[str, int]) -> list[dict]:
@@ -70,9 +88,12 @@ def describe_night(summary: dict) -> str:
         text, count = next(iter(summary["errors"].items()))
         errored += f" (commonest: '{text}', {count:,})"
     files = len(summary["input_files"])
+    restarts = summary.get("scoring_actors", {}).get("restarts", 0)
+    restarted = (f"; {restarts} scoring actor restart{'s' if restarts != 1 else ''} (a process lost, its "
+                 f"windows scored again)") if restarts else ""
     return (f"committed {summary['rows_read']:,} rows of {files:,} file{'s' if files != 1 else ''} to "
             f"{summary['output']} in {duration(summary['wall_s'])} ({summary['rows_per_s'] or 0:,.0f} rows/s): "
-            f"{summary['rows_scored']:,} labeled ({shares}), {errored}")
+            f"{summary['rows_scored']:,} labeled ({shares}), {errored}{restarted}")
 
 
 # A label's share moving this much (as a fraction) from one night to the next is logged as a
