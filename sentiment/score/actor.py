@@ -125,8 +125,14 @@ class ScoringActor:
         out = out.append_column(ERROR_COLUMN, error)
         out = out.append_column(MODEL_COLUMN, pa.repeat(pa.scalar(self.model, pa.string()), batch.num_rows))
         # Read by the sink for _summary.json and dropped before writing.
-        out = out.append_column(PRECISION_COLUMN, pa.repeat(pa.scalar(self.predictor.precision), batch.num_rows))
-        return out.append_column(ACTOR_PROCESS_COLUMN, pa.repeat(pa.scalar(self.process), batch.num_rows))
+        out = out.append_column(PRECISION_COLUMN, _constant(self.predictor.precision, batch.num_rows))
+        return out.append_column(ACTOR_PROCESS_COLUMN, _constant(self.process, batch.num_rows))
+
+
+def _constant(value: str, rows: int) -> pa.DictionaryArray:
+    # One byte a row on its way to the writer, not the string's length (about 45 for an actor's
+    # process): the object store carries every row's columns from the actor to the write task.
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int8)), pa.array([value], pa.string()))
 
 
 def actor_process() -> str:
