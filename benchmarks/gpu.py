@@ -4,7 +4,7 @@ Here, once (the device image has no MiniLM package, so its tokenizer travels in 
     ../shared/tools/gpu-kit && python -m benchmarks.gpu --save-tokenizer .gpukit/tokenizer
 On the GPU machine (the `run` tool, carry [".gpukit"]):
     source .gpukit/setup.sh && python -m benchmarks.gpu --tokenizer .gpukit/tokenizer --json $OUT/gpu.json
-A CPU smoke run (what tests/test_benchmarking.py does):
+A CPU smoke run (what tests/benchmarks/test_pieces.py does):
     python -m benchmarks.gpu --device cpu --model-size tiny --sample 64 --baseline-n 16 --rows 2000 \\
         --batch-sizes 16 64 --pipeline-batch-sizes 16 --peak-size 256
 

@@ -2,7 +2,7 @@
 Ray's own daemons, compilers, the command itself.
 
     python -m benchmarks.process_cpu --json OUT.json -- bash .ci/run
-    python -m benchmarks.process_cpu -- python -m pytest -n 0 tests/test_resume.py
+    python -m benchmarks.process_cpu -- python -m pytest -n 0 tests/train/test_resume.py
 
 Ray Data and Ray Train start many short processes (actors, task workers, compile workers); a
 machine-wide CPU total says what a run cost, this says who spent it. Every --interval seconds it

@@ -168,12 +168,13 @@ def tiny_classifier(tmp_path_factory, tiny_backbone) -> str:
 # 17807af: 30-270 s each), so that the last module handed to an xdist worker is a short one and
 # neither worker idles while the other finishes a long one. Order only: a module not listed runs
 # after these, in collection order.
-COSTLIEST_FIRST = ["test_jobs_multinode", "test_train_compiled", "test_reliability_scoring", "test_resume",
-                   "test_scoring", "test_demo", "test_score_commit",
-                   "test_reliability_nothing_lost", "test_flags_and_inputs", "test_benchmarking",
-                   "test_training", "test_average", "test_adapt", "test_reliability_inputs", "test_benchmark_training", "test_connect"]
+COSTLIEST_FIRST = ["cluster.test_jobs", "train.test_compiled", "score.test_faults", "train.test_resume",
+                   "score.test_pipeline", "test_demo", "score.test_commit", "score.test_nothing_lost",
+                   "test_flags_and_inputs", "benchmarks.test_pieces", "train.test_driver", "test_average",
+                   "test_adapt", "score.test_bad_inputs", "benchmarks.test_training", "cluster.test_connect"]
 
 
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(COSTLIEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2], len(rank)))
+    # By module path below tests/, as "score.test_pipeline".
+    items.sort(key=lambda item: rank.get(item.module.__name__.removeprefix("tests."), len(rank)))

@@ -8,7 +8,7 @@ command does once its real work has filled the staging folder:
 - `model`: a model folder through sentiment.train.output (as `sentiment train` after training).
 A test SIGKILLs the process at a commit pause point; that costs about a second, where a real
 scoring or training driver costs 20 s to minutes on 2 cores (torch, Ray and its actors starting).
-One end-to-end kill of the real scoring driver (test_score_commit.py, on S3) proves the pipeline
+One end-to-end kill of the real scoring driver (score/test_commit.py, on S3) proves the pipeline
 commits through this same code; every training test ends in commit_model_folder.
 
 Run as `python -m tests.hand_commit night OUTPUT NIGHT ROWS FILES` (rows NIGHT*1000 ...

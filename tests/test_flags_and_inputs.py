@@ -442,7 +442,7 @@ def test_a_kill_while_metrics_json_is_written_leaves_the_folder_incomplete_not_a
     assert json.loads((output / "metrics.json").read_text()) == {"tag": "second"}
 
 
-# Case 7: SIGINT during train ended with exit 1 and a Ray traceback. tests/test_resume.py sends
+# Case 7: SIGINT during train ended with exit 1 and a Ray traceback. tests/train/test_resume.py sends
 # Ctrl-C to a training driver mid-run: `interrupted`, exit 130, and the re-run resumes.
 
 
@@ -459,7 +459,7 @@ def test_a_train_job_on_a_cluster_of_several_nodes_names_a_laptop_path_as_local_
 
 def test_a_train_job_whose_input_does_not_exist_ends_with_exit_2_and_one_line(ray_cluster, tmp_path, capsys):
     # jobs/train.py as `ray job submit` runs it, on the session's cluster: a non-zero exit is
-    # what makes the job FAILED (tests/test_jobs_multinode.py shows that on a real head node).
+    # what makes the job FAILED (tests/cluster/test_jobs.py shows that on a real head node).
     import runpy
 
     missing = tmp_path / "no-such-reviews.csv"

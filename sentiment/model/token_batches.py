@@ -28,7 +28,7 @@ def tokenize_to_arrow(tokenizer, texts: Sequence[str], max_length: int = DEFAULT
     """Token ids per text, truncated to max_length, as an Arrow list<int32> array (no padding).
 
     A fast tokenizer is called through its Rust backend, without offsets, the same ids the
-    transformers call gives (tests/test_scoring.py compares them) for about 35% less CPU per review
+    transformers call gives (tests/score/test_pipeline.py compares them) for about 35% less CPU per review
     (`python -m benchmarks.tokenizing`): tokenizing was the largest CPU cost of GPU scoring,
     123 µs per row (issue 25, BENCHMARKS.md). The ids come back as Python lists either way, and
     Arrow's C converter takes the unpadded lists directly; asking for padded numpy arrays ran at

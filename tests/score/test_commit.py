@@ -32,7 +32,7 @@ from sentiment.score.lock import OutputLock
 from tests.helpers import UNLABELED_TEXT, session_cluster_env, unlabeled_reviews
 
 TEXT = "Review Text"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ROWS = 240  # per night: with --batch-size 2 (blocks of 128 rows) and --rows-per-file 100, three part files
 RUN_ARGS = ("--concurrency", "1", "--batch-size", "2", "--rows-per-file", "100")
 # The steps of the commit where a kill leaves both nights' files in the output.

@@ -1,7 +1,7 @@
 """build_classifier on encoders other than BERT: each loads all its pretrained encoder weights,
 gets its own architecture's head, trains, saves, and reloads with `transformers.pipeline`; a
 checkpoint whose encoder weights do not match is refused. (`sentiment train` on a DistilBERT
-folder: tests/test_model_selection.py.)"""
+folder: tests/train/test_model_selection.py.)"""
 
 from __future__ import annotations
 

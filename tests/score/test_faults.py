@@ -225,7 +225,7 @@ def test_a_failed_attempt_keeps_the_last_complete_night_on_s3_and_the_next_run_c
 
     # Yesterday's complete night, committed through the library's commit code in this process
     # (tests/hand_commit.py): what is kept is the commit's business, and a scoring driver costs
-    # 20 s here. test_score_commit.py shows the real driver commits through the same code.
+    # 20 s here. score/test_commit.py shows the real driver commits through the same code.
     from tests.hand_commit import commit_night
 
     commit_night(output, 0, rows=300, files=2)

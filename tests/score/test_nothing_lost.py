@@ -1,6 +1,6 @@
 """Issue 12: every input file read or named, every row scored or counted, a failed re-run keeps
 the last good night. Real files (real reviews), a real local Ray cluster, the tiny classifier;
-the S3 committer test is in tests/test_reliability_scoring.py."""
+the S3 committer test is in tests/score/test_faults.py."""
 
 from __future__ import annotations
 

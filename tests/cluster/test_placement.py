@@ -1,4 +1,4 @@
-"""Local paths are fine on one node; the two-node refusal is proven in test_jobs_multinode.py."""
+"""Local paths are fine on one node; the two-node refusal is proven in cluster/test_jobs.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Pseudo-labels (`sentiment train --pseudo-labels`): confident rows of `sentiment score` output join
 the training split only; every other row is counted with its reason. The end-to-end run through
-DDP, with the pseudo-labels on S3, is tests/test_training.py's; real `sentiment score` output read
-back is tests/test_scoring.py's."""
+DDP, with the pseudo-labels on S3, is tests/train/test_driver.py's; real `sentiment score` output read
+back is tests/score/test_pipeline.py's."""
 
 import pandas as pd
 import pyarrow.parquet as pq

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster.yaml"
+CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
 PYPROJECT = CLUSTER_YAML.parent / "pyproject.toml"
 
 

@@ -154,7 +154,7 @@ def test_benchmark_job_prints_a_table_and_writes_json(shared_data, tmp_path):
     import json
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     out = tmp_path / "json"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.scoring", "--data", str(shared_data / "unlabeled"), "--n", "48",
@@ -182,7 +182,7 @@ def test_gpu_benchmark_job_runs_the_whole_table_on_cpu(shared_data, tmp_path, ra
 
     from tests.helpers import session_cluster_env
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     out = tmp_path / "gpu.json"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.gpu", "--device", "cpu", "--model-size", "tiny", "--data",
@@ -235,7 +235,7 @@ def test_quality_benchmark_bag_of_words_row_scores_the_training_split(shared_dat
 
     from tests.helpers import session_cluster_env
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     table = tmp_path / "quality.md"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.quality", "--data", str(shared_data / "labeled"), "--limit", "3000",

@@ -1,6 +1,6 @@
 """The progress line of `sentiment score` (sentiment/progress.py, sentiment/score/progress.py): its arithmetic with a
 clock the test moves. A real run's lines, while its actor is killed and restarted, are checked in
-tests/test_reliability_scoring.py."""
+tests/score/test_faults.py."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from tests.local_s3 import free_port
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
 # One CPU per node: the two DDP workers (one CPU each) cannot share a node, so DDP really
 # crosses nodes; the splits are materialized before the workers start, so data preparation

@@ -1,7 +1,7 @@
 """Model selection you can trust: a split that --seed does not move, and a history plot that marks
 the epoch --select-metric chose. The end-to-end checks (the saved epoch is the macro-F1 argmax,
 validation and test at one recorded precision, the split hash of --split-seed) read
-tests/test_training.py's run, which is selected by macro-F1: one Ray Train run fewer."""
+tests/train/test_driver.py's run, which is selected by macro-F1: one Ray Train run fewer."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_the_split_and_its_hash_do_not_move_with_the_training_seed(ray_cluster, 
     assert _texts(one.validation) == _texts(two.validation) and _texts(one.test) == _texts(two.test)
     assert one.split_hash == two.split_hash and len(one.split_hash) == 64
     assert one.train.to_pandas()["text"].tolist() != two.train.to_pandas()["text"].tolist()  # order follows --seed
-    # The hash is of the held-out texts (split_of's seed sensitivity: tests/test_data.py).
+    # The hash is of the held-out texts (split_of's seed sensitivity: tests/data/test_labeled.py).
     assert held_out_hash(_texts(one.test), _texts(one.validation)) != one.split_hash
 
 

@@ -2,8 +2,8 @@
 file and the problem (exit 2, no _SUCCESS), or is scored with a per-row `error`; nothing is
 lost silently. Cases already covered elsewhere are not repeated here:
 missing text column, corrupt Parquet header and a folder that is not a model
-(tests/test_scoring_inputs.py), null/empty/whitespace text (tests/test_scoring_inputs.py and
-tests/test_scoring.py), invalid training scores and empty training text (tests/test_data.py).
+(tests/score/test_inputs.py), null/empty/whitespace text (tests/score/test_inputs.py and
+tests/score/test_pipeline.py), invalid training scores and empty training text (tests/data/test_labeled.py).
 """
 
 from __future__ import annotations
