@@ -1,5 +1,6 @@
 """The picture of many scoring nights (`sentiment nights --plot`): label shares by night above,
-rows by night below, with the nights a share jumped and the nights the model changed marked."""
+rows by night below, with the nights a share jumped, the nights the model changed and the nights
+Ray restarted a scoring actor marked."""
 
 from __future__ import annotations
 
@@ -43,17 +44,28 @@ def nights_figure(rows: list[dict]):
     ax_shares.grid(alpha=0.3)
     ax_shares.legend(loc="upper left", fontsize=8, ncol=len(LABELS))
     moved = sum(1 for row in rows if row["moved"])
-    ax_shares.set_title(f"Label shares by night ({len(rows)} nights; circled: a share moved "
-                        f"{LABEL_SHIFT_WARNING * 100:.0f} points or more from the night before, {moved} night(s); "
-                        f"dashed: the model changed)", fontsize=10)
+    ax_shares.set_title(f"Label shares by night ({len(rows)} nights)\ncircled: a share moved "
+                        f"{LABEL_SHIFT_WARNING * 100:.0f} points or more from the night before ({moved} night(s)); "
+                        f"dashed: the model changed", fontsize=10)
     scored = [row["rows_scored"] or 0 for row in rows]
     errored = [row["rows_errored"] or 0 for row in rows]
     ax_rows.bar(x, scored, color="tab:blue", label="scored")
     ax_rows.bar(x, errored, bottom=scored, color="tab:red", label="not scored (empty or bad text)")
     ax_rows.set_ylabel("rows")
-    ax_rows.set_ylim(0, 1.35 * max(max(s + e for s, e in zip(scored, errored)), 1))  # room for the legend
+    top = max(max(s + e for s, e in zip(scored, errored)), 1)
+    ax_rows.set_ylim(0, 1.35 * top)  # room for the legend
+    # A restart costs no rows (its windows are scored again), so it is marked above the bar, with
+    # its count: nights that keep losing actors (out of memory) show as a run of marks.
+    restarted = [i for i, row in enumerate(rows) if row.get("actor_restarts")]
+    if restarted:
+        heights = [scored[i] + errored[i] + 0.08 * top for i in restarted]
+        ax_rows.plot(restarted, heights, "v", color="tab:orange", markersize=6,
+                     label="Ray restarted a scoring actor (times)")
+        for i, height in zip(restarted, heights):
+            ax_rows.annotate(str(rows[i]["actor_restarts"]), (i, height), textcoords="offset points",
+                             xytext=(6, -3), fontsize=7, color="tab:orange")
     ax_rows.grid(axis="y", alpha=0.3)
-    ax_rows.legend(loc="upper left", fontsize=8)
+    ax_rows.legend(loc="upper left", fontsize=8, ncol=3)  # one row, in the room above the bars
     step = max(1, -(-len(rows) // _NAMED_NIGHTS))
     ax_rows.set_xticks(x[::step], [row["night"] for row in rows][::step], rotation=45, ha="right", fontsize=8)
     fig.tight_layout()

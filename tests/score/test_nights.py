@@ -79,6 +79,12 @@ def test_nights_in_finish_order_with_shifts_moves_and_the_model_change(tmp_path,
             "node gone; every row still scored once): 2026-12-02 (1)") in table
     assert f"no finished night (no _SUCCESS and _summary.json of one attempt) in: {root}/2026-12-05, " \
            f"{root}/2026-12-06" in table
+    from sentiment.score.plots import nights_figure
+
+    figure = nights_figure(found.rows)  # the night with the restart is marked above its bar, with its count
+    assert [t.get_text() for t in figure.axes[1].texts] == ["1"]
+    [marks] = [line for line in figure.axes[1].lines if line.get_label().startswith("Ray restarted a scoring actor")]
+    assert list(marks.get_xdata()) == [1]  # the second night, 2026-12-02
     image = matplotlib.image.imread(tmp_path / "plots" / "nights.png")
     assert image.shape[0] > 500 and image.shape[1] > 700  # a real picture, drawn
 

@@ -184,6 +184,8 @@ def test_a_failed_worker_is_said_in_one_line_with_what_happens_next(monkeypatch,
         "failure 1 of --max-failures 1, so Ray Train restarts the workers, from the last checkpoint if there is one",
         "[train] rank 0 failed (ValueError: no rows), rank 1 failed (ActorDiedError: The actor died unexpectedly "
         "before finishing this task.): failure 2, more than --max-failures 1, so the run stops"]
+    faults.WorkerFailureReport(max_failures=2, tag="[adapt]").after_exception(None, {1: lost})  # adapt's lines
+    assert capsys.readouterr().err.startswith("[adapt] rank 1 failed (ActorDiedError: ")
 
     # Ray Train's own warning about the same event keeps its line and loses its traceback.
     printed = io.StringIO()
