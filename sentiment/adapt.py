@@ -41,7 +41,7 @@ from sentiment.model.classifier import (DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PR
                                         check_max_length, load_encoder_with_head)
 from sentiment.train.driver import (GPU_WORKER_CPUS, absolute_if_local, cpu_worker_cpus, fit_interruptibly,
                                     log_workers_starting)
-from sentiment.train.faults import WorkerFailureReport
+from sentiment.train.faults import WorkerFailureReport, read_worker_failures
 from sentiment.train.masked_lm import HISTORY_FILE, MODEL_SUBDIR, adapt_loop_per_worker
 from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
 from sentiment.provenance import provenance
@@ -194,6 +194,7 @@ def adapt(config: AdaptConfig) -> dict:
                "wall_seconds": {"data_prep": prepared - started, "training": trained - prepared,
                                 "total": time.time() - started},
                "ray_run": {"name": config.run_name, "checkpoint": result.checkpoint.path},
+               "worker_failures": read_worker_failures(run_dir),  # what the run survived (sentiment.train.faults)
                "provenance": provenance()}
     commit_model_folder(staged, config.resolved_output, metrics)
     print(f"adapted encoder written to {config.resolved_output}: held-out masked-language loss "
@@ -220,7 +221,8 @@ def _trainer(config: AdaptConfig, corpus, *, head_is_new: bool) -> TorchTrainer:
         run_config=RunConfig(name=config.run_name, storage_path=path, storage_filesystem=filesystem,
                              checkpoint_config=CheckpointConfig(num_to_keep=1),
                              failure_config=FailureConfig(max_failures=config.max_failures),
-                             callbacks=[WorkerFailureReport(config.max_failures, tag="[adapt]")],
+                             callbacks=[WorkerFailureReport(config.max_failures, tag="[adapt]",
+                                                            run_dir=f"{config.resolved_storage_path}/{config.run_name}")],
                              logging_config=LoggingConfig(log_level=RAY_TRAIN_LOG_LEVEL)),
         datasets={"train": texts})
 

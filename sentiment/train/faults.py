@@ -12,6 +12,8 @@ is an INFO line, which the console leaves to the session's log files
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import sys
 
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 RAY_BACKEND_SHUTDOWN_LOGGER = "ray.train.v2._internal.callbacks.backend_setup"
 # A failure before the first epoch's checkpoint starts the run over.
 FROM_CHECKPOINT = "from the last checkpoint if there is one"
+# Beside the run's checkpoints (storage path / run name): every failure of the run's worker groups,
+# over all its attempts (a re-run with the same name adds to it). metrics.json copies it.
+FAILURES_FILE = "sentiment_worker_failures.json"
 
 
 class WorkerFailureReport(UserCallback):
@@ -40,9 +45,10 @@ class WorkerFailureReport(UserCallback):
     against --max-failures (Ray Train's rule: FailureConfig.max_preemption_failures, unlimited by
     default)."""
 
-    def __init__(self, max_failures: int, tag: str = "[train]"):
+    def __init__(self, max_failures: int, tag: str = "[train]", run_dir: str | None = None):
         self.max_failures = max_failures
         self.tag = tag  # the tag of the command's worker lines: "[train]", "[adapt]"
+        self.run_dir = run_dir  # where FAILURES_FILE is kept; None: nowhere
         self.failures = 0
 
     def after_exception(self, run_context, worker_exceptions: dict) -> None:
@@ -53,14 +59,39 @@ class WorkerFailureReport(UserCallback):
         if any(getattr(_unwrapped(error), "preempted", False) for error in worker_exceptions.values()):
             log.warning(f"{self.tag} {ranks}: a node was preempted, which --max-failures does not "
                         f"count, so Ray Train restarts the workers, {FROM_CHECKPOINT}")
-            return
-        self.failures += 1
-        if self.failures <= self.max_failures:
-            log.warning(f"{self.tag} {ranks}: failure {self.failures} of --max-failures "
-                        f"{self.max_failures}, so Ray Train restarts the workers, {FROM_CHECKPOINT}")
+            outcome = "restarted (a node preempted)"
         else:
-            log.warning(f"{self.tag} {ranks}: failure {self.failures}, more than --max-failures "
-                        f"{self.max_failures}, so the run stops")
+            self.failures += 1
+            if self.failures <= self.max_failures:
+                log.warning(f"{self.tag} {ranks}: failure {self.failures} of --max-failures "
+                            f"{self.max_failures}, so Ray Train restarts the workers, {FROM_CHECKPOINT}")
+                outcome = "restarted"
+            else:
+                log.warning(f"{self.tag} {ranks}: failure {self.failures}, more than --max-failures "
+                            f"{self.max_failures}, so the run stops")
+                outcome = "stopped"
+        if self.run_dir:
+            self._record({"at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                          "ranks": {str(rank): describe_error(error) for rank, error in sorted(worker_exceptions.items())},
+                          "outcome": outcome})
+
+    def _record(self, failure: dict) -> None:
+        from sentiment.io.storage import write_bytes
+
+        try:
+            failures = read_worker_failures(self.run_dir) + [failure]
+            write_bytes(f"{self.run_dir}/{FAILURES_FILE}", json.dumps(failures, indent=1).encode())
+        except Exception as error:  # the record must never be what stops a run that would go on
+            log.warning(f"{self.tag} the failure could not be recorded in {self.run_dir}/{FAILURES_FILE}: {error}")
+
+
+def read_worker_failures(run_dir: str) -> list[dict]:
+    """The failures WorkerFailureReport recorded for the run in run_dir (storage path / run
+    name), oldest first: [] where there were none."""
+    from sentiment.io.storage import exists, read_bytes
+
+    uri = f"{run_dir}/{FAILURES_FILE}"
+    return json.loads(read_bytes(uri)) if exists(uri) else []
 
 
 def describe_error(error: BaseException, limit: int = 240) -> str:

@@ -130,6 +130,7 @@ def test_metrics_json_has_every_key_with_values_in_range(trained_on_s3):
     metrics = _metrics(trained_on_s3)
     assert METRIC_KEYS <= set(metrics)
     assert metrics["provenance"] == provenance()  # the code and library versions that trained it
+    assert metrics["worker_failures"] == []  # nothing lost in this run (tests/train/test_resume.py loses one)
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
     for epoch in metrics["history"]:
         for key in ("train_loss", "val_loss"):

@@ -3,6 +3,7 @@ checkpoint), and a driver stopped with Ctrl-C (it says `interrupted` and exits 1
 the same name continues from the last checkpoint). A driver killed outright resumes the same way:
 tests/test_adapt.py kills `sentiment adapt`'s with SIGKILL."""
 
+import json
 import os
 import signal
 
@@ -77,6 +78,10 @@ def test_a_lost_worker_restarts_and_a_run_stopped_with_ctrl_c_resumes_from_its_l
     printed = capsys.readouterr()
     assert status == 0, (printed.out + printed.err)[-3000:]
     _, after_rerun = assert_resumed_from_checkpoint(output, EPOCHS, restored_epochs=[1, 2])
+    # metrics.json keeps what the run survived, over both drivers: the one worker lost.
+    [failure] = json.loads((output / "metrics.json").read_text())["worker_failures"]
+    assert list(failure["ranks"]) == ["1"] and failure["ranks"]["1"].startswith("ActorDiedError: "), failure
+    assert failure["outcome"] == "restarted" and failure["at"].startswith("20"), failure
     # The driver says so first, before anything else it prints.
     assert printed.out.splitlines()[0] == (f"resuming run 'resume-me' from its checkpoint of epoch "
                                            f"{after_rerun['epoch']} (in {output}/checkpoints/resume-me)")
@@ -155,7 +160,7 @@ def test_a_train_run_recorded_with_one_text_column_name_resumes_with_that_name_a
     assert prepare_run(str(tmp_path), settings, RUN_KEYS) == 1
 
 
-def test_a_failed_worker_is_said_in_one_line_with_what_happens_next(monkeypatch, capsys):
+def test_a_failed_worker_is_said_in_one_line_with_what_happens_next(monkeypatch, capsys, tmp_path):
     """The controller's line for each failure of the worker group (the end-to-end test above sees
     it on the console): the rank, its error in one line, and whether Ray Train restarts or stops.
     The errors are built as Ray Train hands them to the callback."""
@@ -168,7 +173,7 @@ def test_a_failed_worker_is_said_in_one_line_with_what_happens_next(monkeypatch,
     from sentiment.train import faults
 
     monkeypatch.setattr(faults.log, "handlers", [])  # a handler on the stderr capsys holds now
-    report = faults.WorkerFailureReport(max_failures=1)
+    report = faults.WorkerFailureReport(max_failures=1, run_dir=str(tmp_path))
     preempted = WorkerHealthCheckFailedError("health check failed", RayActorError(preempted=True))
     report.after_exception(None, {3: preempted})
     lost = WorkerHealthCheckFailedError("health check failed", ActorDiedError())
@@ -186,6 +191,14 @@ def test_a_failed_worker_is_said_in_one_line_with_what_happens_next(monkeypatch,
         "before finishing this task.): failure 2, more than --max-failures 1, so the run stops"]
     faults.WorkerFailureReport(max_failures=2, tag="[adapt]").after_exception(None, {1: lost})  # adapt's lines
     assert capsys.readouterr().err.startswith("[adapt] rank 1 failed (ActorDiedError: ")
+    # Each failure is recorded beside the run's checkpoints, for its metrics.json.
+    recorded = faults.read_worker_failures(str(tmp_path))
+    assert [(f["ranks"], f["outcome"]) for f in recorded] == [
+        ({"3": "RayActorError: The actor experienced an error before finishing this task."}, "restarted (a node preempted)"),
+        ({"1": "ActorDiedError: The actor died unexpectedly before finishing this task."}, "restarted"),
+        ({"0": "ValueError: no rows", "1": "ActorDiedError: The actor died unexpectedly before finishing this task."},
+         "stopped")]
+    assert faults.read_worker_failures(str(tmp_path / "another-run")) == []
 
     # Ray Train's own warning about the same event keeps its line and loses its traceback.
     printed = io.StringIO()
