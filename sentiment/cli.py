@@ -211,7 +211,9 @@ def _add_ray_train_run_arguments(parser: argparse.ArgumentParser, run_name: str)
                         help="where Ray Train keeps checkpoints (local or s3://); default: OUTPUT/checkpoints. "
                              "Use shared storage (s3://) on a multi-node cluster")
     parser.add_argument("--max-failures", type=non_negative_int, default=2,
-                        help="restarts from the last checkpoint after a lost worker (default: %(default)s)")
+                        help="restarts from the last checkpoint after a lost worker (default: %(default)s); "
+                             "each loss is said in one line and listed in metrics.json (worker_failures); "
+                             "a preempted node is not counted")
     _add_shared_fs_argument(parser)
 
 
