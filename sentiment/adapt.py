@@ -40,7 +40,7 @@ from sentiment.io.storage import absolute_uri, arrow_filesystem, check_reachable
 from sentiment.model.classifier import (DEFAULT_BACKBONE, DEFAULT_MAX_LENGTH, PRECISIONS, backbone_config,
                                         check_max_length, load_encoder_with_head)
 from sentiment.train.driver import (GPU_WORKER_CPUS, absolute_if_local, cpu_worker_cpus, fit_interruptibly,
-                                    log_workers_starting)
+                                    log_workers_starting, run_folder)
 from sentiment.train.faults import WorkerFailureReport, read_worker_failures
 from sentiment.train.masked_lm import HISTORY_FILE, MODEL_SUBDIR, adapt_loop_per_worker
 from sentiment.train.output import check_output_is_ours, commit_model_folder, staging_folder
@@ -153,7 +153,7 @@ def adapt(config: AdaptConfig) -> dict:
         raise InputError(f"--output {config.output} is the --model folder: write the adapted encoder to a new folder")
     check_output_is_ours(config.resolved_output)
     list_shard_files(config.data, config.format)  # a path that matches nothing fails before any record is made
-    run_dir = f"{config.resolved_storage_path}/{config.run_name}"
+    run_dir = run_folder(config)
     recorded = config.recorded()
     if prepare_run(run_dir, {key: recorded[key] for key in ADAPT_RUN_KEYS}, ADAPT_RUN_KEYS) is not None:
         print(f"resuming run {config.run_name!r} from its last checkpoint (in {run_dir})", flush=True)
@@ -222,7 +222,7 @@ def _trainer(config: AdaptConfig, corpus, *, head_is_new: bool) -> TorchTrainer:
                              checkpoint_config=CheckpointConfig(num_to_keep=1),
                              failure_config=FailureConfig(max_failures=config.max_failures),
                              callbacks=[WorkerFailureReport(config.max_failures, tag="[adapt]",
-                                                            run_dir=f"{config.resolved_storage_path}/{config.run_name}")],
+                                                            run_dir=run_folder(config))],
                              logging_config=LoggingConfig(log_level=RAY_TRAIN_LOG_LEVEL)),
         datasets={"train": texts})
 

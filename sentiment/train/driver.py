@@ -162,15 +162,16 @@ def _run_config(config: TrainConfig) -> RunConfig:
         checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="selection_score",
                                            checkpoint_score_order="max"),
         failure_config=FailureConfig(max_failures=config.max_failures),
-        callbacks=[WorkerFailureReport(config.max_failures, run_dir=_run_dir(config))],
+        callbacks=[WorkerFailureReport(config.max_failures, run_dir=run_folder(config))],
         # Ray Train's INFO lines (the worker group's start, every checkpoint's path) stay in the
         # session's logs/train/ files; our epoch lines are the console's (sentiment/cluster/ray_console.py).
         logging_config=LoggingConfig(log_level=RAY_TRAIN_LOG_LEVEL),
     )
 
 
-def _run_dir(config: TrainConfig) -> str:
-    """The Ray Train run's folder: its checkpoints and our records of the run beside them."""
+def run_folder(config) -> str:
+    """The Ray Train run's folder (storage path / run name) of a train or adapt config: its
+    checkpoints, and our records of the run beside them (resume's settings, the worker failures)."""
     return f"{config.resolved_storage_path}/{config.run_name}"
 
 
@@ -249,10 +250,10 @@ def train(config: TrainConfig) -> dict:
     # any cluster.
     pseudo = (read_pseudo_labels(config.pseudo_labels, config.pseudo_text_column, config.pseudo_min_confidence,
                                  config.pseudo_per_class) if config.pseudo_labels else None)
-    resumed_epoch = prepare_run(_run_dir(config), run_settings(_recorded(config)))
+    resumed_epoch = prepare_run(run_folder(config), run_settings(_recorded(config)))
     if resumed_epoch is not None:
         print(f"resuming run {config.run_name!r} from its checkpoint of epoch {resumed_epoch} "
-              f"(in {_run_dir(config)})", flush=True)
+              f"(in {run_folder(config)})", flush=True)
     ensure_connected()
     if not (cpus_given or config.use_gpu):
         config = replace(config, cpus_per_worker=cpu_worker_cpus(largest_node_cpus(), config.num_workers))
@@ -311,7 +312,7 @@ def train(config: TrainConfig) -> dict:
                              "test_evaluation": time.time() - trained, "total": time.time() - started},
             "ray_run": {"name": config.run_name, "best_checkpoint": best.path},
             # What the run survived (sentiment.train.faults), over all its attempts: [] for most.
-            "worker_failures": read_worker_failures(_run_dir(config)),
+            "worker_failures": read_worker_failures(run_folder(config)),
             "provenance": provenance(),
         }
         artifacts = os.path.join(scratch, "artifacts")
